@@ -1,0 +1,52 @@
+#include "reply.hpp"
+
+#include <string>
+
+namespace mctp {
+
+std::string printable_ascii(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    bool pending_space = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == ' ' || c < 0x20 || c == 0x7f) {
+            pending_space = !out.empty();
+            continue;
+        }
+        if (pending_space) {
+            out.push_back(' ');
+            pending_space = false;
+        }
+        if (c < 0x80) {
+            out.push_back(static_cast<char>(c));
+            continue;
+        }
+        // One '?' per UTF-8 sequence: skip its continuation bytes.
+        out.push_back('?');
+        while (i + 1 < text.size() &&
+               (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80 && c >= 0xC0) {
+            ++i;
+        }
+    }
+    return out;
+}
+
+std::string format_reply(const Reply& reply, std::size_t line_max) {
+    std::string line = std::to_string(number(reply.code));
+    const std::string text = printable_ascii(reply.text);
+    if (!text.empty()) {
+        line.push_back(' ');
+        line += text;
+    }
+    if (line_max >= 6 && line.size() + 2 > line_max) {
+        line.resize(line_max - 2);
+        while (!line.empty() && line.back() == ' ') {
+            line.pop_back();
+        }
+    }
+    line += "\r\n";
+    return line;
+}
+
+}  // namespace mctp

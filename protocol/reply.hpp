@@ -1,0 +1,48 @@
+// Reply codes and the formatting of reply lines.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace mctp {
+
+enum class Code : int {
+    ready = 220,              // greeting
+    closing = 221,            // QUIT
+    ok = 250,                 // command done
+    start_data = 354,         // DATA accepted, send the password
+    continue_data = 355,      // data line received
+    unavailable = 421,        // disabled, timeout, too many failures; closes
+    local_error = 451,        // change aborted by a local or temporary failure
+    unknown_command = 500,    // no such verb
+    syntax_error = 501,       // bad argument, over-long line, bad data
+    bad_sequence = 503,       // command not allowed in this state
+    controller_rejected = 521,// peer matches no controller; closes
+    access_denied = 530,      // wrong secret, or policy forbids the user
+    user_unknown = 551,       // no such user
+    transaction_failed = 554, // the host's PAM policy refused the password
+};
+
+constexpr int number(Code c) { return static_cast<int>(c); }
+
+struct Reply {
+    Code code;
+    std::string text;
+    // Wait this long before sending (failed AUTH), so guessing is slow.
+    std::chrono::milliseconds delay{0};
+    // Close the connection once the reply is sent.
+    bool close = false;
+};
+
+// Reduces text to printable ASCII: white space and control characters
+// become one space, every other non-ASCII character (a UTF-8 sequence or
+// a stray byte) one '?'. Leading and trailing spaces go.
+std::string printable_ascii(std::string_view text);
+
+// "NNN text\r\n", text made printable and cut so that the whole line,
+// CRLF included, is at most line_max octets.
+std::string format_reply(const Reply& reply, std::size_t line_max);
+
+}  // namespace mctp

@@ -1,0 +1,366 @@
+#include "session.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <utility>
+
+#include "limits.hpp"
+#include "text.hpp"
+
+namespace mctp {
+
+std::string_view to_string(State s) {
+    switch (s) {
+    case State::connected: return "CONNECTED";
+    case State::greeted: return "GREETED";
+    case State::authed: return "AUTHED";
+    case State::pending: return "PENDING";
+    case State::receiving: return "RECEIVING";
+    case State::closed: return "CLOSED";
+    }
+    return "?";
+}
+
+namespace {
+
+constexpr unsigned bit(State s) { return 1U << static_cast<unsigned>(s); }
+constexpr unsigned any_state =
+    bit(State::connected) | bit(State::greeted) | bit(State::authed) | bit(State::pending);
+
+enum class Arg { none, required };
+
+std::string_view result_word(UserVerdict v) {
+    switch (v) {
+    case UserVerdict::allowed: return "allowed";
+    case UserVerdict::unknown: return "unknown user";
+    case UserVerdict::forbidden: return "forbidden by policy";
+    }
+    return "?";
+}
+
+}  // namespace
+
+// The command table: verb, argument rule, states it is allowed in, the
+// reply when it is not, and the handler. Checks run in this order:
+// verb (500), argument (501), state (503), then the handler.
+struct Session::Command {
+    std::string_view verb;
+    Arg arg;
+    unsigned allowed;
+    std::string_view wrong_state;
+    Reply (Session::*handler)(std::string_view);
+};
+
+struct CommandTable {
+    static constexpr std::array<Session::Command, 9> commands{{
+        {"HELO", Arg::required, bit(State::connected), "already greeted; RSET first",
+         &Session::cmd_helo},
+        {"AUTH", Arg::required, bit(State::greeted), "", &Session::cmd_auth},
+        {"VRFY", Arg::required, bit(State::authed) | bit(State::pending), "authenticate first",
+         &Session::cmd_vrfy},
+        {"CHPW", Arg::required, bit(State::authed), "", &Session::cmd_chpw},
+        {"DATA", Arg::none, bit(State::pending), "no pending change; send CHPW first",
+         &Session::cmd_data},
+        {"RSET", Arg::none, any_state, "", &Session::cmd_rset},
+        {"NOOP", Arg::none, any_state, "", &Session::cmd_noop},
+        {"QUIT", Arg::none, any_state, "", &Session::cmd_quit},
+        {"HELP", Arg::none, any_state, "", &Session::cmd_help},
+    }};
+
+    static const Session::Command* find(std::string_view verb) {
+        if (verb.size() != 4) {
+            return nullptr;
+        }
+        for (const auto& c : commands) {
+            if (std::equal(verb.begin(), verb.end(), c.verb.begin(), [](char a, char b) {
+                    return std::toupper(static_cast<unsigned char>(a)) == b;
+                })) {
+                return &c;
+            }
+        }
+        return nullptr;
+    }
+};
+
+Session::Session(SessionSettings settings, Host& host, std::string peer)
+    : settings_(std::move(settings)), host_(host), peer_(std::move(peer)) {}
+
+Reply Session::reply(Code code, std::string text) { return Reply{code, std::move(text)}; }
+
+Reply Session::close_with(Code code, std::string text) {
+    drop_transaction();
+    set_state(State::closed);
+    Reply r{code, std::move(text)};
+    r.close = true;
+    return r;
+}
+
+void Session::set_state(State next) {
+    if (next != state_) {
+        host_.log(LogLevel::debug,
+                  std::string(to_string(state_)) + " -> " + std::string(to_string(next)));
+        state_ = next;
+    }
+}
+
+void Session::drop_transaction() noexcept {
+    user_.clear();
+    password_.clear();
+    data_lines_ = 0;
+    data_overflow_ = false;
+}
+
+Reply Session::start(PeerVerdict verdict) {
+    switch (verdict) {
+    case PeerVerdict::accepted:
+        host_.log(LogLevel::info, "connect from " + peer_);
+        return reply(Code::ready, settings_.host_name + " MCTP ready");
+    case PeerVerdict::rejected:
+        host_.log(LogLevel::notice, "connect from " + peer_ + " refused: no controller entry");
+        return close_with(Code::controller_rejected,
+                          settings_.host_name + " no controller entry for " + peer_);
+    case PeerVerdict::disabled:
+        host_.log(LogLevel::notice, "connect from " + peer_ + " refused: service disabled");
+        return close_with(Code::unavailable, settings_.host_name + " service disabled");
+    }
+    return close_with(Code::unavailable, settings_.host_name + " service not available");
+}
+
+Reply Session::on_line(std::string_view line) {
+    if (state_ == State::closed) {
+        return reply(Code::bad_sequence, "session closed");
+    }
+    if (state_ == State::receiving) {
+        return on_data_line(line);
+    }
+    return dispatch(line);
+}
+
+Reply Session::on_overflow() {
+    if (state_ == State::receiving) {
+        // Keep reading data: the transaction fails at ".".
+        data_overflow_ = true;
+        password_.clear();
+        host_.log(LogLevel::notice, "data line too long for user " + user_);
+        return reply(Code::syntax_error, "line too long; the change will be refused");
+    }
+    host_.log(LogLevel::notice, "command line too long");
+    return reply(Code::syntax_error,
+                 "line too long (at most " + std::to_string(settings_.line_max) + " octets)");
+}
+
+Reply Session::on_timeout() {
+    if (state_ == State::closed) {
+        return reply(Code::unavailable, settings_.host_name + " timeout");
+    }
+    host_.log(LogLevel::notice, state_ == State::receiving
+                                    ? "timeout while receiving data; nothing changed"
+                                    : "timeout");
+    return close_with(Code::unavailable, settings_.host_name + " timeout");
+}
+
+void Session::on_end_of_input() {
+    if (state_ == State::closed) {
+        return;
+    }
+    host_.log(LogLevel::info, state_ == State::receiving
+                                  ? "connection closed during DATA; nothing changed"
+                                  : "connection closed by peer");
+    drop_transaction();
+    set_state(State::closed);
+}
+
+Reply Session::dispatch(std::string_view line) {
+    if (!is_printable_ascii(line)) {
+        return reply(Code::syntax_error, "command lines are printable ASCII");
+    }
+    const std::string_view verb = line.substr(0, line.find(' '));
+    const Command* cmd = CommandTable::find(verb);
+    if (cmd == nullptr) {
+        return reply(Code::unknown_command, "command unrecognized");
+    }
+    std::string_view arg;
+    if (line.size() > 4) {
+        arg = line.substr(5);
+    }
+    if (cmd->arg == Arg::none && line.size() > 4) {
+        return reply(Code::syntax_error, std::string(cmd->verb) + " takes no argument");
+    }
+    if (cmd->arg == Arg::required && !is_argument(arg)) {
+        return reply(Code::syntax_error,
+                     std::string(cmd->verb) + " needs one argument after one space");
+    }
+    if ((cmd->allowed & bit(state_)) == 0) {
+        std::string why(cmd->wrong_state);
+        if (cmd->handler == &Session::cmd_auth) {
+            why = state_ == State::connected ? "send HELO first" : "already authenticated";
+        } else if (cmd->handler == &Session::cmd_chpw) {
+            why = state_ == State::pending ? "a change is already pending; send DATA or RSET"
+                                           : "authenticate first";
+        }
+        return reply(Code::bad_sequence, why);
+    }
+    return (this->*(cmd->handler))(arg);
+}
+
+Reply Session::cmd_helo(std::string_view arg) {
+    if (!is_helo_name(arg)) {
+        return reply(Code::syntax_error, "HELO needs a host name");
+    }
+    helo_name_ = arg;
+    host_.log(LogLevel::info, "HELO " + helo_name_);
+    set_state(State::greeted);
+    return reply(Code::ok, settings_.host_name + " hello " + helo_name_ + " [" + peer_ + "]");
+}
+
+Reply Session::cmd_auth(std::string_view arg) {
+    const Secret secret(arg);
+    if (auto controller = host_.authenticate(secret)) {
+        controller_ = std::move(*controller);
+        host_.log(LogLevel::info, "AUTH ok: controller " + controller_);
+        set_state(State::authed);
+        return reply(Code::ok, "authenticated as " + controller_);
+    }
+    ++auth_failures_;
+    host_.log(LogLevel::notice, "AUTH failed (" + std::to_string(auth_failures_) + " of " +
+                                    std::to_string(settings_.max_auth_failures) + ")");
+    Reply r = auth_failures_ >= settings_.max_auth_failures
+                  ? close_with(Code::unavailable,
+                               settings_.host_name + " too many authentication failures")
+                  : reply(Code::access_denied, "authentication failed");
+    r.delay = settings_.auth_failure_delay;
+    return r;
+}
+
+Reply Session::cmd_vrfy(std::string_view arg) {
+    if (!is_user_name(arg)) {
+        return reply(Code::syntax_error, "not a valid user name");
+    }
+    const std::string user(arg);
+    const UserVerdict v = host_.check_user(controller_, user);
+    host_.log(LogLevel::info, "VRFY " + user + ": " + std::string(result_word(v)));
+    switch (v) {
+    case UserVerdict::allowed: return reply(Code::ok, user + " may be managed");
+    case UserVerdict::unknown: return reply(Code::user_unknown, user + " unknown");
+    case UserVerdict::forbidden: break;
+    }
+    return reply(Code::access_denied, user + " may not be managed from here");
+}
+
+Reply Session::cmd_chpw(std::string_view arg) {
+    if (!is_user_name(arg)) {
+        return reply(Code::syntax_error, "not a valid user name");
+    }
+    const std::string user(arg);
+    const UserVerdict v = host_.check_user(controller_, user);
+    host_.log(LogLevel::info, "CHPW " + user + ": " + std::string(result_word(v)));
+    switch (v) {
+    case UserVerdict::allowed:
+        user_ = user;
+        set_state(State::pending);
+        return reply(Code::ok, "change for " + user + " pending; send DATA");
+    case UserVerdict::unknown: return reply(Code::user_unknown, user + " unknown");
+    case UserVerdict::forbidden: break;
+    }
+    return reply(Code::access_denied, user + " may not be managed from here");
+}
+
+Reply Session::cmd_data(std::string_view) {
+    password_.clear();
+    data_lines_ = 0;
+    data_overflow_ = false;
+    set_state(State::receiving);
+    return reply(Code::start_data, "send the new password, end with \".\" on a line by itself");
+}
+
+Reply Session::on_data_line(std::string_view line) {
+    if (line == ".") {
+        return finish_data();
+    }
+    if (line.starts_with('.')) {
+        line.remove_prefix(1);  // dot-unstuffing
+    }
+    if (data_lines_ < SIZE_MAX) {
+        ++data_lines_;
+    }
+    if (data_lines_ == 1 && !data_overflow_) {
+        password_ = Secret(line);
+    } else {
+        password_.clear();
+    }
+    return reply(Code::continue_data, "go on");
+}
+
+Reply Session::finish_data() {
+    const std::string user = user_;
+    const auto refuse = [&](std::string why) {
+        host_.log(LogLevel::notice, "change for " + user + " refused: " + why + "; nothing changed");
+        drop_transaction();
+        set_state(State::authed);
+        return reply(Code::syntax_error, why + "; nothing changed");
+    };
+    if (data_overflow_) {
+        return refuse("a data line was too long");
+    }
+    if (data_lines_ != 1) {
+        return refuse("expected exactly one password line, got " + std::to_string(data_lines_));
+    }
+    if (password_.empty()) {
+        return refuse("empty password");
+    }
+    if (!is_password_text(password_.view())) {
+        return refuse("password must be UTF-8 without control characters");
+    }
+
+    ChangeResult result = host_.change_password(user, helo_name_, password_);
+    drop_transaction();
+    set_state(State::authed);
+
+    std::string msg = printable_ascii(result.message);
+    switch (result.kind) {
+    case ChangeResult::Kind::changed:
+        host_.log(LogLevel::notice, "password changed for " + user);
+        return reply(Code::ok, "password changed for " + user);
+    case ChangeResult::Kind::refused:
+        host_.log(LogLevel::notice, "change for " + user + " refused by PAM: " + msg);
+        return reply(Code::transaction_failed, msg.empty() ? "password refused by policy" : msg);
+    case ChangeResult::Kind::unknown:
+        host_.log(LogLevel::notice, "change for " + user + " failed: unknown to PAM: " + msg);
+        return reply(Code::user_unknown, user + " unknown");
+    case ChangeResult::Kind::forbidden:
+        host_.log(LogLevel::notice, "change for " + user + " denied by PAM: " + msg);
+        return reply(Code::access_denied, msg.empty() ? "permission denied" : msg);
+    case ChangeResult::Kind::failed: break;
+    }
+    host_.log(LogLevel::warning, "change for " + user + " failed: " + msg);
+    return reply(Code::local_error,
+                 "change aborted: " + (msg.empty() ? std::string("local error") : msg));
+}
+
+Reply Session::cmd_rset(std::string_view) {
+    drop_transaction();
+    helo_name_.clear();
+    controller_.clear();
+    // auth_failures_ is kept: RSET must not reset the guessing limit.
+    set_state(State::connected);
+    return reply(Code::ok, "reset; send HELO");
+}
+
+Reply Session::cmd_noop(std::string_view) { return reply(Code::ok, "ok"); }
+
+Reply Session::cmd_quit(std::string_view) {
+    host_.log(LogLevel::info, "QUIT");
+    return close_with(Code::closing, settings_.host_name + " closing");
+}
+
+Reply Session::cmd_help(std::string_view) {
+    std::string verbs;
+    for (const auto& c : CommandTable::commands) {
+        verbs += ' ';
+        verbs += c.verb;
+    }
+    return reply(Code::ok, "commands:" + verbs);
+}
+
+}  // namespace mctp

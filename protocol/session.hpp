@@ -1,0 +1,123 @@
+// The MCTP session state machine of mpasswd-protocol(7). Lines and events
+// in, one reply per event out. No sockets, no PAM, no clocks: the host it
+// runs on is reached through the Host interface, which tests replace.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "reply.hpp"
+#include "secret.hpp"
+
+namespace mctp {
+
+enum class State { connected, greeted, authed, pending, receiving, closed };
+std::string_view to_string(State s);
+
+enum class LogLevel { debug, info, notice, warning };
+
+// What the connecting peer is, decided before the banner.
+enum class PeerVerdict {
+    accepted,  // some controller entry may connect from this peer
+    rejected,  // no controller entry matches the peer: 521
+    disabled,  // the service is switched off: 421
+};
+
+enum class UserVerdict {
+    allowed,
+    unknown,    // no such user: 551
+    forbidden,  // exists but policy forbids managing it: 530
+};
+
+struct ChangeResult {
+    enum class Kind {
+        changed,    // 250
+        refused,    // the PAM policy refused the password: 554
+        failed,     // temporary or local failure: 451
+        unknown,    // PAM does not know the user: 551
+        forbidden,  // PAM denied permission: 530
+    } kind;
+    std::string message;  // PAM's own words, never the password
+};
+
+// What the session asks of the host it runs on.
+class Host {
+public:
+    virtual ~Host() = default;
+    // The name of the controller whose secret this is, or nothing.
+    virtual std::optional<std::string> authenticate(const Secret& secret) = 0;
+    virtual UserVerdict check_user(std::string_view controller, std::string_view user) = 0;
+    virtual ChangeResult change_password(std::string_view user, std::string_view helo_name,
+                                         const Secret& password) = 0;
+    // One line for the log. Never given a secret or a password.
+    virtual void log(LogLevel level, std::string_view message) = 0;
+};
+
+struct SessionSettings {
+    std::string host_name = "localhost";
+    std::size_t line_max = 128;
+    unsigned max_auth_failures = 3;
+    std::chrono::milliseconds auth_failure_delay{2000};
+};
+
+class Session {
+public:
+    Session(SessionSettings settings, Host& host, std::string peer);
+
+    // The banner (220), or 521/421 and close.
+    Reply start(PeerVerdict verdict);
+    // One complete input line (terminator removed).
+    Reply on_line(std::string_view line);
+    // An input line longer than line_max (its rest is discarded).
+    Reply on_overflow();
+    // No input for idle_timeout, or the session outlived session_timeout.
+    Reply on_timeout();
+    // The peer closed the connection (or it broke).
+    void on_end_of_input();
+
+    [[nodiscard]] State state() const noexcept { return state_; }
+    [[nodiscard]] bool closed() const noexcept { return state_ == State::closed; }
+    [[nodiscard]] const SessionSettings& settings() const noexcept { return settings_; }
+
+private:
+    struct Command;
+    friend struct CommandTable;
+
+    Reply dispatch(std::string_view line);
+    Reply on_data_line(std::string_view line);
+    Reply finish_data();
+    Reply reply(Code code, std::string text);
+    Reply close_with(Code code, std::string text);
+    void set_state(State next);
+    void drop_transaction() noexcept;
+
+    Reply cmd_helo(std::string_view arg);
+    Reply cmd_auth(std::string_view arg);
+    Reply cmd_vrfy(std::string_view arg);
+    Reply cmd_chpw(std::string_view arg);
+    Reply cmd_data(std::string_view arg);
+    Reply cmd_rset(std::string_view arg);
+    Reply cmd_noop(std::string_view arg);
+    Reply cmd_quit(std::string_view arg);
+    Reply cmd_help(std::string_view arg);
+
+    SessionSettings settings_;
+    Host& host_;
+    std::string peer_;
+    State state_ = State::connected;
+
+    std::string helo_name_;
+    std::string controller_;
+    unsigned auth_failures_ = 0;
+
+    // The pending change.
+    std::string user_;
+    Secret password_;
+    std::size_t data_lines_ = 0;
+    bool data_overflow_ = false;
+};
+
+}  // namespace mctp

@@ -1,0 +1,112 @@
+#include "text.hpp"
+
+#include "limits.hpp"
+
+namespace mctp {
+namespace {
+
+bool is_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+}  // namespace
+
+bool is_printable_ascii(std::string_view s) noexcept {
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c > 0x7E) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool is_argument(std::string_view s) noexcept {
+    if (s.empty()) {
+        return false;
+    }
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x21 || c > 0x7E) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool is_user_name(std::string_view s) noexcept {
+    if (s.empty() || s.size() > limits::user_name_max) {
+        return false;
+    }
+    if (s.back() == '$') {
+        s.remove_suffix(1);
+        if (s.empty()) {
+            return false;
+        }
+    }
+    if (s.front() == '-') {
+        return false;
+    }
+    for (const char c : s) {
+        if (!is_alnum(c) && c != '.' && c != '_' && c != '-') {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool is_helo_name(std::string_view s) noexcept {
+    if (s.empty() || s.size() > limits::helo_name_max) {
+        return false;
+    }
+    for (const char c : s) {
+        if (!is_alnum(c) && c != '.' && c != '_' && c != '-' && c != ':') {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool is_password_text(std::string_view s) noexcept {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7F) {
+                return false;
+            }
+            ++i;
+            continue;
+        }
+        std::size_t len = 0;
+        char32_t cp = 0;
+        char32_t min = 0;
+        if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (i + len > s.size()) {
+            return false;
+        }
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xC0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ||
+            (cp >= 0x80 && cp <= 0x9F)) {
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+}  // namespace mctp

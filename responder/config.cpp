@@ -1,0 +1,400 @@
+#include "config.hpp"
+
+#include <crypt.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <sstream>
+
+#include "limits.hpp"
+#include "secret.hpp"
+#include "text.hpp"
+
+namespace mpasswdd {
+namespace {
+
+using std::chrono::milliseconds;
+namespace limits = mctp::limits;
+
+constexpr std::size_t config_size_max = 1 << 20;
+constexpr std::string_view controller_prefix = "controller ";
+
+struct Parser {
+    Config config;
+    std::string error;  // the first error; inih tells its line
+    std::set<std::string> seen;
+    std::vector<std::string> controller_sections;
+
+    bool fail(std::string_view key, std::string message) {
+        if (error.empty()) {
+            error = std::string(key) + ": " + std::move(message);
+        }
+        return false;
+    }
+};
+
+std::vector<std::string> split_list(std::string_view value) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < value.size()) {
+        while (i < value.size() && (value[i] == ',' || value[i] == ' ' || value[i] == '\t')) {
+            ++i;
+        }
+        std::size_t j = i;
+        while (j < value.size() && value[j] != ',' && value[j] != ' ' && value[j] != '\t') {
+            ++j;
+        }
+        if (j > i) {
+            out.emplace_back(value.substr(i, j - i));
+        }
+        i = j;
+    }
+    return out;
+}
+
+bool parse_bool(std::string_view v, bool* out) {
+    if (v == "yes" || v == "true" || v == "on" || v == "1") {
+        *out = true;
+        return true;
+    }
+    if (v == "no" || v == "false" || v == "off" || v == "0") {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+template <class T>
+bool parse_uint(std::string_view v, T min, T max, T* out) {
+    unsigned long long n = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < min || n > max) {
+        return false;
+    }
+    *out = static_cast<T>(n);
+    return true;
+}
+
+// Seconds, with an optional fraction: "60", "0.25".
+bool parse_seconds(std::string_view v, milliseconds min, milliseconds max, milliseconds* out) {
+    double s = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(s)) {
+        return false;
+    }
+    const auto ms = milliseconds(static_cast<long long>(std::llround(s * 1000.0)));
+    if (ms < min || ms > max) {
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
+std::string seconds_text(milliseconds ms) {
+    std::ostringstream o;
+    o << static_cast<double>(ms.count()) / 1000.0;
+    return o.str();
+}
+
+bool set_list(Parser& p, std::string_view key, std::string_view value, bool user_names,
+              std::vector<std::string>* out) {
+    auto items = split_list(value);
+    if (items.size() > limits::list_entries_max) {
+        return p.fail(key, "more than " + std::to_string(limits::list_entries_max) + " entries");
+    }
+    for (const auto& item : items) {
+        // Group names follow the same portable rules as user names.
+        if (!mctp::is_user_name(item)) {
+            return p.fail(key, "'" + item + "' is not a valid " +
+                                   (user_names ? "user" : "group") + " name");
+        }
+    }
+    *out = std::move(items);
+    return true;
+}
+
+bool global_key(Parser& p, std::string_view key, std::string_view value) {
+    Config& c = p.config;
+    const auto range = [&](std::string what) { return p.fail(key, "must be " + what); };
+    if (key == "enabled") {
+        return parse_bool(value, &c.enabled) || range("yes or no");
+    }
+    if (key == "host_name") {
+        if (!mctp::is_helo_name(value) || value.size() > limits::host_name_max) {
+            return range("a host name of at most " + std::to_string(limits::host_name_max) +
+                         " characters");
+        }
+        c.host_name = value;
+        return true;
+    }
+    if (key == "pam_service") {
+        if (!mctp::is_user_name(value)) {
+            return range("a PAM service name (letters, digits, '.', '_', '-')");
+        }
+        c.pam_service = value;
+        return true;
+    }
+    if (key == "line_max") {
+        return parse_uint(value, limits::line_max_min, limits::line_max_max, &c.line_max) ||
+               range("a number of octets from " + std::to_string(limits::line_max_min) +
+                     " to " + std::to_string(limits::line_max_max));
+    }
+    if (key == "idle_timeout") {
+        return parse_seconds(value, milliseconds(100), limits::timeout_max, &c.idle_timeout) ||
+               range("seconds from 0.1 to 86400");
+    }
+    if (key == "session_timeout") {
+        return parse_seconds(value, milliseconds(100), limits::timeout_max, &c.session_timeout) ||
+               range("seconds from 0.1 to 86400");
+    }
+    if (key == "auth_failure_delay") {
+        return parse_seconds(value, milliseconds(0), limits::auth_failure_delay_max,
+                             &c.auth_failure_delay) ||
+               range("seconds from 0 to 60");
+    }
+    if (key == "max_auth_failures") {
+        return parse_uint(value, 1U, limits::max_auth_failures_max, &c.max_auth_failures) ||
+               range("a number from 1 to " + std::to_string(limits::max_auth_failures_max));
+    }
+    if (key == "min_uid") {
+        return parse_uint(value, uid_t{0}, uid_t{4294967294U}, &c.policy.min_uid) ||
+               range("a user id");
+    }
+    if (key == "max_uid") {
+        return parse_uint(value, uid_t{0}, uid_t{4294967294U}, &c.policy.max_uid) ||
+               range("a user id");
+    }
+    if (key == "allow_users") {
+        return set_list(p, key, value, true, &c.policy.allow_users);
+    }
+    if (key == "deny_users") {
+        return set_list(p, key, value, true, &c.policy.deny_users);
+    }
+    if (key == "allow_groups") {
+        return set_list(p, key, value, false, &c.policy.allow_groups);
+    }
+    if (key == "deny_groups") {
+        return set_list(p, key, value, false, &c.policy.deny_groups);
+    }
+    return p.fail(key, "unknown key");
+}
+
+bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::string_view value) {
+    if (key == "from") {
+        ctl.from.clear();
+        ctl.from_text = split_list(value);
+        if (ctl.from_text.empty() || ctl.from_text.size() > limits::list_entries_max) {
+            return p.fail(key, "must list 1 to " + std::to_string(limits::list_entries_max) +
+                                   " addresses, CIDR blocks or 'local'");
+        }
+        for (const auto& item : ctl.from_text) {
+            std::string why;
+            auto rule = parse_address_rule(item, &why);
+            if (!rule) {
+                return p.fail(key, why);
+            }
+            ctl.from.push_back(*rule);
+        }
+        return true;
+    }
+    if (key == "secret_hash") {
+        const std::string hash(value);
+        if (!hash.starts_with("$y$")) {
+            return p.fail(key, "must be a yescrypt hash ($y$...) made by mpasswdd --hash-secret");
+        }
+        const int check = crypt_checksalt(hash.c_str());
+        if (check != CRYPT_SALT_OK && check != CRYPT_SALT_TOO_CHEAP) {
+            return p.fail(key, "is not a valid yescrypt hash");
+        }
+        ctl.secret_hash = hash;
+        return true;
+    }
+    if (key == "users") {
+        return set_list(p, key, value, true, &ctl.users);
+    }
+    if (key == "groups") {
+        return set_list(p, key, value, false, &ctl.groups);
+    }
+    return p.fail(key, "unknown key");
+}
+
+int on_entry(void* user, const char* section, const char* name, const char* value) {
+    auto& p = *static_cast<Parser*>(user);
+    const std::string_view sect(section);
+    const std::string_view key(name);
+    const std::string_view val(value);
+
+    if (!p.seen.insert(std::string(sect) + '\n' + std::string(key)).second) {
+        return p.fail(key, "given twice in one section") ? 1 : 0;
+    }
+    if (sect.empty() || sect == "mpasswdd") {
+        return global_key(p, key, val) ? 1 : 0;
+    }
+    if (sect.starts_with(controller_prefix)) {
+        const std::string cname(sect.substr(controller_prefix.size()));
+        auto& list = p.config.controllers;
+        auto it = std::find_if(list.begin(), list.end(),
+                               [&](const Controller& c) { return c.name == cname; });
+        if (it == list.end()) {
+            if (!mctp::is_helo_name(cname)) {
+                return p.fail(key, "section [" + std::string(sect) +
+                                       "]: a controller name is letters, digits, '.', '_', '-'")
+                           ? 1 : 0;
+            }
+            if (list.size() >= limits::controllers_max) {
+                return p.fail(key, "more than " + std::to_string(limits::controllers_max) +
+                                       " controllers") ? 1 : 0;
+            }
+            list.push_back(Controller{});
+            list.back().name = cname;
+            it = list.end() - 1;
+        }
+        return controller_key(p, *it, key, val) ? 1 : 0;
+    }
+    return p.fail(key, "in unknown section [" + std::string(sect) +
+                           "]; sections are [mpasswdd] and [controller NAME]") ? 1 : 0;
+}
+
+// The line of a section header, for errors about a whole section.
+int section_line(const std::string& text, const std::string& section) {
+    std::istringstream in(text);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        ++n;
+        const auto b = line.find('[');
+        const auto e = line.find(']');
+        if (b != std::string::npos && e != std::string::npos && e > b &&
+            line.substr(b + 1, e - b - 1) == section) {
+            return n;
+        }
+    }
+    return 0;
+}
+
+std::string read_checked(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+    }
+    struct stat st {};
+    std::string text;
+    const auto close_fd = [&] { close(fd); };
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close_fd();
+        throw ConfigError(path + ": not a regular file");
+    }
+    if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
+        close_fd();
+        throw ConfigError(path + ": writable by other users; it must be owned by root and " +
+                          "not world-writable (chmod 600)");
+    }
+    if (st.st_size > static_cast<off_t>(config_size_max)) {
+        close_fd();
+        throw ConfigError(path + ": larger than 1 MiB");
+    }
+    text.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (got < text.size()) {
+        const ssize_t n = read(fd, text.data() + got, text.size() - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    text.resize(got);
+    const bool world_readable = (st.st_mode & S_IROTH) != 0;
+    close_fd();
+    if (world_readable && text.find("secret_hash") != std::string::npos) {
+        throw ConfigError(path + ": holds secret hashes but is readable by every user; "
+                          "chmod 600 " + path);
+    }
+    return text;
+}
+
+}  // namespace
+
+Config load_config(const std::string& path) {
+    const std::string text = read_checked(path);
+    if (text.find('\0') != std::string::npos) {
+        throw ConfigError(path + ": contains a NUL byte");
+    }
+    Parser p;
+    p.config.path = path;
+    const int rc = ini_parse_string(text.c_str(), on_entry, &p);
+    if (rc != 0) {
+        if (rc < 0) {
+            throw ConfigError(path + ": cannot parse (out of memory)");
+        }
+        if (p.error.empty()) {
+            p.error = "syntax error (expected 'key = value' or '[section]')";
+        }
+        throw ConfigError(path + ":" + std::to_string(rc) + ": " + p.error);
+    }
+    for (const auto& ctl : p.config.controllers) {
+        const std::string section = std::string(controller_prefix) + ctl.name;
+        const std::string where = path + ":" + std::to_string(section_line(text, section)) + ": ";
+        if (ctl.from.empty()) {
+            throw ConfigError(where + "[" + section + "] has no 'from' key");
+        }
+        if (ctl.secret_hash.empty()) {
+            throw ConfigError(where + "[" + section + "] has no 'secret_hash' key");
+        }
+    }
+    if (p.config.session_timeout < p.config.idle_timeout) {
+        p.config.idle_timeout = p.config.session_timeout;
+    }
+    return p.config;
+}
+
+std::string describe(const Config& c) {
+    std::ostringstream o;
+    const auto list = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (const auto& x : v) {
+            s += (s.empty() ? "" : ", ") + x;
+        }
+        return s.empty() ? std::string("(none)") : s;
+    };
+    o << "# effective settings of " << c.path << "\n"
+      << "enabled = " << (c.enabled ? "yes" : "no") << "\n"
+      << "host_name = " << (c.host_name.empty() ? "(system host name)" : c.host_name) << "\n"
+      << "pam_service = " << c.pam_service << "\n"
+      << "line_max = " << c.line_max << "\n"
+      << "idle_timeout = " << seconds_text(c.idle_timeout) << "\n"
+      << "session_timeout = " << seconds_text(c.session_timeout) << "\n"
+      << "auth_failure_delay = " << seconds_text(c.auth_failure_delay) << "\n"
+      << "max_auth_failures = " << c.max_auth_failures << "\n"
+      << "min_uid = " << c.policy.min_uid << "\n"
+      << "max_uid = " << c.policy.max_uid << "\n"
+      << "allow_users = " << list(c.policy.allow_users) << "\n"
+      << "deny_users = " << list(c.policy.deny_users) << "\n"
+      << "allow_groups = " << list(c.policy.allow_groups) << "\n"
+      << "deny_groups = " << list(c.policy.deny_groups) << "\n";
+    for (const auto& ctl : c.controllers) {
+        o << "\n[controller " << ctl.name << "]\n"
+          << "from = " << list(ctl.from_text) << "\n"
+          << "secret_hash = (set, yescrypt)\n"
+          << "users = " << (ctl.users.empty() ? "(any allowed by policy)" : list(ctl.users))
+          << "\n"
+          << "groups = " << (ctl.groups.empty() ? "(any allowed by policy)" : list(ctl.groups))
+          << "\n";
+    }
+    if (c.controllers.empty()) {
+        o << "\n# no [controller NAME] section: every connection is refused with 521\n";
+    }
+    return o.str();
+}
+
+}  // namespace mpasswdd

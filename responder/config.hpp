@@ -1,0 +1,62 @@
+// /etc/mpasswd/mpasswdd.conf: the responder's settings.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include "peer.hpp"
+
+namespace mpasswdd {
+
+inline constexpr const char* default_config_path = MPASSWD_SYSCONFDIR "/mpasswd/mpasswdd.conf";
+
+struct Controller {
+    std::string name;
+    std::vector<AddressRule> from;
+    std::vector<std::string> from_text;  // as written, for --check-config
+    std::string secret_hash;
+    // When set, the only users (or members of groups) it may manage.
+    std::vector<std::string> users;
+    std::vector<std::string> groups;
+};
+
+struct UserPolicy {
+    uid_t min_uid = 1000;
+    uid_t max_uid = 60000;  // Debian's UID_MAX: nobody (65534) is above it
+    std::vector<std::string> allow_users;
+    std::vector<std::string> deny_users;
+    std::vector<std::string> allow_groups;
+    std::vector<std::string> deny_groups;
+};
+
+struct Config {
+    std::string path;
+    bool enabled = true;
+    std::string host_name;  // empty: the system's host name
+    std::string pam_service = "mpasswdd";
+    std::size_t line_max = 128;
+    std::chrono::milliseconds idle_timeout{60'000};
+    std::chrono::milliseconds session_timeout{300'000};
+    std::chrono::milliseconds auth_failure_delay{2'000};
+    unsigned max_auth_failures = 3;
+    UserPolicy policy;
+    std::vector<Controller> controllers;
+};
+
+// Thrown with a message naming file, line and key.
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Reads and validates a configuration file. Refuses a file that other
+// users may write, or read when it holds secret hashes.
+Config load_config(const std::string& path);
+
+// The effective settings, as --check-config prints them: no hashes.
+std::string describe(const Config& config);
+
+}  // namespace mpasswdd

@@ -1,0 +1,146 @@
+#include "connection.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "limits.hpp"
+#include "line_framer.hpp"
+#include "secret.hpp"
+
+namespace mpasswdd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+int millis_until(Clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left, 0, 24LL * 3600 * 1000));
+}
+
+void sleep_for(milliseconds ms) {
+    const auto until = Clock::now() + ms;
+    while (Clock::now() < until) {
+        poll(nullptr, 0, std::max(1, millis_until(until)));
+    }
+}
+
+// Writes all of data before deadline. False if the peer is gone or slow.
+bool write_all(int fd, std::string_view data, Clock::time_point deadline) {
+    while (!data.empty()) {
+        const ssize_t n = write(fd, data.data(), data.size());
+        if (n > 0) {
+            data.remove_prefix(static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            pollfd p{fd, POLLOUT, 0};
+            const int wait = millis_until(deadline);
+            if (wait == 0 || poll(&p, 1, wait) <= 0) {
+                return false;
+            }
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
+// Makes fd non-blocking for the life of the object, unless it is a
+// terminal (whose flags the invoking shell shares).
+class NonBlocking {
+public:
+    explicit NonBlocking(int fd) : fd_(fd), flags_(fcntl(fd, F_GETFL)) {
+        if (flags_ >= 0 && !isatty(fd)) {
+            fcntl(fd, F_SETFL, flags_ | O_NONBLOCK);
+        }
+    }
+    ~NonBlocking() {
+        if (flags_ >= 0 && !isatty(fd_)) {
+            fcntl(fd_, F_SETFL, flags_);
+        }
+    }
+    NonBlocking(const NonBlocking&) = delete;
+    NonBlocking& operator=(const NonBlocking&) = delete;
+
+private:
+    int fd_;
+    int flags_;
+};
+
+}  // namespace
+
+ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, int in_fd,
+                             int out_fd, Timeouts timeouts) {
+    const NonBlocking out_nb(out_fd);
+    const NonBlocking in_nb(in_fd);
+    const auto session_deadline = Clock::now() + timeouts.session;
+    auto idle_deadline = std::min(Clock::now() + timeouts.idle, session_deadline);
+    bool write_failed = false;
+
+    const auto send = [&](const mctp::Reply& reply) {
+        if (reply.delay.count() > 0) {
+            sleep_for(reply.delay);
+        }
+        const std::string line = mctp::format_reply(reply, session.settings().line_max);
+        // A reply may always take a full idle period to drain, even
+        // late in the session.
+        const auto deadline = std::max(session_deadline, Clock::now() + timeouts.idle);
+        if (!write_all(out_fd, line, deadline)) {
+            write_failed = true;
+            session.on_end_of_input();
+        }
+    };
+
+    send(session.start(verdict));
+    mctp::LineFramer framer(session.settings().line_max);
+    std::vector<char> buf(mctp::limits::read_chunk);
+    struct Wipe {
+        std::vector<char>& b;
+        ~Wipe() { mctp::wipe(b.data(), b.size()); }
+    } wipe_buf{buf};
+
+    while (!session.closed()) {
+        pollfd p{in_fd, POLLIN, 0};
+        const int rc = poll(&p, 1, millis_until(idle_deadline));
+        if (rc < 0 && errno == EINTR) {
+            continue;
+        }
+        if (rc == 0) {
+            send(session.on_timeout());
+            break;
+        }
+        if (rc < 0) {
+            session.on_end_of_input();
+            return ConnectionEnd::io_error;
+        }
+        const ssize_t n = read(in_fd, buf.data(), buf.size());
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            continue;
+        }
+        if (n <= 0) {
+            session.on_end_of_input();
+            return n == 0 ? ConnectionEnd::peer_gone : ConnectionEnd::io_error;
+        }
+        framer.feed(std::span<const char>(buf.data(), static_cast<std::size_t>(n)),
+                    [&](mctp::FrameEvent ev, std::string_view line) {
+                        send(ev == mctp::FrameEvent::line ? session.on_line(line)
+                                                          : session.on_overflow());
+                        return !session.closed();
+                    });
+        mctp::wipe(buf.data(), static_cast<std::size_t>(n));
+        idle_deadline = std::min(Clock::now() + timeouts.idle, session_deadline);
+    }
+    return write_failed ? ConnectionEnd::io_error : ConnectionEnd::closed;
+}
+
+}  // namespace mpasswdd

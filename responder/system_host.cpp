@@ -1,0 +1,62 @@
+#include "system_host.hpp"
+
+#include <algorithm>
+
+#include "log.hpp"
+#include "pam_change.hpp"
+#include "secret_hash.hpp"
+#include "user_policy.hpp"
+
+namespace mpasswdd {
+
+SystemHost::SystemHost(const Config& config, Peer peer) : config_(config), peer_(std::move(peer)) {}
+
+bool SystemHost::may_connect(const Controller& c) const {
+    return std::any_of(c.from.begin(), c.from.end(),
+                       [&](const AddressRule& r) { return r.matches(peer_); });
+}
+
+mctp::PeerVerdict SystemHost::verdict() const {
+    if (!config_.enabled) {
+        return mctp::PeerVerdict::disabled;
+    }
+    const bool any = std::any_of(config_.controllers.begin(), config_.controllers.end(),
+                                 [&](const Controller& c) { return may_connect(c); });
+    return any ? mctp::PeerVerdict::accepted : mctp::PeerVerdict::rejected;
+}
+
+std::optional<std::string> SystemHost::authenticate(const mctp::Secret& secret) {
+    // Every controller that may connect from here is tried, so the time
+    // taken does not tell which entry, if any, came close.
+    std::optional<std::string> found;
+    for (const auto& c : config_.controllers) {
+        if (may_connect(c) && verify_secret(secret, c.secret_hash) && !found) {
+            found = c.name;
+        }
+    }
+    return found;
+}
+
+mctp::UserVerdict SystemHost::check_user(std::string_view controller, std::string_view user) {
+    const Controller* ctl = nullptr;
+    for (const auto& c : config_.controllers) {
+        if (c.name == controller) {
+            ctl = &c;
+        }
+    }
+    return mpasswdd::check_user(config_.policy, ctl, user);
+}
+
+mctp::ChangeResult SystemHost::change_password(std::string_view user, std::string_view helo_name,
+                                               const mctp::Secret& password) {
+    const ChangeRequest req{config_.pam_service, std::string(user),
+                            peer_.local ? std::string("localhost") : peer_.text,
+                            std::string(helo_name)};
+    return mpasswdd::change_password(req, password);
+}
+
+void SystemHost::log(mctp::LogLevel level, std::string_view message) {
+    log::write(level, message);
+}
+
+}  // namespace mpasswdd

@@ -1,0 +1,31 @@
+// The Host of the protocol engine on a real system: controllers from the
+// configuration, users from NSS, changes through PAM, lines to syslog.
+#pragma once
+
+#include "config.hpp"
+#include "peer.hpp"
+#include "session.hpp"
+
+namespace mpasswdd {
+
+class SystemHost final : public mctp::Host {
+public:
+    SystemHost(const Config& config, Peer peer);
+
+    // Whether any controller may connect from this peer at all.
+    [[nodiscard]] mctp::PeerVerdict verdict() const;
+
+    std::optional<std::string> authenticate(const mctp::Secret& secret) override;
+    mctp::UserVerdict check_user(std::string_view controller, std::string_view user) override;
+    mctp::ChangeResult change_password(std::string_view user, std::string_view helo_name,
+                                       const mctp::Secret& password) override;
+    void log(mctp::LogLevel level, std::string_view message) override;
+
+private:
+    [[nodiscard]] bool may_connect(const Controller& c) const;
+
+    const Config& config_;
+    Peer peer_;
+};
+
+}  // namespace mpasswdd
