@@ -16,6 +16,7 @@
 
 #include "limits.hpp"
 #include "secret.hpp"
+#include "secret_hash.hpp"
 #include "text.hpp"
 
 namespace mpasswdd {
@@ -210,8 +211,11 @@ bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::strin
         if (!hash.starts_with("$y$")) {
             return p.fail(key, "must be a yescrypt hash ($y$...) made by mpasswdd --hash-secret");
         }
+        // crypt_checksalt looks at the prefix only; hashing with the
+        // setting proves the parameters and salt parse.
         const int check = crypt_checksalt(hash.c_str());
-        if (check != CRYPT_SALT_OK && check != CRYPT_SALT_TOO_CHEAP) {
+        if ((check != CRYPT_SALT_OK && check != CRYPT_SALT_TOO_CHEAP) ||
+            !verify_secret(mctp::Secret(""), hash, /*must_parse_only=*/true)) {
             return p.fail(key, "is not a valid yescrypt hash");
         }
         ctl.secret_hash = hash;

@@ -1,0 +1,278 @@
+// The responder's parts that need no PAM: configuration, addresses, user
+// policy, secret hashing.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "config.hpp"
+#include "peer.hpp"
+#include "secret_hash.hpp"
+#include "user_policy.hpp"
+
+namespace {
+
+// A yescrypt hash of "good-secret-1" at the lowest cost, made once.
+const std::string& test_hash() {
+    static const std::string h = mpasswdd::hash_secret(mctp::Secret("good-secret-1"), 1);
+    return h;
+}
+
+class TempConfig {
+public:
+    explicit TempConfig(const std::string& text, mode_t mode = 0600) {
+        char tmpl[] = "/tmp/mpasswdd-test-XXXXXX";
+        const int fd = mkstemp(tmpl);
+        path_ = tmpl;
+        close(fd);
+        std::ofstream(path_) << text;
+        chmod(path_.c_str(), mode);
+    }
+    ~TempConfig() { unlink(path_.c_str()); }
+    TempConfig(const TempConfig&) = delete;
+    TempConfig& operator=(const TempConfig&) = delete;
+    [[nodiscard]] const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+std::string config_error(const std::string& text, mode_t mode = 0600) {
+    TempConfig c(text, mode);
+    try {
+        mpasswdd::load_config(c.path());
+    } catch (const mpasswdd::ConfigError& e) {
+        std::string msg = e.what();
+        // Strip the temp path so tests read the part that matters.
+        if (msg.starts_with(c.path())) {
+            msg = "FILE" + msg.substr(c.path().size());
+        }
+        return msg;
+    }
+    return "no error";
+}
+
+TEST(Config, DefaultsAndAFullFile) {
+    TempConfig c("# comment\n"
+                 "[mpasswdd]\n"
+                 "host_name = t1.example\n"
+                 "pam_service = mpasswdd-test\n"
+                 "line_max = 512\n"
+                 "idle_timeout = 0.5\n"
+                 "session_timeout = 30\n"
+                 "auth_failure_delay = 0\n"
+                 "max_auth_failures = 5\n"
+                 "min_uid = 500\n"
+                 "max_uid = 5000\n"
+                 "allow_users = root, alice bob\n"
+                 "deny_groups = wheel\n"
+                 "\n[controller ctl1]\n"
+                 "from = 127.0.0.1, 10.0.0.0/8 ::1 local\n"
+                 "secret_hash = " + test_hash() + "\n"
+                 "users = alice\n");
+    const auto cfg = mpasswdd::load_config(c.path());
+    EXPECT_EQ(cfg.host_name, "t1.example");
+    EXPECT_EQ(cfg.pam_service, "mpasswdd-test");
+    EXPECT_EQ(cfg.line_max, 512U);
+    EXPECT_EQ(cfg.idle_timeout.count(), 500);
+    EXPECT_EQ(cfg.session_timeout.count(), 30000);
+    EXPECT_EQ(cfg.auth_failure_delay.count(), 0);
+    EXPECT_EQ(cfg.max_auth_failures, 5U);
+    EXPECT_EQ(cfg.policy.min_uid, 500U);
+    EXPECT_EQ(cfg.policy.max_uid, 5000U);
+    EXPECT_EQ(cfg.policy.allow_users, (std::vector<std::string>{"root", "alice", "bob"}));
+    ASSERT_EQ(cfg.controllers.size(), 1U);
+    EXPECT_EQ(cfg.controllers[0].from.size(), 4U);
+    EXPECT_EQ(cfg.controllers[0].users, std::vector<std::string>{"alice"});
+
+    const std::string shown = mpasswdd::describe(cfg);
+    EXPECT_EQ(shown.find(test_hash()), std::string::npos);
+    EXPECT_NE(shown.find("secret_hash = (set, yescrypt)"), std::string::npos);
+}
+
+TEST(Config, KeysBeforeAnySectionAreGlobal) {
+    TempConfig c("line_max = 256\n");
+    EXPECT_EQ(mpasswdd::load_config(c.path()).line_max, 256U);
+    TempConfig d("");
+    const auto cfg = mpasswdd::load_config(d.path());
+    EXPECT_EQ(cfg.line_max, 128U);
+    EXPECT_EQ(cfg.pam_service, "mpasswdd");
+    EXPECT_EQ(cfg.policy.min_uid, 1000U);
+    EXPECT_EQ(cfg.max_auth_failures, 3U);
+    EXPECT_EQ(cfg.idle_timeout.count(), 60000);
+    EXPECT_EQ(cfg.session_timeout.count(), 300000);
+    EXPECT_TRUE(cfg.controllers.empty());
+}
+
+TEST(Config, ErrorsNameFileLineAndKey) {
+    EXPECT_EQ(config_error("\n\nline_max = 127\n"),
+              "FILE:3: line_max: must be a number of octets from 128 to 4096");
+    EXPECT_EQ(config_error("line_max = 4097\n"),
+              "FILE:1: line_max: must be a number of octets from 128 to 4096");
+    EXPECT_EQ(config_error("idle_timeout = soon\n"),
+              "FILE:1: idle_timeout: must be seconds from 0.1 to 86400");
+    EXPECT_EQ(config_error("[mpasswdd]\nfrobnicate = 1\n"), "FILE:2: frobnicate: unknown key");
+    EXPECT_EQ(config_error("max_auth_failures = 0\n"),
+              "FILE:1: max_auth_failures: must be a number from 1 to 100");
+    EXPECT_EQ(config_error("enabled = maybe\n"), "FILE:1: enabled: must be yes or no");
+    EXPECT_EQ(config_error("line_max = 200\nline_max = 300\n"),
+              "FILE:2: line_max: given twice in one section");
+    EXPECT_EQ(config_error("[other]\nx = 1\n"),
+              "FILE:2: x: in unknown section [other]; sections are [mpasswdd] and "
+              "[controller NAME]");
+    EXPECT_EQ(config_error("this is not ini\n"),
+              "FILE:1: syntax error (expected 'key = value' or '[section]')");
+    EXPECT_EQ(config_error("allow_users = alice b/ad\n"),
+              "FILE:1: allow_users: 'b/ad' is not a valid user name");
+}
+
+TEST(Config, ControllerErrors) {
+    const std::string h = test_hash();
+    EXPECT_EQ(config_error("[controller c]\nfrom = 10.0.0.1/8\nsecret_hash = " + h + "\n"),
+              "FILE:2: from: '10.0.0.1/8' has host bits set beyond its prefix");
+    EXPECT_EQ(config_error("[controller c]\nfrom = 10.0.0.0/33\n"),
+              "FILE:2: from: prefix length of '10.0.0.0/33' is more than 32");
+    EXPECT_EQ(config_error("[controller c]\nfrom = somewhere\n"),
+              "FILE:2: from: 'somewhere' is not an address, a CIDR block or 'local'");
+    EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = plaintext\n"),
+              "FILE:3: secret_hash: must be a yescrypt hash ($y$...) made by mpasswdd "
+              "--hash-secret");
+    EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = $y$broken\n"),
+              "FILE:3: secret_hash: is not a valid yescrypt hash");
+    EXPECT_EQ(config_error("\n[controller c]\nfrom = local\n"),
+              "FILE:2: [controller c] has no 'secret_hash' key");
+    EXPECT_EQ(config_error("[controller c]\nsecret_hash = " + h + "\n"),
+              "FILE:1: [controller c] has no 'from' key");
+    EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = " + h + "\nx = 1\n"),
+              "FILE:4: x: unknown key");
+}
+
+TEST(Config, PermissionsAreChecked) {
+    const std::string with_hash =
+        "[controller c]\nfrom = local\nsecret_hash = " + test_hash() + "\n";
+    EXPECT_NE(config_error(with_hash, 0644).find("readable by every user"), std::string::npos);
+    EXPECT_NE(config_error("line_max = 200\n", 0666).find("writable by other users"),
+              std::string::npos);
+    // World-readable without secrets is fine.
+    EXPECT_EQ(config_error("line_max = 200\n", 0644), "no error");
+    EXPECT_EQ(config_error(with_hash, 0640), "no error");
+}
+
+TEST(Config, MissingFileIsAClearError) {
+    try {
+        mpasswdd::load_config("/nonexistent/mpasswdd.conf");
+        FAIL() << "no error";
+    } catch (const mpasswdd::ConfigError& e) {
+        EXPECT_STREQ(e.what(),
+                     "/nonexistent/mpasswdd.conf: cannot open: No such file or directory");
+    }
+}
+
+mpasswdd::AddressRule rule(const char* text) {
+    std::string why;
+    auto r = mpasswdd::parse_address_rule(text, &why);
+    EXPECT_TRUE(r.has_value()) << text << ": " << why;
+    return r.value_or(mpasswdd::AddressRule{});
+}
+
+mpasswdd::Peer ip(const char* text) {
+    auto p = mpasswdd::parse_ip(text);
+    EXPECT_TRUE(p.has_value()) << text;
+    return p.value_or(mpasswdd::Peer{});
+}
+
+TEST(Peer, CidrMatching) {
+    EXPECT_TRUE(rule("10.0.0.0/8").matches(ip("10.200.3.4")));
+    EXPECT_FALSE(rule("10.0.0.0/8").matches(ip("11.0.0.1")));
+    EXPECT_TRUE(rule("192.0.2.7").matches(ip("192.0.2.7")));
+    EXPECT_FALSE(rule("192.0.2.7").matches(ip("192.0.2.8")));
+    EXPECT_TRUE(rule("0.0.0.0/0").matches(ip("203.0.113.9")));
+    EXPECT_FALSE(rule("0.0.0.0/0").matches(ip("2001:db8::1")));
+    EXPECT_TRUE(rule("2001:db8::/32").matches(ip("2001:db8:1::5")));
+    EXPECT_FALSE(rule("2001:db8::/32").matches(ip("2001:db9::5")));
+    EXPECT_TRUE(rule("192.0.2.0/25").matches(ip("192.0.2.127")));
+    EXPECT_FALSE(rule("192.0.2.0/25").matches(ip("192.0.2.128")));
+    // A v4-mapped peer (dual-stack socket) matches the IPv4 rule.
+    EXPECT_TRUE(rule("127.0.0.1").matches(ip("::ffff:127.0.0.1")));
+    EXPECT_EQ(ip("::ffff:127.0.0.1").text, "127.0.0.1");
+    // local only matches local.
+    EXPECT_TRUE(rule("local").matches(mpasswdd::Peer{}));
+    EXPECT_FALSE(rule("local").matches(ip("127.0.0.1")));
+    EXPECT_FALSE(rule("127.0.0.1").matches(mpasswdd::Peer{}));
+}
+
+TEST(Peer, PipeIsLocal) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    const auto p = mpasswdd::peer_of_fd(fds[0]);
+    EXPECT_TRUE(p.local);
+    EXPECT_EQ(p.text, "local");
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(Peer, SshConnection) {
+    const auto p = mpasswdd::peer_from_ssh_connection("198.51.100.4 50022 192.0.2.1 22");
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->text, "198.51.100.4");
+    EXPECT_FALSE(mpasswdd::peer_from_ssh_connection("garbage").has_value());
+}
+
+TEST(UserPolicy, RootAndSystemUsersNeedExplicitNaming) {
+    mpasswdd::UserPolicy p;
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "root"), mctp::UserVerdict::forbidden);
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::forbidden);
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "nobody"), mctp::UserVerdict::forbidden);
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "no-such-user-xyz"), mctp::UserVerdict::unknown);
+    p.allow_users = {"root"};
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "root"), mctp::UserVerdict::allowed);
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::forbidden);
+    p.min_uid = 0;
+    p.allow_users.clear();
+    // uid 0 is never allowed by range alone.
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "root"), mctp::UserVerdict::forbidden);
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::allowed);
+}
+
+TEST(UserPolicy, DenyListsAndControllerNarrowing) {
+    mpasswdd::UserPolicy p;
+    p.min_uid = 1;
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::allowed);
+    p.deny_users = {"daemon"};
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::forbidden);
+    p.deny_users.clear();
+    p.deny_groups = {"daemon"};  // daemon's primary group
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::forbidden);
+    p.deny_groups.clear();
+    p.allow_groups = {"bin"};
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "daemon"), mctp::UserVerdict::forbidden);
+    EXPECT_EQ(mpasswdd::check_user(p, nullptr, "bin"), mctp::UserVerdict::allowed);
+    p.allow_groups.clear();
+    mpasswdd::Controller ctl;
+    ctl.users = {"bin"};
+    EXPECT_EQ(mpasswdd::check_user(p, &ctl, "daemon"), mctp::UserVerdict::forbidden);
+    EXPECT_EQ(mpasswdd::check_user(p, &ctl, "bin"), mctp::UserVerdict::allowed);
+    ctl.users.clear();
+    ctl.groups = {"daemon"};
+    EXPECT_EQ(mpasswdd::check_user(p, &ctl, "daemon"), mctp::UserVerdict::allowed);
+    EXPECT_EQ(mpasswdd::check_user(p, &ctl, "bin"), mctp::UserVerdict::forbidden);
+}
+
+TEST(SecretHash, VerifiesOnlyTheRightSecret) {
+    const std::string& h = test_hash();
+    EXPECT_TRUE(h.starts_with("$y$"));
+    EXPECT_TRUE(mpasswdd::verify_secret(mctp::Secret("good-secret-1"), h));
+    EXPECT_FALSE(mpasswdd::verify_secret(mctp::Secret("good-secret-2"), h));
+    EXPECT_FALSE(mpasswdd::verify_secret(mctp::Secret(""), h));
+    EXPECT_FALSE(mpasswdd::verify_secret(mctp::Secret("good-secret-1"), "*"));
+    // Two hashes of one secret differ (random salt) and both verify.
+    const auto h2 = mpasswdd::hash_secret(mctp::Secret("good-secret-1"), 1);
+    EXPECT_NE(h, h2);
+    EXPECT_TRUE(mpasswdd::verify_secret(mctp::Secret("good-secret-1"), h2));
+}
+
+}  // namespace
