@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""mpasswdd end to end: socket-activated by systemd-socket-activate --inetd
+on 127.0.0.1, real TCP clients, real libpam through pam_wrapper with
+pam_matrix as the password store (never /etc/pam.d)."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mctp_client import Responder, hash_secret  # noqa: E402
+
+MPASSWDD = os.environ["MPASSWDD"]
+PAM_WRAPPER_LIB = os.environ["PAM_WRAPPER_LIB"]
+NSS_WRAPPER_LIB = os.environ["NSS_WRAPPER_LIB"]
+PAM_MATRIX = os.environ["PAM_MATRIX_MODULE"]
+SECRET = "e2e-Secret-0123"
+PASSWORDS = ["N3w-Passw0rd!", "Second-Pw-77", "QUIT", "wrong-Secret-99"]
+
+
+class SocketActivation(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="mpasswdd-e2e-")
+        cls.services = os.path.join(cls.dir, "services")
+        os.mkdir(cls.services)
+        cls.passdb = os.path.join(cls.dir, "passdb")
+        # As in tests/pam: root needs no old password, so pam_matrix's
+        # old-password check is ignored in the preliminary phase only.
+        with open(os.path.join(cls.services, "mpasswdd-e2e"), "w") as f:
+            f.write("password [success=ok auth_err=ignore default=bad] %s passdb=%s\n"
+                    "password required pam_permit.so\n" % (PAM_MATRIX, cls.passdb))
+        with open(os.path.join(cls.services, "other"), "w") as f:
+            f.write("password required pam_deny.so\n")
+        # Users for getpwnam from nss_wrapper, never /etc/passwd.
+        users = os.path.join(cls.dir, "passwd")
+        groups = os.path.join(cls.dir, "group")
+        with open(users, "w") as f:
+            f.write("root:x:0:0:root:/root:/bin/sh\n"
+                    "alice:x:1001:1001:Alice:/home/alice:/bin/sh\n"
+                    "bob:x:1002:1002:Bob:/home/bob:/bin/sh\n"
+                    "carol:x:1003:1003:Carol:/home/carol:/bin/sh\n")
+        with open(groups, "w") as f:
+            f.write("root:x:0:\nalice:x:1001:\nbob:x:1002:\ncarol:x:1003:\n")
+        cls.hash = hash_secret(MPASSWDD, SECRET)
+        cls.env = ["LD_PRELOAD=%s %s" % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB), "PAM_WRAPPER=1",
+                   "PAM_WRAPPER_SERVICE_DIR=" + cls.services,
+                   "NSS_WRAPPER_PASSWD=" + users, "NSS_WRAPPER_GROUP=" + groups]
+        cls.main = Responder(MPASSWDD, cls.config("main", "from = 127.0.0.1"), cls.env)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.main.stop()
+        log = cls.main.log_text()
+        shutil.rmtree(cls.dir)
+        # No secret or password in anything the responder logged.
+        for secret in [SECRET] + PASSWORDS:
+            assert secret not in log, "secret %r in the log" % secret
+
+    @classmethod
+    def config(cls, name, from_line, extra="", mode=0o600):
+        path = os.path.join(cls.dir, name + ".conf")
+        with open(path, "w") as f:
+            f.write("host_name = t1\npam_service = mpasswdd-e2e\nauth_failure_delay = 0.05\n"
+                    "deny_users = carol\n%s\n"
+                    "[controller ctl]\n%s\nsecret_hash = %s\n" % (extra, from_line, cls.hash))
+        os.chmod(path, mode)
+        return path
+
+    def setUp(self):
+        with open(self.passdb, "w") as f:
+            f.write("alice:Old-Passw0rd-1:mpasswdd-e2e\nbob:Bobs-Old-Pw-22:mpasswdd-e2e\n")
+
+    def passdb_text(self):
+        with open(self.passdb) as f:
+            return f.read()
+
+    def test_banner(self):
+        c = self.main.connect()
+        self.assertEqual(c.reply(), "220 t1 MCTP ready")
+        self.assertEqual(c.send("HELO ctl"), "250 t1 hello ctl [127.0.0.1]")
+        self.assertEqual(c.send("QUIT"), "221 t1 closing")
+        self.assertTrue(c.closed())
+
+    def test_full_change(self):
+        c = self.main.connect()
+        self.assertTrue(c.reply().startswith("220 "))
+        self.assertTrue(c.send("HELO ctl").startswith("250 "))
+        self.assertEqual(c.send("AUTH " + SECRET, "AUTH ********"), "250 authenticated as ctl")
+        self.assertEqual(c.send("VRFY alice"), "250 alice may be managed")
+        self.assertTrue(c.send("CHPW alice").startswith("250 "))
+        self.assertTrue(c.send("DATA").startswith("354 "))
+        self.assertTrue(c.send("N3w-Passw0rd!", "********").startswith("355 "))
+        self.assertEqual(c.send("."), "250 password changed for alice")
+        self.assertIn("alice:N3w-Passw0rd!:", self.passdb_text())
+        self.assertIn("bob:Bobs-Old-Pw-22:", self.passdb_text())
+        # Same session, second user.
+        self.assertTrue(c.send("CHPW bob").startswith("250 "))
+        self.assertTrue(c.send("DATA").startswith("354 "))
+        self.assertTrue(c.send("Second-Pw-77", "********").startswith("355 "))
+        self.assertEqual(c.send("."), "250 password changed for bob")
+        self.assertIn("bob:Second-Pw-77:", self.passdb_text())
+        self.assertEqual(c.send("QUIT"), "221 t1 closing")
+
+    def test_nc_one_shot_from_the_issue(self):
+        script = ("HELO ctl\r\nAUTH %s\r\nCHPW alice\r\nDATA\r\nN3w-Passw0rd!\r\n.\r\nQUIT\r\n"
+                  % SECRET)
+        out = subprocess.run(["nc", "127.0.0.1", str(self.main.port)], input=script.encode(),
+                             capture_output=True, timeout=20, check=True).stdout.decode()
+        codes = [line[:3] for line in out.split("\r\n") if line]
+        self.assertEqual(codes, ["220", "250", "250", "250", "354", "355", "250", "221"])
+        self.assertIn("alice:N3w-Passw0rd!:", self.passdb_text())
+
+    def test_end_of_input_during_data_changes_nothing(self):
+        c = self.main.connect()
+        c.reply()
+        c.send("HELO ctl")
+        c.send("AUTH " + SECRET, "AUTH ********")
+        c.send("CHPW alice")
+        c.send("DATA")
+        c.send("N3w-Passw0rd!", "********")
+        c.close()
+        time.sleep(0.3)
+        self.assertIn("alice:Old-Passw0rd-1:", self.passdb_text())
+        self.assertIn("connection closed during DATA; nothing changed", self.main.log_text())
+
+    def test_wrong_secret_then_limit(self):
+        c = self.main.connect()
+        c.reply()
+        c.send("HELO ctl")
+        self.assertEqual(c.send("AUTH wrong-Secret-99"), "530 authentication failed")
+        self.assertEqual(c.send("AUTH wrong-Secret-99"), "530 authentication failed")
+        self.assertEqual(c.send("AUTH wrong-Secret-99"),
+                         "421 t1 too many authentication failures")
+        self.assertTrue(c.closed())
+
+    def test_over_long_line_then_valid_command(self):
+        c = self.main.connect()
+        c.reply()
+        c.sock.sendall(b"X" * 1000 + b"QUIT\r\nNOOP\r\n")
+        self.assertTrue(c.reply().startswith("501 line too long"))
+        self.assertEqual(c.reply(), "250 ok")
+
+    def test_policy_refuses_user_not_allowed(self):
+        c = self.main.connect()
+        c.reply()
+        c.send("HELO ctl")
+        c.send("AUTH " + SECRET, "AUTH ********")
+        self.assertEqual(c.send("CHPW root"), "530 root may not be managed from here")
+        self.assertEqual(c.send("VRFY carol"), "530 carol may not be managed from here")
+        self.assertEqual(c.send("CHPW no-such-user-q"), "551 no-such-user-q unknown")
+
+    def test_idle_timeout(self):
+        r = Responder(MPASSWDD, self.config("idle", "from = 127.0.0.1", "idle_timeout = 0.5"),
+                      self.env)
+        try:
+            c = r.connect()
+            c.reply()
+            self.assertEqual(c.reply(), "421 t1 timeout")
+            self.assertTrue(c.closed())
+        finally:
+            r.stop()
+
+    def test_peer_matching_no_controller_gets_521(self):
+        r = Responder(MPASSWDD, self.config("other-net", "from = 192.0.2.0/24, local"), self.env)
+        try:
+            c = r.connect()
+            self.assertEqual(c.reply(), "521 t1 no controller entry for 127.0.0.1")
+            self.assertTrue(c.closed())
+        finally:
+            r.stop()
+
+    def test_disabled_service_gets_421(self):
+        r = Responder(MPASSWDD, self.config("off", "from = 127.0.0.1", "enabled = no"), self.env)
+        try:
+            c = r.connect()
+            self.assertEqual(c.reply(), "421 t1 service disabled")
+            self.assertTrue(c.closed())
+        finally:
+            r.stop()
+
+    def test_bad_config_answers_421_and_logs_file_and_line(self):
+        r = Responder(MPASSWDD, self.config("bad", "from = 127.0.0.1", "line_max = 7"), self.env)
+        try:
+            c = r.connect()
+            self.assertTrue(c.reply().endswith("service not available (configuration error)"))
+            self.assertTrue(c.closed())
+            time.sleep(0.2)
+            self.assertRegex(r.log_text(), r"bad\.conf:5: line_max: must be")
+        finally:
+            r.stop()
+
+    def test_ipv6_loopback(self):
+        r = Responder(MPASSWDD, self.config("v6", "from = ::1"), self.env, address="[::1]")
+        try:
+            c = r.connect()
+            c.reply()
+            self.assertEqual(c.send("HELO ctl"), "250 t1 hello ctl [::1]")
+        finally:
+            r.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
