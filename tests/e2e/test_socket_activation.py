@@ -18,7 +18,7 @@ PAM_WRAPPER_LIB = os.environ["PAM_WRAPPER_LIB"]
 NSS_WRAPPER_LIB = os.environ["NSS_WRAPPER_LIB"]
 PAM_MATRIX = os.environ["PAM_MATRIX_MODULE"]
 SECRET = "e2e-Secret-0123"
-PASSWORDS = ["N3w-Passw0rd!", "Second-Pw-77", "QUIT", "wrong-Secret-99"]
+PASSWORDS = ["N3w-Passw0rd!", "Second-Pw-77", "wrong-Secret-99", "Old-Passw0rd-1"]
 
 
 class SocketActivation(unittest.TestCase):
