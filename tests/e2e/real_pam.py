@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""mpasswdd with the real pam_unix and pam_pwquality, as root, inside a
+private mount and network namespace: an overlayfs over /etc with its upper
+layer on a tmpfs, so pam_unix rewrites a throwaway /etc/shadow. The
+machine's own files are checked to be untouched afterwards.
+
+  real_pam.py --test   the end-to-end test (exit 77: skipped, with reason)
+  real_pam.py --demo   the README's demonstration: prints the transcript
+
+Environment: MPASSWDD, PAM_AUTH_CHECK (built binaries), PWQUALITY_MODULE
+(pam_pwquality.so; from .deps/ when the host has none installed).
+"""
+import glob
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mctp_client import Responder, hash_secret  # noqa: E402
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(os.path.dirname(HERE))
+SECRET = "demo-Controller-Secret-42"
+OLD_PW = "Old-Passw0rd-1"
+NEW_PW = "N3w-Passw0rd!"
+WEAK_PW = "abc"
+
+
+def snapshot():
+    """Digests of the host files this test must never change."""
+    files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
+    files += sorted(glob.glob("/etc/pam.d/*")) + sorted(glob.glob("/etc/mpasswd/*"))
+    out = {}
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                out[f] = hashlib.sha256(fh.read()).hexdigest()
+        except OSError:
+            out[f] = None
+    return out
+
+
+def skip_reason():
+    if os.geteuid() != 0:
+        return "needs root (pam_unix writes /etc/shadow; run inside a private namespace as root)"
+    probe = subprocess.run(["unshare", "--mount", "--net", "--", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return "cannot make a private mount+net namespace: " + probe.stderr.decode().strip()
+    return None
+
+
+def outside(mode):
+    reason = skip_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            print("FAIL: CI must run this test, but: " + reason)
+            return 1
+        print("SKIP: " + reason)
+        return SKIP
+    before = snapshot()
+    rc = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "--",
+                         sys.executable, os.path.abspath(__file__), "--inside", mode]).returncode
+    after = snapshot()
+    changed = [f for f in before if before[f] != after.get(f)]
+    if changed:
+        print("FAIL: the machine's own files changed: " + ", ".join(changed))
+        return 1
+    print("ok: the machine's own /etc/passwd, /etc/shadow and /etc/pam.d are untouched")
+    return rc
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def setup_namespace():
+    run(["ip", "link", "set", "lo", "up"])
+    scratch = tempfile.mkdtemp(prefix="mpasswd-ns-")
+    run(["mount", "-t", "tmpfs", "-o", "mode=0700", "tmpfs", scratch])
+    os.mkdir(scratch + "/u")
+    os.mkdir(scratch + "/w")
+    run(["mount", "-t", "overlay", "overlay", "-o",
+         "lowerdir=/etc,upperdir=%s/u,workdir=%s/w" % (scratch, scratch), "/etc"])
+    # pam_pwquality unpacked by scripts/install-deps (the host has none
+    # installed): lay it over the module folder, in this namespace only.
+    module = os.environ.get("PWQUALITY_MODULE", "")
+    unix = (glob.glob("/lib/*/security/pam_unix.so") + glob.glob("/usr/lib/*/security/pam_unix.so"))
+    if not unix:
+        raise SystemExit("FAIL: pam_unix.so not found")
+    security = os.path.dirname(os.path.realpath(unix[0]))
+    if not os.path.exists(os.path.join(security, "pam_pwquality.so")):
+        if not os.path.exists(module):
+            raise SystemExit("FAIL: pam_pwquality.so not found (%r); run scripts/install-deps" % module)
+        run(["mount", "-t", "overlay", "overlay", "-o",
+             "lowerdir=%s:%s" % (os.path.dirname(module), security), security])
+    return scratch
+
+
+def step(mode, text):
+    if mode == "--demo":
+        print("\n== " + text)
+
+
+def pam_check(user, password):
+    r = subprocess.run([os.environ["PAM_AUTH_CHECK"], "mpasswd-check", user],
+                       input=password + "\n", capture_output=True, text=True)
+    return r.returncode
+
+
+def inside(mode):
+    demo = mode == "--demo"
+    mpasswdd = os.environ["MPASSWDD"]
+    scratch = setup_namespace()
+    step(mode, "private namespace: /etc is an overlay on %s; loopback only" % scratch)
+
+    # A throwaway user with a known password.
+    run(["useradd", "--create-home", "--home-dir", scratch + "/home-alice", "alice"])
+    run(["chpasswd"], input=("alice:%s\n" % OLD_PW).encode())
+    # The stack mpasswdd ships, verbatim, over this host's common-password.
+    os.makedirs("/etc/pam.d", exist_ok=True)
+    with open(os.path.join(SOURCE, "packaging/pam.d/mpasswdd")) as src:
+        shipped = src.read()
+    with open("/etc/pam.d/mpasswdd", "w") as f:
+        f.write(shipped)
+    with open("/etc/pam.d/mpasswd-check", "w") as f:
+        f.write("auth required pam_unix.so nodelay\naccount required pam_permit.so\n")
+    os.makedirs("/etc/mpasswd", exist_ok=True)
+    conf = "/etc/mpasswd/mpasswdd.conf"
+    with open(conf, "w") as f:
+        f.write("# throwaway configuration of the demonstration\n"
+                "host_name = target1\n\n"
+                "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                % hash_secret(mpasswdd, SECRET))
+    os.chmod(conf, 0o600)
+    step(mode, "alice exists with password %r; /etc/pam.d/mpasswdd is the shipped file:" % OLD_PW)
+    if demo:
+        print(shipped.rstrip())
+        print("\n== " + conf)
+        with open(conf) as f:
+            print(f.read().rstrip())
+
+    responder = Responder(mpasswdd, conf, env=["LANG=C"])
+    failures = []
+
+    def check(ok, what):
+        print(("ok: " if ok else "FAIL: ") + what)
+        if not ok:
+            failures.append(what)
+
+    try:
+        step(mode, "socket-activated responder: systemd-socket-activate --inetd on 127.0.0.1:%d"
+             % responder.port)
+        c = responder.connect()
+        replies = [c.reply(), c.send("HELO demo-ctl"), c.send("AUTH " + SECRET, "AUTH ********"),
+                   c.send("VRFY alice"), c.send("CHPW alice"), c.send("DATA")]
+        replies.append(c.send(WEAK_PW, "%s   (weak password)" % WEAK_PW))
+        weak = c.send(".")
+        replies += [c.send("CHPW alice"), c.send("DATA"),
+                    c.send(NEW_PW, "%s   (the new password)" % NEW_PW)]
+        strong = c.send(".")
+        replies.append(c.send("QUIT"))
+        step(mode, "the MCTP session (C: controller, S: mpasswdd)")
+        print("\n".join(c.transcript))
+        print()
+        check(weak.startswith("554 ") and "shorter than" in weak,
+              "weak password refused by pam_pwquality: " + weak)
+        check(strong == "250 password changed for alice", "strong password accepted: " + strong)
+        check([r[:3] for r in replies] ==
+              ["220", "250", "250", "250", "250", "354", "355", "250", "354", "355", "221"],
+              "every reply code as mpasswd-protocol(7) says")
+        step(mode, "pam_authenticate through the real pam_unix")
+        check(pam_check("alice", NEW_PW) == 0, "alice's new password verifies")
+        check(pam_check("alice", OLD_PW) == 1, "alice's old password no longer does")
+        check(pam_check("alice", WEAK_PW) == 1, "the refused weak password was never set")
+        check(os.path.exists(scratch + "/u/shadow"), "the change went to the overlay's /etc/shadow")
+        time.sleep(0.2)
+        log = responder.log_text()
+        check(all(s not in log for s in (SECRET, NEW_PW, OLD_PW)) and "changed for alice" in log,
+              "the log names the change but no secret or password")
+        if demo:
+            step(mode, "mpasswdd's log (syslog lines, copied to stderr)")
+            print(log.rstrip())
+    finally:
+        responder.stop()
+    return 1 if failures else 0
+
+
+def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "--inside":
+        return inside(sys.argv[2])
+    mode = sys.argv[1] if len(sys.argv) > 1 else "--test"
+    return outside(mode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
