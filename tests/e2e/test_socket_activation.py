@@ -203,5 +203,78 @@ class SocketActivation(unittest.TestCase):
             r.stop()
 
 
+class CommandLine(unittest.TestCase):
+    """mpasswdd's own options, over pipes (the peer is then local)."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mpasswdd-cli-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def write(self, name, text, mode=0o600):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def run_mpasswdd(self, *args, stdin=""):
+        # Bytes, so CRLF is seen as sent (text mode would fold it to LF).
+        r = subprocess.run([MPASSWDD] + list(args), input=stdin.encode(), capture_output=True,
+                           timeout=20)
+        r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()
+        return r
+
+    def test_check_config_shows_settings_but_no_hash(self):
+        h = hash_secret(MPASSWDD, SECRET)
+        conf = self.write("ok.conf", "line_max = 256\n[controller c]\nfrom = local\n"
+                                     "secret_hash = %s\n" % h)
+        r = self.run_mpasswdd("-c", conf, "--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("line_max = 256", r.stdout)
+        self.assertIn("[controller c]", r.stdout)
+        self.assertNotIn(h, r.stdout)
+        self.assertNotIn(h.split("$")[-1], r.stdout)
+
+    def test_missing_config_answers_421_and_exits_78(self):
+        r = self.run_mpasswdd("-c", os.path.join(self.dir, "absent.conf"), stdin="HELO x\r\n")
+        self.assertEqual(r.returncode, 78)
+        self.assertRegex(r.stdout, r"^421 \S+ service not available \(configuration error\)\r\n$")
+        self.assertIn("absent.conf: cannot open: No such file or directory", r.stderr)
+
+    def test_world_readable_config_with_hash_is_refused(self):
+        conf = self.write("open.conf", "[controller c]\nfrom = local\nsecret_hash = %s\n"
+                          % hash_secret(MPASSWDD, SECRET), mode=0o644)
+        r = self.run_mpasswdd("-c", conf, "--check-config")
+        self.assertEqual(r.returncode, 78)
+        self.assertIn("readable by every user", r.stderr)
+
+    def test_pipe_session_is_local(self):
+        conf = self.write("local.conf", "host_name = p1\n[controller c]\nfrom = local\n"
+                                        "secret_hash = %s\n" % hash_secret(MPASSWDD, SECRET))
+        r = self.run_mpasswdd("-c", conf, stdin="HELO ctl\r\nAUTH %s\r\nQUIT\r\n" % SECRET)
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.stdout, "220 p1 MCTP ready\r\n250 p1 hello ctl [local]\r\n"
+                                   "250 authenticated as c\r\n221 p1 closing\r\n")
+
+    def test_hash_secret_checks_its_input(self):
+        for bad in ["short", "has a space in it", "x" * 122, ""]:
+            r = self.run_mpasswdd("--hash-secret", stdin=bad + "\n" if bad else "")
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertEqual(r.stdout, "", bad)
+        r = self.run_mpasswdd("--hash-secret", "--cost", "12", stdin=SECRET + "\n")
+        self.assertEqual(r.returncode, 2)
+        r = self.run_mpasswdd("--hash-secret", stdin=SECRET + "\n")
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith("$y$"))
+        self.assertNotIn(SECRET, r.stdout + r.stderr)
+
+    def test_unknown_option_is_a_usage_error(self):
+        r = self.run_mpasswdd("--frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown or incomplete option", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
