@@ -233,37 +233,37 @@ Reply Session::cmd_auth(std::string_view arg) {
     return r;
 }
 
-Reply Session::cmd_vrfy(std::string_view arg) {
-    if (!is_user_name(arg)) {
+// VRFY and CHPW: the user name, then the host's verdict. Returns the
+// refusal, or nothing when the user may be managed.
+std::optional<Reply> Session::check_user(std::string_view verb, std::string_view name) {
+    if (!is_user_name(name)) {
         return reply(Code::syntax_error, "not a valid user name");
     }
-    const std::string user(arg);
+    const std::string user(name);
     const UserVerdict v = host_.check_user(controller_, user);
-    host_.log(LogLevel::info, "VRFY " + user + ": " + std::string(result_word(v)));
+    host_.log(LogLevel::info, std::string(verb) + " " + user + ": " + std::string(result_word(v)));
     switch (v) {
-    case UserVerdict::allowed: return reply(Code::ok, user + " may be managed");
+    case UserVerdict::allowed: return std::nullopt;
     case UserVerdict::unknown: return reply(Code::user_unknown, user + " unknown");
     case UserVerdict::forbidden: break;
     }
     return reply(Code::access_denied, user + " may not be managed from here");
 }
 
+Reply Session::cmd_vrfy(std::string_view arg) {
+    if (auto refused = check_user("VRFY", arg)) {
+        return std::move(*refused);
+    }
+    return reply(Code::ok, std::string(arg) + " may be managed");
+}
+
 Reply Session::cmd_chpw(std::string_view arg) {
-    if (!is_user_name(arg)) {
-        return reply(Code::syntax_error, "not a valid user name");
+    if (auto refused = check_user("CHPW", arg)) {
+        return std::move(*refused);
     }
-    const std::string user(arg);
-    const UserVerdict v = host_.check_user(controller_, user);
-    host_.log(LogLevel::info, "CHPW " + user + ": " + std::string(result_word(v)));
-    switch (v) {
-    case UserVerdict::allowed:
-        user_ = user;
-        set_state(State::pending);
-        return reply(Code::ok, "change for " + user + " pending; send DATA");
-    case UserVerdict::unknown: return reply(Code::user_unknown, user + " unknown");
-    case UserVerdict::forbidden: break;
-    }
-    return reply(Code::access_denied, user + " may not be managed from here");
+    user_ = arg;
+    set_state(State::pending);
+    return reply(Code::ok, "change for " + user_ + " pending; send DATA");
 }
 
 Reply Session::cmd_data(std::string_view) {
@@ -294,7 +294,7 @@ Reply Session::on_data_line(std::string_view line) {
 
 Reply Session::finish_data() {
     const std::string user = user_;
-    const auto refuse = [&](std::string why) {
+    const auto refuse = [&](const std::string& why) {
         host_.log(LogLevel::notice, "change for " + user + " refused: " + why + "; nothing changed");
         drop_transaction();
         set_state(State::authed);

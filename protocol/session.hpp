@@ -91,6 +91,7 @@ private:
     Reply finish_data();
     Reply reply(Code code, std::string text);
     Reply close_with(Code code, std::string text);
+    std::optional<Reply> check_user(std::string_view verb, std::string_view name);
     void set_state(State next);
     void drop_transaction() noexcept;
 

@@ -1,5 +1,7 @@
 #include "text.hpp"
 
+#include <algorithm>
+
 #include "limits.hpp"
 
 namespace mctp {
@@ -9,30 +11,18 @@ bool is_alnum(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
+bool all_between(std::string_view s, unsigned char lo, unsigned char hi) noexcept {
+    return std::all_of(s.begin(), s.end(), [=](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return c >= lo && c <= hi;
+    });
+}
+
 }  // namespace
 
-bool is_printable_ascii(std::string_view s) noexcept {
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c > 0x7E) {
-            return false;
-        }
-    }
-    return true;
-}
+bool is_printable_ascii(std::string_view s) noexcept { return all_between(s, 0x20, 0x7E); }
 
-bool is_argument(std::string_view s) noexcept {
-    if (s.empty()) {
-        return false;
-    }
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x21 || c > 0x7E) {
-            return false;
-        }
-    }
-    return true;
-}
+bool is_argument(std::string_view s) noexcept { return !s.empty() && all_between(s, 0x21, 0x7E); }
 
 bool is_user_name(std::string_view s) noexcept {
     if (s.empty() || s.size() > limits::user_name_max) {

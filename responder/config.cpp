@@ -124,7 +124,7 @@ bool set_list(Parser& p, std::string_view key, std::string_view value, bool user
 
 bool global_key(Parser& p, std::string_view key, std::string_view value) {
     Config& c = p.config;
-    const auto range = [&](std::string what) { return p.fail(key, "must be " + what); };
+    const auto range = [&](const std::string& what) { return p.fail(key, "must be " + what); };
     if (key == "enabled") {
         return parse_bool(value, &c.enabled) || range("yes or no");
     }

@@ -186,7 +186,35 @@ def inside(mode):
             print(log.rstrip())
     finally:
         responder.stop()
+    if not demo:
+        bypass_control(mpasswdd, check)
     return 1 if failures else 0
+
+
+def bypass_control(mpasswdd, check):
+    """The same stack without enforce_for_root: as root, pam_pwquality only
+    warns and the weak password is set. This is why the shipped file has
+    enforce_for_root, and the check above would fail without it."""
+    with open("/etc/pam.d/mpasswdd-noenforce", "w") as f:
+        f.write("password requisite pam_pwquality.so retry=1\n@include common-password\n")
+    conf = "/etc/mpasswd/noenforce.conf"
+    with open(conf, "w") as f:
+        f.write("host_name = target1\npam_service = mpasswdd-noenforce\n"
+                "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                % hash_secret(mpasswdd, SECRET))
+    os.chmod(conf, 0o600)
+    responder = Responder(mpasswdd, conf, env=["LANG=C"])
+    try:
+        c = responder.connect()
+        c.reply()
+        for line in ["HELO demo-ctl", "AUTH " + SECRET, "CHPW alice", "DATA", WEAK_PW]:
+            c.send(line)
+        result = c.send(".")
+        c.send("QUIT")
+    finally:
+        responder.stop()
+    check(result == "250 password changed for alice" and pam_check("alice", WEAK_PW) == 0,
+          "control: without enforce_for_root root sets the weak password (%s)" % result)
 
 
 def main():
