@@ -2,6 +2,7 @@
 // policy, secret hashing.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -208,6 +209,16 @@ TEST(Peer, CidrMatching) {
 TEST(Peer, PipeIsLocal) {
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
+    const auto p = mpasswdd::peer_of_fd(fds[0]);
+    EXPECT_TRUE(p.local);
+    EXPECT_EQ(p.text, "local");
+    close(fds[0]);
+    close(fds[1]);
+}
+
+TEST(Peer, UnixSocketIsLocal) {
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     const auto p = mpasswdd::peer_of_fd(fds[0]);
     EXPECT_TRUE(p.local);
     EXPECT_EQ(p.text, "local");
