@@ -56,6 +56,11 @@ struct ConfigError : std::runtime_error {
 // users may write, or read when it holds secret hashes.
 Config load_config(const std::string& path);
 
+// Hashes once with every controller's secret_hash, which load_config does
+// not do (it runs at every connection): throws for one libxcrypt cannot
+// use. For --check-config.
+void check_hashes(const Config& config);
+
 // The effective settings, as --check-config prints them: no hashes.
 std::string describe(const Config& config);
 

@@ -226,6 +226,9 @@ int main(int argc, char** argv) {
     mpasswdd::Config config;
     try {
         config = mpasswdd::load_config(config_path);
+        if (check_config) {
+            mpasswdd::check_hashes(config);
+        }
     } catch (const mpasswdd::ConfigError& e) {
         if (check_config) {
             std::fprintf(stderr, "mpasswdd: %s\n", e.what());

@@ -33,14 +33,37 @@ std::string hash_secret(const mctp::Secret& secret, unsigned long cost) {
     return hashed;
 }
 
-bool verify_secret(const mctp::Secret& secret, const std::string& hash, bool parse_only) {
+bool has_yescrypt_shape(const std::string& hash) {
+    if (!hash.starts_with("$y$")) {
+        return false;
+    }
+    constexpr std::string_view alphabet =
+        "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    std::string_view rest = std::string_view(hash).substr(3);
+    std::size_t fields = 0;
+    while (!rest.empty() || fields < 3) {
+        const auto end = rest.find('$');
+        const std::string_view field = rest.substr(0, end);
+        if (field.empty() || field.find_first_not_of(alphabet) != std::string_view::npos) {
+            return false;
+        }
+        ++fields;
+        if (end == std::string_view::npos) {
+            // The last field is the 256-bit hash itself.
+            return fields == 3 && field.size() == 43;
+        }
+        rest.remove_prefix(end + 1);
+    }
+    return false;
+}
+
+HashCheck check_secret(const mctp::Secret& secret, const std::string& hash) {
     WipedCryptData cd;
     const char* hashed = crypt_rn(secret.c_str(), hash.c_str(), cd.data.get(), sizeof *cd.data);
-    if (parse_only) {
-        // The result must have the shape of the stored hash: same length.
-        return hashed != nullptr && std::string_view(hashed).size() == hash.size();
+    if (hashed == nullptr) {
+        return HashCheck::unusable;
     }
-    return hashed != nullptr && mctp::constant_time_equal(hashed, hash);
+    return mctp::constant_time_equal(hashed, hash) ? HashCheck::match : HashCheck::mismatch;
 }
 
 }  // namespace mpasswdd

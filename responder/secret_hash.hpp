@@ -11,9 +11,15 @@ namespace mpasswdd {
 // yescrypt's own scale. Throws std::runtime_error on failure.
 std::string hash_secret(const mctp::Secret& secret, unsigned long cost = 0);
 
-// Hashes secret with hash's salt and compares in constant time. With
-// parse_only, true when libxcrypt can hash with hash as its setting at
-// all (a well-formed hash), whatever the secret.
-bool verify_secret(const mctp::Secret& secret, const std::string& hash, bool parse_only = false);
+// Cheap syntax check: "$y$PARAMS$SALT$HASH" in crypt's base-64 alphabet,
+// HASH 43 characters. Runs at every connection, so it does not hash;
+// only libxcrypt can tell whether PARAMS and SALT decode (check_secret).
+bool has_yescrypt_shape(const std::string& hash);
+
+enum class HashCheck { match, mismatch, unusable };
+
+// Hashes secret with hash's parameters and salt and compares in constant
+// time. unusable: libxcrypt cannot hash with this setting at all.
+HashCheck check_secret(const mctp::Secret& secret, const std::string& hash);
 
 }  // namespace mpasswdd

@@ -30,8 +30,21 @@ std::optional<std::string> SystemHost::authenticate(const mctp::Secret& secret) 
     // taken does not tell which entry, if any, came close.
     std::optional<std::string> found;
     for (const auto& c : config_.controllers) {
-        if (may_connect(c) && verify_secret(secret, c.secret_hash) && !found) {
-            found = c.name;
+        if (!may_connect(c)) {
+            continue;
+        }
+        switch (check_secret(secret, c.secret_hash)) {
+        case HashCheck::match:
+            if (!found) {
+                found = c.name;
+            }
+            break;
+        case HashCheck::mismatch: break;
+        case HashCheck::unusable:
+            log::write(mctp::LogLevel::warning,
+                       "controller " + c.name +
+                           ": secret_hash cannot be used by libxcrypt; run mpasswdd --check-config");
+            break;
         }
     }
     return found;

@@ -152,6 +152,21 @@ TEST(Config, ControllerErrors) {
               "FILE:4: x: unknown key");
 }
 
+TEST(Config, CheckHashesFindsAHashLibxcryptCannotUse) {
+    const std::string bogus = "$y$zzzz$abcdefgh$" + std::string(43, 'A');
+    TempConfig c("[controller c]\nfrom = local\nsecret_hash = " + bogus + "\n");
+    const auto cfg = mpasswdd::load_config(c.path());  // the shape is fine
+    try {
+        mpasswdd::check_hashes(cfg);
+        FAIL() << "no error";
+    } catch (const mpasswdd::ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("[controller c] secret_hash: libxcrypt cannot use"),
+                  std::string::npos) << e.what();
+    }
+    TempConfig good("[controller c]\nfrom = local\nsecret_hash = " + test_hash() + "\n");
+    EXPECT_NO_THROW(mpasswdd::check_hashes(mpasswdd::load_config(good.path())));
+}
+
 TEST(Config, PermissionsAreChecked) {
     const std::string with_hash =
         "[controller c]\nfrom = local\nsecret_hash = " + test_hash() + "\n";
@@ -274,16 +289,33 @@ TEST(UserPolicy, DenyListsAndControllerNarrowing) {
 }
 
 TEST(SecretHash, VerifiesOnlyTheRightSecret) {
+    using mpasswdd::HashCheck;
     const std::string& h = test_hash();
     EXPECT_TRUE(h.starts_with("$y$"));
-    EXPECT_TRUE(mpasswdd::verify_secret(mctp::Secret("good-secret-1"), h));
-    EXPECT_FALSE(mpasswdd::verify_secret(mctp::Secret("good-secret-2"), h));
-    EXPECT_FALSE(mpasswdd::verify_secret(mctp::Secret(""), h));
-    EXPECT_FALSE(mpasswdd::verify_secret(mctp::Secret("good-secret-1"), "*"));
+    EXPECT_EQ(mpasswdd::check_secret(mctp::Secret("good-secret-1"), h), HashCheck::match);
+    EXPECT_EQ(mpasswdd::check_secret(mctp::Secret("good-secret-2"), h), HashCheck::mismatch);
+    EXPECT_EQ(mpasswdd::check_secret(mctp::Secret(""), h), HashCheck::mismatch);
+    EXPECT_EQ(mpasswdd::check_secret(mctp::Secret("good-secret-1"), "*"), HashCheck::unusable);
     // Two hashes of one secret differ (random salt) and both verify.
     const auto h2 = mpasswdd::hash_secret(mctp::Secret("good-secret-1"), 1);
     EXPECT_NE(h, h2);
-    EXPECT_TRUE(mpasswdd::verify_secret(mctp::Secret("good-secret-1"), h2));
+    EXPECT_EQ(mpasswdd::check_secret(mctp::Secret("good-secret-1"), h2), HashCheck::match);
+}
+
+TEST(SecretHash, ShapeCheck) {
+    EXPECT_TRUE(mpasswdd::has_yescrypt_shape(test_hash()));
+    const std::string h43(43, 'A');
+    EXPECT_TRUE(mpasswdd::has_yescrypt_shape("$y$j9T$salt$" + h43));
+    for (const std::string& bad : std::vector<std::string>{"$y$broken", "$y$j9T$salt$" + h43 + "A", "$y$j9T$$" + h43,
+                                  "$y$$salt$" + h43, "$y$j9T$sa lt$" + h43, "$y$j9T$salt$",
+                                  "$y$j9T$salt$" + h43 + "$", "$6$salt$" + h43}) {
+        EXPECT_FALSE(mpasswdd::has_yescrypt_shape(bad)) << bad;
+    }
+    // Well shaped, but parameters libxcrypt cannot decode: only hashing
+    // tells (check_hashes, for --check-config).
+    const std::string bogus = "$y$zzzz$abcdefgh$" + h43;
+    EXPECT_TRUE(mpasswdd::has_yescrypt_shape(bogus));
+    EXPECT_EQ(mpasswdd::check_secret(mctp::Secret(""), bogus), mpasswdd::HashCheck::unusable);
 }
 
 }  // namespace
