@@ -39,33 +39,55 @@ std::string_view result_word(UserVerdict v) {
     return "?";
 }
 
+
+// Why a command is out of sequence, from the state order alone: either
+// the session has not reached the command's first state (name the missing
+// step) or it is past the command's last one (say what was done).
+std::string_view wrong_state_reason(unsigned allowed, State now) {
+    constexpr std::array<std::string_view, 4> missing{
+        "", "send HELO first", "authenticate first", "no pending change; send CHPW first"};
+    // Indexed by the command's last allowed state.
+    constexpr std::array<std::string_view, 4> done{
+        "already greeted; RSET first", "already authenticated",
+        "a change is already pending; send DATA or RSET", "not allowed now"};
+    const auto at = static_cast<unsigned>(now);
+    unsigned first = 0;
+    while (first < missing.size() && (allowed & (1U << first)) == 0) {
+        ++first;
+    }
+    if (first < missing.size() && at < first) {
+        return missing[first];
+    }
+    unsigned last = first;
+    while (last + 1 < done.size() && (allowed & (1U << (last + 1))) != 0) {
+        ++last;
+    }
+    return done[last];
+}
+
 }  // namespace
 
-// The command table: verb, argument rule, states it is allowed in, the
-// reply when it is not, and the handler. Checks run in this order:
-// verb (500), argument (501), state (503), then the handler.
+// The command table: verb, argument rule, states it is allowed in, and
+// the handler. Checks run in this order: verb (500), argument (501),
+// state (503), then the handler.
 struct Session::Command {
     std::string_view verb;
     Arg arg;
     unsigned allowed;
-    std::string_view wrong_state;
     Reply (Session::*handler)(std::string_view);
 };
 
 struct CommandTable {
     static constexpr std::array<Session::Command, 9> commands{{
-        {"HELO", Arg::required, bit(State::connected), "already greeted; RSET first",
-         &Session::cmd_helo},
-        {"AUTH", Arg::required, bit(State::greeted), "", &Session::cmd_auth},
-        {"VRFY", Arg::required, bit(State::authed) | bit(State::pending), "authenticate first",
-         &Session::cmd_vrfy},
-        {"CHPW", Arg::required, bit(State::authed), "", &Session::cmd_chpw},
-        {"DATA", Arg::none, bit(State::pending), "no pending change; send CHPW first",
-         &Session::cmd_data},
-        {"RSET", Arg::none, any_state, "", &Session::cmd_rset},
-        {"NOOP", Arg::none, any_state, "", &Session::cmd_noop},
-        {"QUIT", Arg::none, any_state, "", &Session::cmd_quit},
-        {"HELP", Arg::none, any_state, "", &Session::cmd_help},
+        {"HELO", Arg::required, bit(State::connected), &Session::cmd_helo},
+        {"AUTH", Arg::required, bit(State::greeted), &Session::cmd_auth},
+        {"VRFY", Arg::required, bit(State::authed) | bit(State::pending), &Session::cmd_vrfy},
+        {"CHPW", Arg::required, bit(State::authed), &Session::cmd_chpw},
+        {"DATA", Arg::none, bit(State::pending), &Session::cmd_data},
+        {"RSET", Arg::none, any_state, &Session::cmd_rset},
+        {"NOOP", Arg::none, any_state, &Session::cmd_noop},
+        {"QUIT", Arg::none, any_state, &Session::cmd_quit},
+        {"HELP", Arg::none, any_state, &Session::cmd_help},
     }};
 
     static const Session::Command* find(std::string_view verb) {
@@ -192,14 +214,7 @@ Reply Session::dispatch(std::string_view line) {
                      std::string(cmd->verb) + " needs one argument after one space");
     }
     if ((cmd->allowed & bit(state_)) == 0) {
-        std::string why(cmd->wrong_state);
-        if (cmd->handler == &Session::cmd_auth) {
-            why = state_ == State::connected ? "send HELO first" : "already authenticated";
-        } else if (cmd->handler == &Session::cmd_chpw) {
-            why = state_ == State::pending ? "a change is already pending; send DATA or RSET"
-                                           : "authenticate first";
-        }
-        return reply(Code::bad_sequence, why);
+        return reply(Code::bad_sequence, std::string(wrong_state_reason(cmd->allowed, state_)));
     }
     return (this->*(cmd->handler))(arg);
 }

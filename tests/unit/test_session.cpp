@@ -92,6 +92,28 @@ INSTANTIATE_TEST_SUITE_P(
         // end of data
         Cell{".", R, 501, A}));
 
+TEST(Session, OutOfSequenceRepliesSayWhy) {
+    const struct {
+        State from;
+        const char* command;
+        const char* text;
+    } cases[] = {
+        {C, "AUTH good-secret-1", "send HELO first"},
+        {A, "AUTH good-secret-1", "already authenticated"},
+        {G, "HELO ctl", "already greeted; RSET first"},
+        {G, "VRFY alice", "authenticate first"},
+        {C, "CHPW alice", "authenticate first"},
+        {P, "CHPW bob", "a change is already pending; send DATA or RSET"},
+        {A, "DATA", "no pending change; send CHPW first"},
+    };
+    for (const auto& c : cases) {
+        Wire w;
+        reach(w, c.from);
+        EXPECT_EQ(w.line(c.command), 503) << c.command;
+        EXPECT_EQ(w.last().text, c.text) << c.command << " in " << mctp::to_string(c.from);
+    }
+}
+
 TEST(Session, BannerAndRefusals) {
     test::FakeHost host;
     mctp::SessionSettings s;
