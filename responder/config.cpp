@@ -1,19 +1,14 @@
 #include "config.hpp"
 
 #include <crypt.h>
-#include <fcntl.h>
 #include <ini.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
-#include <cerrno>
-#include <cmath>
-#include <cstring>
 #include <set>
 #include <sstream>
 
+#include "config_file.hpp"
 #include "limits.hpp"
 #include "secret.hpp"
 #include "secret_hash.hpp"
@@ -24,8 +19,13 @@ namespace {
 
 using std::chrono::milliseconds;
 namespace limits = mctp::limits;
+namespace cfg = mctp::cfg;
+using cfg::parse_bool;
+using cfg::parse_seconds;
+using cfg::parse_uint;
+using cfg::seconds_text;
+using cfg::split_list;
 
-constexpr std::size_t config_size_max = 1 << 20;
 constexpr std::string_view controller_prefix = "controller ";
 
 struct Parser {
@@ -41,69 +41,6 @@ struct Parser {
         return false;
     }
 };
-
-std::vector<std::string> split_list(std::string_view value) {
-    std::vector<std::string> out;
-    std::size_t i = 0;
-    while (i < value.size()) {
-        while (i < value.size() && (value[i] == ',' || value[i] == ' ' || value[i] == '\t')) {
-            ++i;
-        }
-        std::size_t j = i;
-        while (j < value.size() && value[j] != ',' && value[j] != ' ' && value[j] != '\t') {
-            ++j;
-        }
-        if (j > i) {
-            out.emplace_back(value.substr(i, j - i));
-        }
-        i = j;
-    }
-    return out;
-}
-
-bool parse_bool(std::string_view v, bool* out) {
-    if (v == "yes" || v == "true" || v == "on" || v == "1") {
-        *out = true;
-        return true;
-    }
-    if (v == "no" || v == "false" || v == "off" || v == "0") {
-        *out = false;
-        return true;
-    }
-    return false;
-}
-
-template <class T>
-bool parse_uint(std::string_view v, T min, T max, T* out) {
-    unsigned long long n = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < min || n > max) {
-        return false;
-    }
-    *out = static_cast<T>(n);
-    return true;
-}
-
-// Seconds, with an optional fraction: "60", "0.25".
-bool parse_seconds(std::string_view v, milliseconds min, milliseconds max, milliseconds* out) {
-    double s = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
-    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(s)) {
-        return false;
-    }
-    const auto ms = milliseconds(static_cast<long long>(std::llround(s * 1000.0)));
-    if (ms < min || ms > max) {
-        return false;
-    }
-    *out = ms;
-    return true;
-}
-
-std::string seconds_text(milliseconds ms) {
-    std::ostringstream o;
-    o << static_cast<double>(ms.count()) / 1000.0;
-    return o.str();
-}
 
 bool set_list(Parser& p, std::string_view key, std::string_view value, bool user_names,
               std::vector<std::string>* out) {
@@ -268,73 +205,10 @@ int on_entry(void* user, const char* section, const char* name, const char* valu
                            "]; sections are [mpasswdd] and [controller NAME]") ? 1 : 0;
 }
 
-// The line of a section header, for errors about a whole section.
-int section_line(const std::string& text, const std::string& section) {
-    std::istringstream in(text);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        const auto b = line.find('[');
-        const auto e = line.find(']');
-        if (b != std::string::npos && e != std::string::npos && e > b &&
-            line.substr(b + 1, e - b - 1) == section) {
-            return n;
-        }
-    }
-    return 0;
-}
-
-std::string read_checked(const std::string& path) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        throw ConfigError(path + ": cannot open: " + std::strerror(errno));
-    }
-    struct stat st {};
-    std::string text;
-    const auto close_fd = [&] { close(fd); };
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close_fd();
-        throw ConfigError(path + ": not a regular file");
-    }
-    if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
-        close_fd();
-        throw ConfigError(path + ": writable by other users; it must be owned by root and " +
-                          "not world-writable (chmod 600)");
-    }
-    if (st.st_size > static_cast<off_t>(config_size_max)) {
-        close_fd();
-        throw ConfigError(path + ": larger than 1 MiB");
-    }
-    text.resize(static_cast<std::size_t>(st.st_size));
-    std::size_t got = 0;
-    while (got < text.size()) {
-        const ssize_t n = read(fd, text.data() + got, text.size() - got);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    text.resize(got);
-    const bool world_readable = (st.st_mode & S_IROTH) != 0;
-    close_fd();
-    if (world_readable && text.find("secret_hash") != std::string::npos) {
-        throw ConfigError(path + ": holds secret hashes but is readable by every user; "
-                          "chmod 600 " + path);
-    }
-    return text;
-}
-
 }  // namespace
 
 Config load_config(const std::string& path) {
-    const std::string text = read_checked(path);
-    if (text.find('\0') != std::string::npos) {
-        throw ConfigError(path + ": contains a NUL byte");
-    }
+    const std::string text = cfg::read_checked(path, "secret_hash", true);
     Parser p;
     p.config.path = path;
     const int rc = ini_parse_string(text.c_str(), on_entry, &p);
@@ -349,7 +223,7 @@ Config load_config(const std::string& path) {
     }
     for (const auto& ctl : p.config.controllers) {
         const std::string section = std::string(controller_prefix) + ctl.name;
-        const std::string where = path + ":" + std::to_string(section_line(text, section)) + ": ";
+        const std::string where = path + ":" + std::to_string(cfg::section_line(text, section)) + ": ";
         if (ctl.from.empty()) {
             throw ConfigError(where + "[" + section + "] has no 'from' key");
         }

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <vector>
 
+#include "config_file.hpp"
 #include "peer.hpp"
 
 namespace mpasswdd {
@@ -48,9 +49,7 @@ struct Config {
 };
 
 // Thrown with a message naming file, line and key.
-struct ConfigError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
+using ConfigError = mctp::cfg::ConfigError;
 
 // Reads and validates a configuration file. Refuses a file that other
 // users may write, or read when it holds secret hashes.

@@ -1,0 +1,147 @@
+#include "config_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+namespace mctp::cfg {
+
+std::string read_checked(const std::string& path, std::string_view secret_marker,
+                         bool group_may_read, std::size_t size_max) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+    }
+    struct stat st {};
+    const auto fail = [&](const std::string& why) {
+        close(fd);
+        throw ConfigError(path + ": " + why);
+    };
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail("not a regular file");
+    }
+    if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
+        fail("writable by other users; it must be owned by root and not world-writable "
+             "(chmod 600)");
+    }
+    if (st.st_size > static_cast<off_t>(size_max)) {
+        fail("larger than " + std::to_string(size_max) + " octets");
+    }
+    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < text.size()) {
+        const ssize_t n = read(fd, text.data() + got, text.size() - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            fail(std::string("cannot read: ") + std::strerror(errno));
+        }
+        if (n == 0) {
+            break;
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    text.resize(got);
+    close(fd);
+    const mode_t others = group_may_read ? S_IROTH : (S_IRGRP | S_IROTH);
+    if ((st.st_mode & others) != 0 && !secret_marker.empty() &&
+        text.find(secret_marker) != std::string::npos) {
+        throw ConfigError(path + ": holds secrets but is readable by " +
+                          (group_may_read ? "every user" : "other users") + "; chmod 600 " +
+                          path);
+    }
+    if (text.find('\0') != std::string::npos) {
+        throw ConfigError(path + ": contains a NUL byte");
+    }
+    return text;
+}
+
+std::vector<std::string> split_list(std::string_view value) {
+    std::vector<std::string> out;
+    const auto sep = [](char c) { return c == ',' || c == ' ' || c == '\t'; };
+    std::size_t i = 0;
+    while (i < value.size()) {
+        while (i < value.size() && sep(value[i])) {
+            ++i;
+        }
+        std::size_t j = i;
+        while (j < value.size() && !sep(value[j])) {
+            ++j;
+        }
+        if (j > i) {
+            out.emplace_back(value.substr(i, j - i));
+        }
+        i = j;
+    }
+    return out;
+}
+
+bool parse_bool(std::string_view v, bool* out) {
+    if (v == "yes" || v == "true" || v == "on" || v == "1") {
+        *out = true;
+        return true;
+    }
+    if (v == "no" || v == "false" || v == "off" || v == "0") {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+bool parse_unsigned(std::string_view v, unsigned long long min, unsigned long long max,
+                    unsigned long long* out) {
+    unsigned long long n = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < min || n > max) {
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+bool parse_seconds(std::string_view v, std::chrono::milliseconds min,
+                   std::chrono::milliseconds max, std::chrono::milliseconds* out) {
+    double s = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(s) ||
+        s < 0 || s > 1e9) {
+        return false;
+    }
+    const auto ms = std::chrono::milliseconds(static_cast<long long>(std::llround(s * 1000.0)));
+    if (ms < min || ms > max) {
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    std::ostringstream o;
+    o << static_cast<double>(ms.count()) / 1000.0;
+    return o.str();
+}
+
+int section_line(const std::string& text, const std::string& section) {
+    std::istringstream in(text);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        ++n;
+        const auto b = line.find('[');
+        const auto e = line.find(']');
+        if (b != std::string::npos && e != std::string::npos && e > b &&
+            line.substr(b + 1, e - b - 1) == section) {
+            return n;
+        }
+    }
+    return 0;
+}
+
+}  // namespace mctp::cfg

@@ -1,0 +1,60 @@
+// Pieces shared by the responder's and the controller's configuration
+// files: reading a root-owned file safely, and parsing values.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mctp::cfg {
+
+// Thrown with a message that names the file (and line and key, where
+// there is one).
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+inline constexpr std::size_t config_size_max = 1 << 20;
+
+// Reads a regular file of at most size_max octets. Refuses one that is
+// world-writable or owned by someone other than root or the caller.
+// When the text contains `secret_marker` (e.g. "secret"), it must not be
+// readable by other users either (group or world, as `private_to_group`
+// says), and the message names the chmod that fixes it.
+std::string read_checked(const std::string& path, std::string_view secret_marker,
+                         bool group_may_read, std::size_t size_max = config_size_max);
+
+// Items separated by commas and/or blanks.
+std::vector<std::string> split_list(std::string_view value);
+
+// yes/no, true/false, on/off, 1/0.
+bool parse_bool(std::string_view v, bool* out);
+
+// A decimal number from min to max.
+bool parse_unsigned(std::string_view v, unsigned long long min, unsigned long long max,
+                    unsigned long long* out);
+
+template <class T>
+bool parse_uint(std::string_view v, T min, T max, T* out) {
+    unsigned long long n = 0;
+    if (!parse_unsigned(v, min, max, &n)) {
+        return false;
+    }
+    *out = static_cast<T>(n);
+    return true;
+}
+
+// Seconds, with an optional fraction: "60", "0.25".
+bool parse_seconds(std::string_view v, std::chrono::milliseconds min,
+                   std::chrono::milliseconds max, std::chrono::milliseconds* out);
+
+// "2", "0.25": the inverse of parse_seconds.
+std::string seconds_text(std::chrono::milliseconds ms);
+
+// The line of a "[section]" header in text, 0 when absent.
+int section_line(const std::string& text, const std::string& section);
+
+}  // namespace mctp::cfg
