@@ -50,3 +50,26 @@ std::string format_reply(const Reply& reply, std::size_t line_max) {
 }
 
 }  // namespace mctp
+
+namespace mctp {
+
+std::optional<ParsedReply> parse_reply(std::string_view line) {
+    if (line.size() < 3) {
+        return std::nullopt;
+    }
+    for (std::size_t i = 0; i < 3; ++i) {
+        if (line[i] < '0' || line[i] > '9') {
+            return std::nullopt;
+        }
+    }
+    const int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    if (code < 200 || code > 599) {
+        return std::nullopt;
+    }
+    if (line.size() > 3 && line[3] != ' ') {
+        return std::nullopt;
+    }
+    return ParsedReply{code, printable_ascii(line.size() > 4 ? line.substr(4) : "")};
+}
+
+}  // namespace mctp

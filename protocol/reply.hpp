@@ -46,3 +46,20 @@ std::string printable_ascii(std::string_view text);
 std::string format_reply(const Reply& reply, std::size_t line_max);
 
 }  // namespace mctp
+
+#include <optional>
+
+namespace mctp {
+
+// A reply line as a controller reads it.
+struct ParsedReply {
+    int code = 0;
+    std::string text;  // printable ASCII, as format_reply makes it
+};
+
+// Parses "NNN text" or "NNN" (terminator already removed). The code is
+// three digits 200-599; the text is reduced to printable ASCII. Anything
+// else (a continuation "NNN-", letters, a bare number) is nullopt.
+std::optional<ParsedReply> parse_reply(std::string_view line);
+
+}  // namespace mctp

@@ -17,6 +17,25 @@ Secret::Secret(std::string_view text) : data_(new char[text.size() + 1]), size_(
     data_[size_] = '\0';
 }
 
+Secret Secret::join(std::initializer_list<std::string_view> parts) {
+    std::size_t size = 0;
+    for (const auto part : parts) {
+        size += part.size();
+    }
+    Secret s;
+    s.data_.reset(new char[size + 1]);
+    s.size_ = size;
+    std::size_t at = 0;
+    for (const auto part : parts) {
+        if (!part.empty()) {
+            std::memcpy(s.data_.get() + at, part.data(), part.size());
+        }
+        at += part.size();
+    }
+    s.data_[size] = '\0';
+    return s;
+}
+
 Secret::~Secret() { clear(); }
 
 Secret::Secret(Secret&& other) noexcept

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <memory>
 #include <string_view>
 
@@ -18,6 +19,9 @@ class Secret {
 public:
     Secret() = default;
     explicit Secret(std::string_view text);
+    // The parts one after another, built in place (no temporary copy):
+    // for wire lines such as "AUTH " + secret + "\r\n".
+    static Secret join(std::initializer_list<std::string_view> parts);
     ~Secret();
 
     Secret(const Secret&) = delete;

@@ -1,0 +1,274 @@
+// mpasswd: sets or verifies a user's password on many MCTP targets at once.
+#include <getopt.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controller_config.hpp"
+#include "fanout.hpp"
+#include "password_input.hpp"
+#include "report.hpp"
+
+namespace {
+
+using namespace mpasswd;
+
+// The exit codes are the contract with scripts (mpasswd(1)).
+constexpr int exit_all_ok = 0;
+constexpr int exit_some_failed = 1;
+constexpr int exit_usage = 2;
+
+const char* const usage_text =
+    "usage: mpasswd [options] USER\n"
+    "Sets USER's password on every target (or only checks with --verify).\n"
+    "\n"
+    "  -c, --config FILE   controller configuration (default " MPASSWD_SYSCONFDIR
+    "/mpasswd/mpasswd.conf)\n"
+    "  -H, --host HOST[:PORT]  a target; repeat for more (replaces the hosts file)\n"
+    "      --hosts FILE    the hosts file (default: 'hosts' in the configuration)\n"
+    "      --verify        only check that USER exists and may be managed everywhere\n"
+    "      --stdin         read the new password as one line from standard input\n"
+    "      --parallel N    talk to at most N targets at once (default 64)\n"
+    "      --timeout S     seconds allowed to connect and for each reply\n"
+    "      --json          one JSON object per target on standard output\n"
+    "  -q, --quiet         no progress and no summary; failed targets only\n"
+    "  -h, --help          this text\n"
+    "  -V, --version       the version\n"
+    "\n"
+    "Exit status: 0 every target ok, 1 some target failed, 2 usage, configuration\n"
+    "or password input error (nothing was sent).\n";
+
+struct Options {
+    std::string config = default_config_path;
+    std::vector<std::string> hosts;
+    std::optional<std::string> hosts_file;
+    bool verify = false;
+    bool from_stdin = false;
+    std::optional<unsigned> parallel;
+    std::optional<std::chrono::milliseconds> timeout;
+    bool json = false;
+    bool quiet = false;
+    std::string user;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+    std::cerr << "mpasswd: " << message << "\n" << "Try 'mpasswd --help'.\n";
+    std::exit(exit_usage);
+}
+
+Options parse_options(int argc, char** argv) {
+    enum { opt_hosts = 256, opt_verify, opt_stdin, opt_parallel, opt_timeout, opt_json };
+    static const option long_options[] = {
+        {"config", required_argument, nullptr, 'c'},
+        {"host", required_argument, nullptr, 'H'},
+        {"hosts", required_argument, nullptr, opt_hosts},
+        {"verify", no_argument, nullptr, opt_verify},
+        {"stdin", no_argument, nullptr, opt_stdin},
+        {"parallel", required_argument, nullptr, opt_parallel},
+        {"timeout", required_argument, nullptr, opt_timeout},
+        {"json", no_argument, nullptr, opt_json},
+        {"quiet", no_argument, nullptr, 'q'},
+        {"help", no_argument, nullptr, 'h'},
+        {"version", no_argument, nullptr, 'V'},
+        {nullptr, 0, nullptr, 0},
+    };
+    Options o;
+    int c = 0;
+    while ((c = getopt_long(argc, argv, "+c:H:qhV", long_options, nullptr)) != -1) {
+        switch (c) {
+        case 'c': o.config = optarg; break;
+        case 'H':
+            if (o.hosts.size() >= limits::targets_max) {
+                usage_error("more than " + std::to_string(limits::targets_max) + " targets");
+            }
+            o.hosts.emplace_back(optarg);
+            break;
+        case opt_hosts: o.hosts_file = optarg; break;
+        case opt_verify: o.verify = true; break;
+        case opt_stdin: o.from_stdin = true; break;
+        case opt_parallel: {
+            unsigned n = 0;
+            if (!mctp::cfg::parse_uint(optarg, 1U, limits::parallel_max, &n)) {
+                usage_error("--parallel must be a number from 1 to " +
+                            std::to_string(limits::parallel_max));
+            }
+            o.parallel = n;
+            break;
+        }
+        case opt_timeout: {
+            std::chrono::milliseconds t{};
+            if (!mctp::cfg::parse_seconds(optarg, limits::timeout_min, limits::timeout_max, &t)) {
+                usage_error("--timeout must be seconds from 0.1 to 3600");
+            }
+            o.timeout = t;
+            break;
+        }
+        case opt_json: o.json = true; break;
+        case 'q': o.quiet = true; break;
+        case 'h': std::cout << usage_text; std::exit(exit_all_ok);
+        case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
+        default: std::cerr << "Try 'mpasswd --help'.\n"; std::exit(exit_usage);
+        }
+    }
+    if (optind + 1 != argc) {
+        usage_error(optind == argc ? "no USER given" : "one USER only");
+    }
+    o.user = argv[optind];
+    if (o.verify && o.from_stdin) {
+        usage_error("--verify sends no password; --stdin does not go with it");
+    }
+    if (o.hosts_file && !o.hosts.empty()) {
+        usage_error("give targets with -H or with --hosts, not both");
+    }
+    return o;
+}
+
+// The password must not end up in a core file.
+void no_core_dumps() {
+    const rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+// One descriptor per connection in flight: make room for them.
+unsigned fit_descriptors(unsigned parallel) {
+    rlimit r{};
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) {
+        return parallel;
+    }
+    const rlim_t want = parallel + 64;
+    if (r.rlim_cur < want) {
+        r.rlim_cur = std::min(want, r.rlim_max);
+        setrlimit(RLIMIT_NOFILE, &r);
+        getrlimit(RLIMIT_NOFILE, &r);
+    }
+    if (r.rlim_cur < want) {
+        return static_cast<unsigned>(std::max<rlim_t>(1, r.rlim_cur > 64 ? r.rlim_cur - 64 : 1));
+    }
+    return parallel;
+}
+
+class Progress {
+public:
+    Progress(bool on, std::size_t total) : on_(on), total_(total) { draw(); }
+    void add(bool failed) {
+        ++done_;
+        failed_ += failed ? 1 : 0;
+        draw();
+    }
+    void clear() {
+        if (on_) {
+            std::fputs("\r\033[K", stderr);
+            std::fflush(stderr);
+        }
+    }
+
+private:
+    void draw() {
+        if (on_) {
+            std::fprintf(stderr, "\r\033[K%s", progress_line(done_, failed_, total_).c_str());
+            std::fflush(stderr);
+        }
+    }
+    bool on_;
+    std::size_t total_;
+    std::size_t done_ = 0;
+    std::size_t failed_ = 0;
+};
+
+int run(const Options& o) {
+    ControllerConfig config = load_controller_config(o.config);
+    std::vector<Target> targets;
+    if (!o.hosts.empty()) {
+        for (const auto& h : o.hosts) {
+            std::string why;
+            auto t = parse_target(h, config.port, &why);
+            if (!t) {
+                usage_error("-H " + h + ": " + why);
+            }
+            t->origin = "-H";
+            for (const auto& earlier : targets) {
+                if (earlier.label() == t->label()) {
+                    usage_error("-H " + h + ": " + t->label() + " is given twice");
+                }
+            }
+            targets.push_back(std::move(*t));
+        }
+    } else {
+        targets = load_hosts_file(o.hosts_file.value_or(config.hosts_file), config.port);
+    }
+    if (targets.empty()) {
+        usage_error("no targets: the hosts file lists none and no -H was given");
+    }
+
+    EngineSettings settings;
+    settings.helo_name = config.name.empty() ? default_helo_name() : config.name;
+    settings.secret = &config.secret;
+    settings.connect_timeout = o.timeout.value_or(config.connect_timeout);
+    settings.reply_timeout = o.timeout.value_or(config.reply_timeout);
+    settings.target_timeout = std::max(config.target_timeout, settings.connect_timeout);
+    settings.parallel = fit_descriptors(o.parallel.value_or(config.parallel));
+
+    Job job;
+    job.action = o.verify ? Action::verify : Action::change;
+    job.user = o.user;
+    check_job(settings, Job{Action::verify, o.user, nullptr});
+    std::optional<mctp::Secret> password;
+    if (job.action == Action::change) {
+        password = o.from_stdin ? read_password_line(STDIN_FILENO)
+                                : read_password_from_terminal(o.user);
+        job.password = &*password;
+    }
+    check_job(settings, job);
+
+    auto transport = make_tcp_transport();
+    Progress progress(!o.quiet && !o.json && isatty(STDERR_FILENO) == 1, targets.size());
+    const auto results = run(targets, settings, job, *transport,
+                             [&](std::size_t i, const Result& r) {
+                                 if (o.json) {
+                                     std::cout << json_line(targets[i], job, r) << std::endl;
+                                 }
+                                 progress.add(r.outcome != Outcome::ok);
+                             });
+    progress.clear();
+    password.reset();
+
+    bool all_ok = true;
+    for (const auto& r : results) {
+        all_ok = all_ok && r.outcome == Outcome::ok;
+    }
+    if (!o.json) {
+        std::cout << failure_table(targets, results);
+        if (!o.quiet) {
+            std::cout << summary_line(job, results) << "\n";
+        }
+        std::cout.flush();
+    }
+    return all_ok ? exit_all_ok : exit_some_failed;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    no_core_dumps();
+    const Options o = parse_options(argc, argv);
+    try {
+        return run(o);
+    } catch (const ConfigError& e) {
+        std::cerr << "mpasswd: " << e.what() << "\n";
+    } catch (const JobError& e) {
+        std::cerr << "mpasswd: " << e.what() << "\n";
+    } catch (const InputError& e) {
+        std::cerr << "mpasswd: " << e.what() << "\n";
+    } catch (const std::exception& e) {
+        std::cerr << "mpasswd: " << e.what() << "\n";
+    }
+    return exit_usage;
+}

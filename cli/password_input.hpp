@@ -1,0 +1,25 @@
+// Reading the new password: from the terminal without echo, or one line
+// from standard input. Both read into a fixed buffer that is wiped.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "secret.hpp"
+
+namespace mpasswd {
+
+struct InputError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Asks on /dev/tty twice ("New password for USER: ", "Retype new
+// password: ") with echo off; the terminal is restored on every path,
+// and on SIGINT/SIGTERM/SIGHUP/SIGQUIT during the prompt.
+mctp::Secret read_password_from_terminal(const std::string& user);
+
+// One line from fd (its LF and a CR before it removed); the rest of the
+// input is not read.
+mctp::Secret read_password_line(int fd);
+
+}  // namespace mpasswd

@@ -1,0 +1,215 @@
+#include "controller_config.hpp"
+
+#include <fcntl.h>
+#include <ini.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "text.hpp"
+
+namespace mpasswd {
+namespace {
+
+namespace cfg = mctp::cfg;
+using std::chrono::milliseconds;
+
+struct Parser {
+    ControllerConfig config;
+    std::string error;
+    std::set<std::string> seen;
+    bool has_secret = false;
+
+    bool fail(std::string_view key, std::string message) {
+        if (error.empty()) {
+            error = std::string(key) + ": " + std::move(message);
+        }
+        return false;
+    }
+};
+
+std::string relative_to(const std::string& config_path, std::string_view value) {
+    if (value.starts_with('/')) {
+        return std::string(value);
+    }
+    const auto slash = config_path.rfind('/');
+    return slash == std::string::npos ? std::string(value)
+                                      : config_path.substr(0, slash + 1) + std::string(value);
+}
+
+bool set_timeout(Parser& p, std::string_view key, std::string_view value, milliseconds* out) {
+    return cfg::parse_seconds(value, limits::timeout_min, limits::timeout_max, out) ||
+           p.fail(key, "must be seconds from 0.1 to 3600");
+}
+
+bool on_key(Parser& p, std::string_view key, std::string_view value) {
+    ControllerConfig& c = p.config;
+    if (key == "name") {
+        if (!mctp::is_helo_name(value)) {
+            return p.fail(key, "must be a host name (letters, digits, '.', '_', ':', '-'), at "
+                               "most 64 characters");
+        }
+        c.name = value;
+        return true;
+    }
+    if (key == "secret") {
+        if (!is_sendable_secret(value)) {
+            return p.fail(key, "must be 1 to " + std::to_string(limits::secret_max) +
+                                   " printable ASCII characters without spaces");
+        }
+        c.secret = mctp::Secret(value);
+        p.has_secret = true;
+        return true;
+    }
+    if (key == "secret_file") {
+        if (value.empty()) {
+            return p.fail(key, "must name a file");
+        }
+        c.secret_file = relative_to(c.path, value);
+        return true;
+    }
+    if (key == "hosts") {
+        if (value.empty()) {
+            return p.fail(key, "must name a file");
+        }
+        c.hosts_file = relative_to(c.path, value);
+        return true;
+    }
+    if (key == "port") {
+        return cfg::parse_uint(value, std::uint16_t{1}, std::uint16_t{65535}, &c.port) ||
+               p.fail(key, "must be a port from 1 to 65535");
+    }
+    if (key == "connect_timeout") {
+        return set_timeout(p, key, value, &c.connect_timeout);
+    }
+    if (key == "reply_timeout") {
+        return set_timeout(p, key, value, &c.reply_timeout);
+    }
+    if (key == "target_timeout") {
+        return set_timeout(p, key, value, &c.target_timeout);
+    }
+    if (key == "parallel") {
+        return cfg::parse_uint(value, 1U, limits::parallel_max, &c.parallel) ||
+               p.fail(key, "must be a number from 1 to " + std::to_string(limits::parallel_max));
+    }
+    return p.fail(key, "unknown key");
+}
+
+int on_entry(void* user, const char* section, const char* name, const char* value) {
+    auto& p = *static_cast<Parser*>(user);
+    const std::string_view sect(section);
+    const std::string_view key(name);
+    if (!p.seen.insert(std::string(key)).second) {
+        return p.fail(key, "given twice") ? 1 : 0;
+    }
+    if (!sect.empty() && sect != "mpasswd") {
+        return p.fail(key, "in unknown section [" + std::string(sect) +
+                               "]; the only section is [mpasswd]") ? 1 : 0;
+    }
+    return on_key(p, key, value) ? 1 : 0;
+}
+
+}  // namespace
+
+bool is_sendable_secret(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= limits::secret_max && mctp::is_argument(s);
+}
+
+std::string default_helo_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) == 0 && mctp::is_helo_name(buf)) {
+        return buf;
+    }
+    return "mpasswd";
+}
+
+mctp::Secret read_secret_file(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        throw ConfigError(path + ": cannot open the secret file: " + std::strerror(errno));
+    }
+    struct stat st {};
+    const auto fail = [&](const std::string& why) {
+        close(fd);
+        throw ConfigError(path + ": " + why);
+    };
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail("the secret file is not a regular file");
+    }
+    if ((st.st_mode & 077) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
+        fail("the secret file must be owned by root and readable by its owner only "
+             "(chmod 600 " + path + ")");
+    }
+    char buf[limits::secret_file_max + 1];
+    std::size_t got = 0;
+    while (got < sizeof buf) {
+        const ssize_t n = read(fd, buf + got, sizeof buf - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    close(fd);
+    std::string_view text(buf, got);
+    text = text.substr(0, text.find('\n'));
+    if (text.ends_with('\r')) {
+        text.remove_suffix(1);
+    }
+    const bool ok = is_sendable_secret(text);
+    mctp::Secret secret(ok ? text : std::string_view());
+    mctp::wipe(buf, sizeof buf);
+    if (!ok) {
+        throw ConfigError(path + ": the first line must be the secret: 1 to " +
+                          std::to_string(limits::secret_max) +
+                          " printable ASCII characters without spaces");
+    }
+    return secret;
+}
+
+ControllerConfig parse_controller_config(const std::string& text, const std::string& path) {
+    Parser p;
+    p.config.path = path;
+    const int rc = ini_parse_string(text.c_str(), on_entry, &p);
+    if (rc != 0) {
+        if (rc < 0) {
+            throw ConfigError(path + ": cannot parse (out of memory)");
+        }
+        if (p.error.empty()) {
+            p.error = "syntax error (expected 'key = value' or '[mpasswd]')";
+        }
+        throw ConfigError(path + ":" + std::to_string(rc) + ": " + p.error);
+    }
+    ControllerConfig& c = p.config;
+    if (p.has_secret && !c.secret_file.empty()) {
+        throw ConfigError(path + ": give either secret or secret_file, not both");
+    }
+    if (!p.has_secret && c.secret_file.empty()) {
+        throw ConfigError(path + ": no secret: set secret_file (or secret) to the secret "
+                                 "the targets' [controller] sections hold the hash of");
+    }
+    if (!c.secret_file.empty()) {
+        c.secret = read_secret_file(c.secret_file);
+    }
+    if (c.target_timeout < c.connect_timeout) {
+        throw ConfigError(path + ": target_timeout (" + cfg::seconds_text(c.target_timeout) +
+                          " s) is shorter than connect_timeout");
+    }
+    return std::move(p.config);
+}
+
+ControllerConfig load_controller_config(const std::string& path) {
+    std::string text = cfg::read_checked(path, "secret", false);
+    struct Wipe {
+        std::string& s;
+        ~Wipe() { mctp::wipe(s.data(), s.size()); }
+    } wipe_text{text};
+    return parse_controller_config(text, path);
+}
+
+}  // namespace mpasswd

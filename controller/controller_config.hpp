@@ -1,0 +1,51 @@
+// /etc/mpasswd/mpasswd.conf: the controller's settings, shared by the
+// mpasswd command and pam_mctp.so.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "config_file.hpp"
+#include "controller_limits.hpp"
+#include "secret.hpp"
+
+namespace mpasswd {
+
+inline constexpr const char* default_config_path = MPASSWD_SYSCONFDIR "/mpasswd/mpasswd.conf";
+inline constexpr const char* default_hosts_path = MPASSWD_SYSCONFDIR "/mpasswd/hosts";
+
+using ConfigError = mctp::cfg::ConfigError;
+
+struct ControllerConfig {
+    std::string path;
+    std::string name;         // HELO name; empty: this host's name
+    mctp::Secret secret;      // from `secret` or `secret_file`
+    std::string secret_file;  // as configured, for messages
+    std::string hosts_file = default_hosts_path;
+    std::uint16_t port = limits::default_port;
+    std::chrono::milliseconds connect_timeout = limits::connect_timeout_default;
+    std::chrono::milliseconds reply_timeout = limits::reply_timeout_default;
+    std::chrono::milliseconds target_timeout = limits::target_timeout_default;
+    unsigned parallel = limits::parallel_default;
+};
+
+// Reads and validates the file and the secret file it names. Throws
+// ConfigError naming FILE:LINE: key. A file holding `secret` must be
+// readable by its owner only, and so must a secret file.
+ControllerConfig load_controller_config(const std::string& path);
+
+// The same from text (path for messages and relative paths only).
+ControllerConfig parse_controller_config(const std::string& text, const std::string& path);
+
+// Reads the first line of a secret file (mode 0600 or stricter).
+mctp::Secret read_secret_file(const std::string& path);
+
+// True for a secret that can be sent with AUTH: printable ASCII without
+// spaces, 1 to limits::secret_max octets.
+bool is_sendable_secret(std::string_view s) noexcept;
+
+// This host's name as a HELO name, "mpasswd" when it is not one.
+std::string default_helo_name();
+
+}  // namespace mpasswd

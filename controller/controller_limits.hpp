@@ -1,0 +1,42 @@
+// Every limit and default of the controller side, in one place.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace mpasswd::limits {
+
+using std::chrono::milliseconds;
+
+// The project's TCP port (not in /etc/services; poppassd has 106).
+inline constexpr std::uint16_t default_port = 4242;
+
+inline constexpr std::size_t targets_max = 10'000;
+inline constexpr std::size_t hosts_line_max = 1024;
+
+inline constexpr unsigned parallel_default = 64;
+inline constexpr unsigned parallel_max = 4096;
+
+inline constexpr milliseconds connect_timeout_default{5'000};
+// Longer than a responder's failed-AUTH delay (2 s by default) and a
+// PAM change with yescrypt and a dictionary check.
+inline constexpr milliseconds reply_timeout_default{15'000};
+// A target that answers each step just in time still ends here.
+inline constexpr milliseconds target_timeout_default{60'000};
+inline constexpr milliseconds timeout_min{100};
+inline constexpr milliseconds timeout_max{3'600'000};
+// QUIT after a refusal is a courtesy: never wait long for it.
+inline constexpr milliseconds quit_timeout{2'000};
+
+// A responder's line_max is 128 to 4096 octets; a reply longer than the
+// largest is not MCTP.
+inline constexpr std::size_t reply_line_max = 4096;
+// "AUTH " + secret + CRLF fits the default line_max of 128.
+inline constexpr std::size_t secret_max = 121;
+// A dot-stuffed password line with CRLF fits the largest line_max. A
+// target with a smaller line_max answers 501 for a longer one.
+inline constexpr std::size_t password_max = 4093;
+inline constexpr std::size_t secret_file_max = 4096;
+
+}  // namespace mpasswd::limits

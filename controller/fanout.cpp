@@ -1,0 +1,349 @@
+#include "fanout.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/deferred.hpp>
+#include <asio/experimental/parallel_group.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <optional>
+
+#include "controller_limits.hpp"
+#include "reply.hpp"
+#include "text.hpp"
+
+namespace mpasswd {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A step that ran out of time; what it was waiting for is in the text.
+struct StepTimeout {
+    std::string what;
+};
+
+// A reply that decides the target's result (refused, protocol error).
+struct Ended {
+    Result result;
+};
+
+std::string seconds(milliseconds ms) {
+    const auto s = ms.count() / 1000;
+    const auto frac = ms.count() % 1000;
+    return frac == 0 ? std::to_string(s) + " s"
+                     : std::to_string(s) + "." + std::to_string(frac / 100) + " s";
+}
+
+// Runs op until the deadline; on expiry cancels it, waits for it to end
+// (every transport operation is cancellable) and throws StepTimeout.
+template <class T>
+asio::awaitable<T> within(asio::awaitable<T> op, Clock::time_point deadline, std::string what) {
+    using asio::experimental::deferred;
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex, deadline);
+    if constexpr (std::is_void_v<T>) {
+        auto [order, error, timer_ec] =
+            co_await asio::experimental::make_parallel_group(
+                asio::co_spawn(ex, std::move(op), deferred), timer.async_wait(deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        (void)timer_ec;
+        if (order[0] != 0) {
+            throw StepTimeout{std::move(what)};
+        }
+        if (error) {
+            std::rethrow_exception(error);
+        }
+    } else {
+        auto [order, error, value, timer_ec] =
+            co_await asio::experimental::make_parallel_group(
+                asio::co_spawn(ex, std::move(op), deferred), timer.async_wait(deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        (void)timer_ec;
+        if (order[0] != 0) {
+            throw StepTimeout{std::move(what)};
+        }
+        if (error) {
+            std::rethrow_exception(error);
+        }
+        co_return std::move(value);
+    }
+}
+
+// One target's session, from connect to QUIT.
+class Dialogue {
+public:
+    Dialogue(const Target& target, const EngineSettings& settings, const Job& job,
+             const mctp::Secret& auth_line, const mctp::Secret* data_line)
+        : target_(target), settings_(settings), job_(job), auth_line_(auth_line),
+          data_line_(data_line), start_(Clock::now()),
+          target_deadline_(start_ + settings.target_timeout) {}
+
+    asio::awaitable<Result> run(Transport& transport) {
+        Result r;
+        try {
+            r = co_await talk(transport);
+        } catch (const Ended& e) {
+            r = e.result;
+        } catch (const StepTimeout& t) {
+            r = make(Outcome::timeout, 0, t.what);
+        } catch (const TransportError& e) {
+            r = make(Outcome::unreachable, 0, e.what());
+        } catch (const std::system_error& e) {
+            r = from_system_error(e);
+        } catch (const std::exception& e) {
+            r = make(Outcome::protocol_error, 0, e.what());
+        }
+        if (stream_) {
+            stream_->close();
+        }
+        r.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - start_);
+        co_return r;
+    }
+
+private:
+    asio::awaitable<Result> talk(Transport& transport) {
+        step_ = "connect";
+        stream_ = co_await within(transport.connect(target_), deadline(settings_.connect_timeout),
+                                  "no connection within " + seconds(settings_.connect_timeout));
+        step_ = "banner";
+        co_await expect(220, "no banner");
+        co_await command("HELO", "HELO " + settings_.helo_name, 250);
+        co_await command_secret("AUTH", auth_line_, 250);
+        if (job_.action == Action::verify) {
+            co_await command("VRFY", "VRFY " + job_.user, 250);
+        } else {
+            co_await command("CHPW", "CHPW " + job_.user, 250);
+            co_await command("DATA", "DATA", 354);
+            co_await command_secret("password", *data_line_, 355);
+            // From here the target may change the password at any moment.
+            changing_ = true;
+            co_await command("end of data", ".", 250);
+            changing_ = false;
+        }
+        Result done = make(Outcome::ok, last_.code, last_.text);
+        co_await quit();
+        co_return done;
+    }
+
+    Clock::time_point deadline(milliseconds step) const {
+        return std::min(Clock::now() + step, target_deadline_);
+    }
+
+    Result make(Outcome o, int code, std::string text) const {
+        Result r;
+        r.outcome = o;
+        r.code = code;
+        r.text = std::move(text);
+        r.step = step_;
+        if (o == Outcome::timeout && Clock::now() >= target_deadline_) {
+            r.text = "not done within target_timeout (" + seconds(settings_.target_timeout) + ")";
+        }
+        if (changing_ && o != Outcome::ok && o != Outcome::refused) {
+            r.text += "; the password was sent and may have been changed";
+        }
+        return r;
+    }
+
+    Result from_system_error(const std::system_error& e) const {
+        const auto ec = e.code();
+        if (step_ == "connect") {
+            std::string why = ec.message();
+            if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||
+                ec == asio::error::no_data) {
+                why = "cannot resolve " + target_.host + ": " + why;
+            }
+            return make(Outcome::unreachable, 0, why);
+        }
+        if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+            ec == asio::error::broken_pipe) {
+            return make(Outcome::protocol_error, 0, "connection closed by the target");
+        }
+        return make(Outcome::protocol_error, 0, ec.message());
+    }
+
+    asio::awaitable<void> send(std::span<const char> bytes, std::string_view what) {
+        co_await within(stream_->write_all(bytes), deadline(settings_.reply_timeout),
+                        "could not send " + std::string(what) + " within " +
+                            seconds(settings_.reply_timeout));
+    }
+
+    asio::awaitable<void> command(std::string_view name, std::string line, int want) {
+        step_ = name;
+        line += "\r\n";
+        co_await send(line, name);
+        co_await expect(want, "no reply to " + std::string(name));
+    }
+
+    asio::awaitable<void> command_secret(std::string_view name, const mctp::Secret& line,
+                                         int want) {
+        step_ = name;
+        co_await send(std::span<const char>(line.c_str(), line.size()), name);
+        co_await expect(want, "no reply to " + std::string(name));
+    }
+
+    // Reads one reply and ends the dialogue unless its code is `want`.
+    asio::awaitable<void> expect(int want, const std::string& silence) {
+        const std::string line =
+            co_await within(read_line(), deadline(settings_.reply_timeout),
+                            silence + " within " + seconds(settings_.reply_timeout));
+        const auto reply = mctp::parse_reply(line);
+        if (!reply) {
+            throw Ended{make(Outcome::protocol_error, 0,
+                             "not an MCTP reply: '" +
+                                 mctp::printable_ascii(line.substr(0, 64)) + "'")};
+        }
+        last_ = *reply;
+        if (reply->code == want) {
+            co_return;
+        }
+        if (reply->code >= 400) {
+            throw Ended{make(Outcome::refused, reply->code, reply->text)};
+        }
+        throw Ended{make(Outcome::protocol_error, reply->code,
+                         "unexpected reply " + std::to_string(reply->code) + " " + reply->text)};
+    }
+
+    asio::awaitable<std::string> read_line() {
+        for (;;) {
+            if (const auto lf = buffer_.find('\n'); lf != std::string::npos) {
+                std::string line = buffer_.substr(0, lf);
+                buffer_.erase(0, lf + 1);
+                if (line.ends_with('\r')) {
+                    line.pop_back();
+                }
+                co_return line;
+            }
+            if (buffer_.size() >= limits::reply_line_max) {
+                throw Ended{make(Outcome::protocol_error, 0,
+                                 "reply longer than " + std::to_string(limits::reply_line_max) +
+                                     " octets")};
+            }
+            char chunk[1024];
+            const std::size_t n = co_await stream_->read_some(chunk);
+            buffer_.append(chunk, n);
+        }
+    }
+
+    // A courtesy after the result is known: never changes the result.
+    asio::awaitable<void> quit() {
+        try {
+            const auto until = std::min(Clock::now() + limits::quit_timeout, target_deadline_);
+            static constexpr std::string_view line = "QUIT\r\n";
+            co_await within(stream_->write_all(line), until, "QUIT");
+            co_await within(read_line(), until, "QUIT");
+        } catch (...) {
+        }
+    }
+
+    const Target& target_;
+    const EngineSettings& settings_;
+    const Job& job_;
+    const mctp::Secret& auth_line_;
+    const mctp::Secret* data_line_;
+    Clock::time_point start_;
+    Clock::time_point target_deadline_;
+    std::unique_ptr<Stream> stream_;
+    std::string buffer_;
+    std::string step_ = "connect";
+    mctp::ParsedReply last_;
+    bool changing_ = false;
+};
+
+}  // namespace
+
+std::string_view outcome_name(Outcome o) noexcept {
+    switch (o) {
+    case Outcome::ok: return "ok";
+    case Outcome::refused: return "refused";
+    case Outcome::unreachable: return "unreachable";
+    case Outcome::timeout: return "timeout";
+    case Outcome::protocol_error: return "protocol-error";
+    }
+    return "unknown";
+}
+
+void check_job(const EngineSettings& settings, const Job& job) {
+    if (!mctp::is_user_name(job.user)) {
+        throw JobError("'" + mctp::printable_ascii(job.user) +
+                       "' is not a valid user name (letters, digits, '.', '_', '-', at most 32)");
+    }
+    if (!mctp::is_helo_name(settings.helo_name)) {
+        throw JobError("the controller name '" + mctp::printable_ascii(settings.helo_name) +
+                       "' is not a valid host name");
+    }
+    if (settings.secret == nullptr || settings.secret->empty()) {
+        throw JobError("no controller secret");
+    }
+    if (settings.parallel == 0) {
+        throw JobError("parallel must be at least 1");
+    }
+    if (job.action == Action::change) {
+        if (job.password == nullptr || job.password->empty()) {
+            throw JobError("the new password is empty");
+        }
+        if (job.password->size() > limits::password_max) {
+            throw JobError("the new password is longer than " +
+                           std::to_string(limits::password_max) + " octets");
+        }
+        if (!mctp::is_password_text(job.password->view())) {
+            throw JobError("the new password is not valid UTF-8 text (control characters "
+                           "cannot be sent)");
+        }
+    }
+}
+
+std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings& settings,
+                        const Job& job, Transport& transport,
+                        const std::function<void(std::size_t, const Result&)>& on_result) {
+    check_job(settings, job);
+    // The wire forms of the secret and password, built once, shared by
+    // every session, wiped on return.
+    const auto auth_line = mctp::Secret::join({"AUTH ", settings.secret->view(), "\r\n"});
+    std::optional<mctp::Secret> data_line;
+    if (job.action == Action::change) {
+        const auto pw = job.password->view();
+        data_line = mctp::Secret::join({pw.starts_with('.') ? "." : "", pw, "\r\n"});
+    }
+    std::vector<Result> results(targets.size());
+    if (targets.empty()) {
+        return results;
+    }
+    asio::io_context io(1);
+    std::size_t next = 0;
+    const std::size_t workers = std::min<std::size_t>(settings.parallel, targets.size());
+    std::size_t running = workers;
+    const auto worker = [&]() -> asio::awaitable<void> {
+        while (next < targets.size()) {
+            const std::size_t i = next++;
+            Dialogue d(targets[i], settings, job, auth_line, data_line ? &*data_line : nullptr);
+            results[i] = co_await d.run(transport);
+            if (on_result) {
+                on_result(i, results[i]);
+            }
+        }
+    };
+    std::exception_ptr failure;
+    for (std::size_t w = 0; w < workers; ++w) {
+        asio::co_spawn(io, worker, [&](std::exception_ptr e) {
+            if (e && !failure) {
+                failure = e;
+            }
+            if (--running == 0) {
+                // A resolver thread may still be in getaddrinfo: do not wait for it here.
+                io.stop();
+            }
+        });
+    }
+    io.run();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    return results;
+}
+
+}  // namespace mpasswd

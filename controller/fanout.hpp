@@ -1,0 +1,72 @@
+// The fan-out engine: one MCTP session per target, all at once up to a
+// parallelism limit, every step bounded by a timeout.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "secret.hpp"
+#include "target.hpp"
+#include "transport.hpp"
+
+namespace mpasswd {
+
+enum class Outcome {
+    ok,              // verified, or the password was changed
+    refused,         // the target answered with a 4xx/5xx reply
+    unreachable,     // no connection: refused, no route, unknown name
+    timeout,         // a step took longer than its timeout
+    protocol_error,  // closed early, or a reply that is not MCTP
+};
+
+std::string_view outcome_name(Outcome o) noexcept;
+
+enum class Action {
+    verify,  // HELO, AUTH, VRFY user
+    change,  // HELO, AUTH, CHPW user, DATA, the password, "."
+};
+
+struct Result {
+    Outcome outcome = Outcome::protocol_error;
+    int code = 0;      // the reply code that decided it, 0 when none
+    std::string text;  // the reply's text or what went wrong; no secrets
+    std::string step;  // where it ended: connect, banner, HELO, AUTH, ...
+    std::chrono::milliseconds elapsed{0};
+};
+
+struct EngineSettings {
+    std::string helo_name;
+    const mctp::Secret* secret = nullptr;  // the controller's shared secret
+    std::chrono::milliseconds connect_timeout{5'000};
+    std::chrono::milliseconds reply_timeout{15'000};
+    std::chrono::milliseconds target_timeout{60'000};
+    unsigned parallel = 64;
+};
+
+struct Job {
+    Action action = Action::verify;
+    std::string user;
+    const mctp::Secret* password = nullptr;  // for change
+};
+
+// Why a job cannot start: a bad user name, password or setting. Nothing
+// has been sent anywhere when this is thrown.
+struct JobError : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+
+// Checks what run() would refuse, without running.
+void check_job(const EngineSettings& settings, const Job& job);
+
+// Runs the job on every target and returns one result per target, in the
+// targets' order. on_result is called as each target finishes (on this
+// thread). Each target ends within its connect timeout plus one reply
+// timeout per step, and never later than target_timeout.
+std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings& settings,
+                        const Job& job, Transport& transport,
+                        const std::function<void(std::size_t index, const Result&)>& on_result);
+
+}  // namespace mpasswd

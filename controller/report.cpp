@@ -1,0 +1,111 @@
+#include "report.hpp"
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+namespace mpasswd {
+namespace {
+
+std::string json_string(std::string_view s) {
+    std::string out = "\"";
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20 || u >= 0x7f) {
+            // Texts are printable ASCII already; this keeps the line valid
+            // JSON whatever comes.
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", u);
+            out += buf;
+        } else {
+            out += c;
+        }
+    }
+    return out + "\"";
+}
+
+}  // namespace
+
+std::string json_line(const Target& target, const Job& job, const Result& r) {
+    std::ostringstream o;
+    o << "{\"target\":" << json_string(target.label()) << ",\"host\":" << json_string(target.host)
+      << ",\"port\":" << target.port << ",\"user\":" << json_string(job.user)
+      << ",\"action\":" << json_string(job.action == Action::change ? "change" : "verify")
+      << ",\"result\":" << json_string(outcome_name(r.outcome)) << ",\"code\":";
+    if (r.code != 0) {
+        o << r.code;
+    } else {
+        o << "null";
+    }
+    o << ",\"step\":" << json_string(r.step) << ",\"text\":" << json_string(r.text)
+      << ",\"elapsed_ms\":" << r.elapsed.count() << "}";
+    return o.str();
+}
+
+std::string failure_table(const std::vector<Target>& targets, const std::vector<Result>& results) {
+    std::vector<std::size_t> failed;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        if (results[i].outcome != Outcome::ok) {
+            failed.push_back(i);
+        }
+    }
+    if (failed.empty()) {
+        return {};
+    }
+    std::size_t target_w = 6;
+    std::size_t step_w = 4;
+    for (const auto i : failed) {
+        target_w = std::max(target_w, targets[i].label().size());
+        step_w = std::max(step_w, results[i].step.size());
+    }
+    const auto pad = [](std::string s, std::size_t w) {
+        s.resize(std::max(s.size(), w), ' ');
+        return s;
+    };
+    std::string out = pad("TARGET", target_w) + "  " + pad("RESULT", 14) + "  CODE  " +
+                      pad("STEP", step_w) + "  REASON\n";
+    for (const auto i : failed) {
+        const Result& r = results[i];
+        out += pad(targets[i].label(), target_w) + "  " +
+               pad(std::string(outcome_name(r.outcome)), 14) + "  " +
+               pad(r.code != 0 ? std::to_string(r.code) : "-", 4) + "  " + pad(r.step, step_w) +
+               "  " + r.text + "\n";
+    }
+    return out;
+}
+
+std::string summary_line(const Job& job, const std::vector<Result>& results) {
+    std::size_t ok = 0;
+    std::map<std::string_view, std::size_t> why;
+    for (const auto& r : results) {
+        if (r.outcome == Outcome::ok) {
+            ++ok;
+        } else {
+            ++why[outcome_name(r.outcome)];
+        }
+    }
+    std::string out = job.user + ": " +
+                      (job.action == Action::change ? "password changed on " : "verified on ") +
+                      std::to_string(ok) + " of " + std::to_string(results.size()) +
+                      (results.size() == 1 ? " target" : " targets");
+    if (ok < results.size()) {
+        out += ", " + std::to_string(results.size() - ok) + " failed (";
+        bool first = true;
+        for (const auto& [name, n] : why) {
+            out += (first ? "" : ", ") + std::to_string(n) + " " + std::string(name);
+            first = false;
+        }
+        out += ")";
+    }
+    return out;
+}
+
+std::string progress_line(std::size_t done, std::size_t failed, std::size_t total) {
+    return std::to_string(done) + "/" + std::to_string(total) + " done, " +
+           std::to_string(failed) + " failed, " + std::to_string(total - done) + " pending";
+}
+
+}  // namespace mpasswd

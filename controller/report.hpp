@@ -1,0 +1,26 @@
+// Results as people and scripts read them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fanout.hpp"
+
+namespace mpasswd {
+
+// One JSON object on one line (JSON Lines), no trailing newline:
+// {"target":"h:4242","host":"h","port":4242,"user":"alice","action":"change",
+//  "result":"ok","code":250,"step":"end of data","text":"...","elapsed_ms":12}
+std::string json_line(const Target& target, const Job& job, const Result& result);
+
+// A table of the targets that did not end ok, with a header; empty when
+// every target is ok.
+std::string failure_table(const std::vector<Target>& targets, const std::vector<Result>& results);
+
+// "alice: password changed on 48 of 50 targets, 2 failed (1 unreachable, 1 timeout)"
+std::string summary_line(const Job& job, const std::vector<Result>& results);
+
+// "12/50 done, 1 failed, 37 pending"
+std::string progress_line(std::size_t done, std::size_t failed, std::size_t total);
+
+}  // namespace mpasswd

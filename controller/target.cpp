@@ -1,0 +1,167 @@
+#include "target.hpp"
+
+#include <arpa/inet.h>
+
+#include <map>
+#include <sstream>
+
+#include "config_file.hpp"
+#include "controller_limits.hpp"
+
+namespace mpasswd {
+namespace {
+
+bool is_ipv4(const std::string& s) {
+    in_addr a{};
+    return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+
+bool is_ipv6(const std::string& s) {
+    in6_addr a{};
+    return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+}
+
+bool is_host_name(std::string_view s) {
+    if (s.empty() || s.size() > 253) {
+        return false;
+    }
+    std::size_t label = 0;
+    char prev = '.';
+    for (const char c : s) {
+        const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (c == '.') {
+            if (prev == '.' || prev == '-') {
+                return false;
+            }
+            label = 0;
+        } else if (alnum || c == '-' || c == '_') {
+            if (c == '-' && prev == '.') {
+                return false;
+            }
+            if (++label > 63) {
+                return false;
+            }
+        } else {
+            return false;
+        }
+        prev = c;
+    }
+    return prev != '-';
+}
+
+bool parse_port(std::string_view s, std::uint16_t* port) {
+    return mctp::cfg::parse_uint(s, std::uint16_t{1}, std::uint16_t{65535}, port);
+}
+
+}  // namespace
+
+std::string Target::label() const {
+    const std::string p = std::to_string(port);
+    return host.find(':') != std::string::npos ? "[" + host + "]:" + p : host + ":" + p;
+}
+
+std::optional<Target> parse_target(std::string_view text, std::uint16_t default_port,
+                                   std::string* why) {
+    Target t;
+    t.port = default_port;
+    std::string_view host = text;
+    if (text.starts_with('[')) {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos) {
+            *why = "'[' without ']'";
+            return std::nullopt;
+        }
+        host = text.substr(1, close - 1);
+        const auto rest = text.substr(close + 1);
+        if (!rest.empty()) {
+            if (!rest.starts_with(':') || !parse_port(rest.substr(1), &t.port)) {
+                *why = "after ']' comes ':PORT', a port from 1 to 65535";
+                return std::nullopt;
+            }
+        }
+        t.host = host;
+        if (!is_ipv6(t.host)) {
+            *why = "'" + t.host + "' in brackets is not an IPv6 address";
+            return std::nullopt;
+        }
+        return t;
+    }
+    const auto colon = text.find(':');
+    if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos) {
+        // Two colons or more: a bare IPv6 address, no port.
+        t.host = text;
+        if (!is_ipv6(t.host)) {
+            *why = "'" + t.host + "' is not an IPv6 address (write [ADDRESS]:PORT for a port)";
+            return std::nullopt;
+        }
+        return t;
+    }
+    if (colon != std::string_view::npos) {
+        host = text.substr(0, colon);
+        if (!parse_port(text.substr(colon + 1), &t.port)) {
+            *why = "'" + std::string(text.substr(colon + 1)) + "' is not a port from 1 to 65535";
+            return std::nullopt;
+        }
+    }
+    t.host = host;
+    if (!is_ipv4(t.host) && !is_host_name(t.host)) {
+        *why = "'" + t.host + "' is neither a host name nor an IP address";
+        return std::nullopt;
+    }
+    return t;
+}
+
+std::vector<Target> parse_hosts(const std::string& text, const std::string& path,
+                                std::uint16_t default_port) {
+    using mctp::cfg::ConfigError;
+    std::vector<Target> out;
+    std::map<std::string, int> seen;  // label -> line
+    std::istringstream in(text);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        ++n;
+        const std::string where = path + ":" + std::to_string(n) + ": ";
+        if (line.size() > limits::hosts_line_max) {
+            throw ConfigError(where + "line longer than " +
+                              std::to_string(limits::hosts_line_max) + " characters");
+        }
+        if (const auto hash = line.find('#'); hash != std::string::npos) {
+            line.erase(hash);
+        }
+        const auto first = line.find_first_not_of(" \t\r");
+        if (first == std::string::npos) {
+            continue;
+        }
+        const auto last = line.find_last_not_of(" \t\r");
+        const std::string_view word = std::string_view(line).substr(first, last - first + 1);
+        if (word.find_first_of(" \t") != std::string_view::npos) {
+            throw ConfigError(where + "one HOST[:PORT] per line; '" + std::string(word) +
+                              "' has more than one word");
+        }
+        std::string why;
+        auto target = parse_target(word, default_port, &why);
+        if (!target) {
+            throw ConfigError(where + why);
+        }
+        target->origin = path + ":" + std::to_string(n);
+        const auto [it, fresh] = seen.emplace(target->label(), n);
+        if (!fresh) {
+            throw ConfigError(where + target->label() + " is already listed on line " +
+                              std::to_string(it->second));
+        }
+        if (out.size() >= limits::targets_max) {
+            throw ConfigError(where + "more than " + std::to_string(limits::targets_max) +
+                              " targets");
+        }
+        out.push_back(std::move(*target));
+    }
+    return out;
+}
+
+std::vector<Target> load_hosts_file(const std::string& path, std::uint16_t default_port) {
+    // A hosts file holds no secret; it may be readable by all.
+    return parse_hosts(mctp::cfg::read_checked(path, "", true), path, default_port);
+}
+
+}  // namespace mpasswd

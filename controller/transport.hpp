@@ -1,0 +1,48 @@
+// The one interface between the fan-out engine and a way of reaching a
+// target (plain TCP here; TLS and SSH plug in beside it).
+#pragma once
+
+#include <asio/awaitable.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+#include "target.hpp"
+
+namespace mpasswd {
+
+// An open, bidirectional byte stream to one target. Every operation must
+// honour asio per-operation cancellation: the engine cancels the one in
+// progress when a step's timeout expires.
+class Stream {
+public:
+    virtual ~Stream() = default;
+    // Reads at least one byte; throws std::system_error (asio::error::eof
+    // at end of stream).
+    virtual asio::awaitable<std::size_t> read_some(std::span<char> buffer) = 0;
+    // Writes every byte or throws std::system_error.
+    virtual asio::awaitable<void> write_all(std::span<const char> bytes) = 0;
+    virtual void close() noexcept = 0;
+};
+
+// Why a transport could not open a stream, when it is not a plain
+// std::system_error (e.g. a certificate that does not verify).
+struct TransportError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class Transport {
+public:
+    virtual ~Transport() = default;
+    // Opens a stream to the target on the calling coroutine's executor.
+    // Throws std::system_error or TransportError.
+    virtual asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) = 0;
+};
+
+// Plain TCP, IPv4 and IPv6; host names through the system resolver.
+std::unique_ptr<Transport> make_tcp_transport();
+
+}  // namespace mpasswd

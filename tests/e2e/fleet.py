@@ -1,0 +1,150 @@
+"""A fleet of socket-activated mpasswdd responders on 127.0.0.1 ports, each
+with its own pam_wrapper service folder and pam_matrix password file, plus
+the controller's config and secret file. Shared by the controller tests and
+the benchmark."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from mctp_client import free_port, hash_secret
+
+SERVICE = "mpasswdd-fleet"
+USERS = ["alice", "bob", "carol"]
+
+
+def _write(path, text, mode=0o600):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+class Fleet:
+    """n responders. kinds maps an index to a special case:
+    'closed' (nothing listens), 'silent' (accepts, never answers),
+    'other-secret' (expects another secret), 'deny-alice' (policy refuses
+    alice)."""
+
+    def __init__(self, env, n, secret, kinds=None, old_password="Old-Passw0rd-1",
+                 workdir=None, cheap=True):
+        self.env = env  # MPASSWDD, PAM_WRAPPER_LIB, NSS_WRAPPER_LIB, PAM_MATRIX_MODULE
+        self.dir = workdir or tempfile.mkdtemp(prefix="mpasswd-fleet-")
+        self.secret = secret
+        self.old_password = old_password
+        self.kinds = kinds or {}
+        self.procs = []
+        self.listeners = []
+        self.ports = []
+        self.logs = []
+        mpasswdd = env["MPASSWDD"]
+        users = os.path.join(self.dir, "passwd")
+        groups = os.path.join(self.dir, "group")
+        _write(users, "root:x:0:0:root:/root:/bin/sh\n" + "".join(
+            "%s:x:%d:%d::/home/%s:/bin/sh\n" % (u, 1001 + i, 1001 + i, u)
+            for i, u in enumerate(USERS)), 0o644)
+        _write(groups, "root:x:0:\n" + "".join(
+            "%s:x:%d:\n" % (u, 1001 + i) for i, u in enumerate(USERS)), 0o644)
+        good_hash = hash_secret(mpasswdd, secret)
+        other_hash = hash_secret(mpasswdd, secret + "-other") if "other-secret" in self.kinds.values() else None
+        starting = []
+        for i in range(n):
+            kind = self.kinds.get(i, "normal")
+            port = free_port()
+            self.ports.append(port)
+            if kind == "closed":
+                self.logs.append(None)
+                continue
+            if kind == "silent":
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+                s.listen(16)
+                self.listeners.append(s)
+                self.logs.append(None)
+                continue
+            tdir = os.path.join(self.dir, "t%d" % i)
+            services = os.path.join(tdir, "services")
+            os.makedirs(services)
+            passdb = self.passdb(i)
+            _write(passdb, "".join("%s:%s:%s\n" % (u, old_password, SERVICE) for u in USERS))
+            _write(os.path.join(services, SERVICE),
+                   "password [success=ok auth_err=ignore default=bad] %s passdb=%s\n"
+                   "password required pam_permit.so\n" % (env["PAM_MATRIX_MODULE"], passdb), 0o644)
+            _write(os.path.join(services, "other"), "password required pam_deny.so\n", 0o644)
+            conf = os.path.join(tdir, "mpasswdd.conf")
+            _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n%s"
+                   "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                   % (i, SERVICE, "deny_users = alice\n" if kind == "deny-alice" else "",
+                      other_hash if kind == "other-secret" else good_hash))
+            log_path = os.path.join(tdir, "log")
+            self.logs.append(log_path)
+            log = open(log_path, "wb")
+            cmd = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-a", "--inetd",
+                   "-E", "LD_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
+                   "-E", "PAM_WRAPPER=1", "-E", "PAM_WRAPPER_SERVICE_DIR=" + services,
+                   "-E", "NSS_WRAPPER_PASSWD=" + users, "-E", "NSS_WRAPPER_GROUP=" + groups,
+                   mpasswdd, "-c", conf, "--log-stderr"]
+            self.procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.DEVNULL, stderr=log), log))
+            starting.append(log_path)
+        deadline = time.time() + 30
+        for log_path in starting:
+            while True:
+                with open(log_path, "rb") as f:
+                    if b"Listening on" in f.read():
+                        break
+                if time.time() > deadline:
+                    raise RuntimeError("a responder did not start: " + log_path)
+                time.sleep(0.01)
+        # The controller's side: config and secret file, root-only.
+        self.secret_file = os.path.join(self.dir, "secret")
+        _write(self.secret_file, secret + "\n")
+        self.config = os.path.join(self.dir, "mpasswd.conf")
+        self.write_config()
+
+    def write_config(self, extra=""):
+        _write(self.config, "name = control-test\nsecret_file = %s\nhosts = %s\n%s"
+               % (self.secret_file, os.path.join(self.dir, "hosts"), extra))
+        _write(os.path.join(self.dir, "hosts"),
+               "# the test fleet\n" + "".join("127.0.0.1:%d\n" % p for p in self.ports), 0o644)
+
+    def passdb(self, i):
+        return os.path.join(self.dir, "t%d" % i, "passdb")
+
+    def password_of(self, i, user):
+        with open(self.passdb(i)) as f:
+            for line in f:
+                u, pw, _ = line.rstrip("\n").split(":", 2)
+                if u == user:
+                    return pw
+        return None
+
+    def reset(self):
+        for i in range(len(self.ports)):
+            if os.path.exists(self.passdb(i)):
+                _write(self.passdb(i), "".join(
+                    "%s:%s:%s\n" % (u, self.old_password, SERVICE) for u in USERS))
+
+    def targets(self, indexes=None):
+        idx = range(len(self.ports)) if indexes is None else indexes
+        return ["127.0.0.1:%d" % self.ports[i] for i in idx]
+
+    def log_text(self, i):
+        if self.logs[i] is None:
+            return ""
+        with open(self.logs[i], "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        for proc, log in self.procs:
+            proc.terminate()
+        for proc, log in self.procs:
+            proc.wait(timeout=10)
+            log.close()
+        for s in self.listeners:
+            s.close()
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
