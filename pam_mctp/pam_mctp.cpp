@@ -1,0 +1,190 @@
+// pam_mctp: a `password` module that checks every target before a change
+// (PAM_PRELIM_CHECK) and then pushes the new password to all of them at
+// once (PAM_UPDATE_AUTHTOK). C++ inside; the one exported entry point
+// catches everything.
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <syslog.h>
+
+#include <cstdarg>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "controller_config.hpp"
+#include "fanout.hpp"
+#include "options.hpp"
+#include "report.hpp"
+
+namespace pam_mctp {
+namespace {
+
+using namespace mpasswd;
+
+struct Module {
+    pam_handle_t* pamh;
+    int flags;
+    Options options;
+
+    [[nodiscard]] bool silent() const { return (flags & PAM_SILENT) != 0; }
+
+    void error(const std::string& text) const {
+        if (!silent()) {
+            pam_error(pamh, "%s", text.c_str());
+        }
+    }
+    void info(const std::string& text) const {
+        if (!silent()) {
+            pam_info(pamh, "%s", text.c_str());
+        }
+    }
+    void debug(const std::string& text) const {
+        if (options.debug) {
+            pam_syslog(pamh, LOG_DEBUG, "%s", text.c_str());
+        }
+    }
+};
+
+// A failure that is not about one target (configuration, user name):
+// require_all refuses the change; best_effort lets the local change go on.
+int setup_failure(const Module& m, const std::string& why) {
+    pam_syslog(m.pamh, LOG_ERR, "%s", why.c_str());
+    if (m.options.require_all) {
+        m.error("Cannot reach the other hosts (" + why + "); password not changed.");
+        return PAM_SERVICE_ERR;
+    }
+    m.error("The other hosts will not get this password (" + why + ").");
+    return PAM_IGNORE;
+}
+
+int chauthtok(Module& m) {
+    const char* user = nullptr;
+    int rc = pam_get_user(m.pamh, &user, nullptr);
+    if (rc != PAM_SUCCESS || user == nullptr) {
+        pam_syslog(m.pamh, LOG_ERR, "cannot get the user name: %s", pam_strerror(m.pamh, rc));
+        return rc == PAM_SUCCESS ? PAM_USER_UNKNOWN : rc;
+    }
+    const bool prelim = (m.flags & PAM_PRELIM_CHECK) != 0;
+    const bool update = (m.flags & PAM_UPDATE_AUTHTOK) != 0;
+    if (prelim == update) {
+        return PAM_SERVICE_ERR;
+    }
+
+    ControllerConfig config;
+    std::vector<Target> targets;
+    try {
+        config = load_controller_config(m.options.config);
+        targets = load_hosts_file(m.options.hosts.value_or(config.hosts_file), config.port);
+    } catch (const ConfigError& e) {
+        return setup_failure(m, e.what());
+    }
+    if (targets.empty()) {
+        m.debug("no targets listed; nothing to do");
+        return PAM_IGNORE;
+    }
+
+    EngineSettings settings;
+    settings.helo_name = config.name.empty() ? default_helo_name() : config.name;
+    settings.secret = &config.secret;
+    settings.connect_timeout = config.connect_timeout;
+    settings.reply_timeout = config.reply_timeout;
+    settings.target_timeout = config.target_timeout;
+    settings.parallel = config.parallel;
+
+    Job job;
+    job.user = user;
+    std::optional<mctp::Secret> password;
+    if (prelim) {
+        job.action = Action::verify;
+    } else {
+        const char* tok = nullptr;
+        // Honours use_authtok (and use_first_pass) itself: with it, an unset
+        // PAM_AUTHTOK is an error; without it, asks for the new password.
+        rc = pam_get_authtok(m.pamh, PAM_AUTHTOK, &tok, nullptr);
+        if (rc != PAM_SUCCESS || tok == nullptr) {
+            pam_syslog(m.pamh, LOG_ERR, "no new password: %s", pam_strerror(m.pamh, rc));
+            return rc == PAM_SUCCESS ? PAM_AUTHTOK_ERR : rc;
+        }
+        job.action = Action::change;
+        password.emplace(tok);
+        job.password = &*password;
+    }
+    try {
+        check_job(settings, job);
+    } catch (const JobError& e) {
+        return setup_failure(m, e.what());
+    }
+
+    m.debug(std::string(prelim ? "checking " : "changing ") + job.user + " on " +
+            std::to_string(targets.size()) + " targets");
+    auto transport = make_tcp_transport();
+    const auto results = run(targets, settings, job, *transport,
+                             [&](std::size_t i, const Result& r) {
+                                 const bool ok = r.outcome == Outcome::ok;
+                                 const std::string code =
+                                     r.code != 0 ? std::to_string(r.code) + " " : "";
+                                 if (!prelim || !ok || m.options.debug) {
+                                     pam_syslog(m.pamh, ok ? LOG_INFO : LOG_WARNING,
+                                                "%s %s on %s: %s (%s%s) in %lld ms",
+                                                prelim ? "check of" : "change of",
+                                                job.user.c_str(), targets[i].label().c_str(),
+                                                std::string(outcome_name(r.outcome)).c_str(),
+                                                code.c_str(), r.text.c_str(),
+                                                static_cast<long long>(r.elapsed.count()));
+                                 }
+                             });
+    password.reset();
+
+    std::size_t failed = 0;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const Result& r = results[i];
+        if (r.outcome == Outcome::ok) {
+            continue;
+        }
+        ++failed;
+        m.error(targets[i].label() + ": " + std::string(outcome_name(r.outcome)) + ": " +
+                (r.code != 0 ? std::to_string(r.code) + " " : "") + r.text);
+    }
+    const std::string count = std::to_string(failed) + " of " + std::to_string(results.size());
+    if (prelim) {
+        if (failed == 0) {
+            return PAM_SUCCESS;
+        }
+        if (m.options.require_all) {
+            m.error("Password not changed: " + count + " hosts cannot take it.");
+            return PAM_TRY_AGAIN;
+        }
+        m.info(count + " hosts cannot take the new password; the others will get it.");
+        return PAM_SUCCESS;
+    }
+    if (failed == 0) {
+        m.info("Password changed on " + std::to_string(results.size()) + " other hosts.");
+        return PAM_SUCCESS;
+    }
+    m.error("Password not changed on " + count + " other hosts.");
+    return m.options.require_all ? PAM_AUTHTOK_ERR : PAM_SUCCESS;
+}
+
+}  // namespace
+}  // namespace pam_mctp
+
+extern "C" int pam_sm_chauthtok(pam_handle_t* pamh, int flags, int argc,
+                                const char** argv) {
+    try {
+        std::vector<std::string> ignored;
+        pam_mctp::Module m{pamh, flags, pam_mctp::parse_options(argc, argv, &ignored)};
+        for (const auto& arg : ignored) {
+            pam_syslog(pamh, LOG_ERR, "ignoring module argument %s", arg.c_str());
+        }
+        return pam_mctp::chauthtok(m);
+    } catch (const std::bad_alloc&) {
+        pam_syslog(pamh, LOG_CRIT, "out of memory");
+        return PAM_BUF_ERR;
+    } catch (const std::exception& e) {
+        pam_syslog(pamh, LOG_ERR, "internal error: %s", e.what());
+        return PAM_SERVICE_ERR;
+    } catch (...) {
+        pam_syslog(pamh, LOG_ERR, "internal error");
+        return PAM_SERVICE_ERR;
+    }
+}
