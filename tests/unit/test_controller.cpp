@@ -1,0 +1,643 @@
+// The controller's parts: targets and hosts files, mpasswd.conf, reply
+// parsing, reports, pam_mctp's options, and the fan-out engine against
+// scripted servers on 127.0.0.1 (real sockets, one thread per connection).
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "controller_config.hpp"
+#include "fanout.hpp"
+#include "options.hpp"
+#include "reply.hpp"
+#include "report.hpp"
+#include "target.hpp"
+
+namespace {
+
+using namespace mpasswd;
+using namespace std::chrono_literals;
+
+std::string parse_error(const std::string& text, const std::string& path = "hosts") {
+    try {
+        parse_hosts(text, path, 4242);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+TEST(Targets, ParsesEveryForm) {
+    std::string why;
+    const auto t = [&](std::string_view s) {
+        auto r = parse_target(s, 4242, &why);
+        return r ? r->host + " " + std::to_string(r->port) : "ERR " + why;
+    };
+    EXPECT_EQ(t("db1.example.org"), "db1.example.org 4242");
+    EXPECT_EQ(t("db1:1234"), "db1 1234");
+    EXPECT_EQ(t("10.0.0.1"), "10.0.0.1 4242");
+    EXPECT_EQ(t("10.0.0.1:99"), "10.0.0.1 99");
+    EXPECT_EQ(t("[::1]:5000"), "::1 5000");
+    EXPECT_EQ(t("[fe80::1]"), "fe80::1 4242");
+    EXPECT_EQ(t("2001:db8::7"), "2001:db8::7 4242");
+    EXPECT_EQ(t("host:0").substr(0, 3), "ERR");
+    EXPECT_EQ(t("host:65536").substr(0, 3), "ERR");
+    EXPECT_EQ(t("host:").substr(0, 3), "ERR");
+    EXPECT_EQ(t("[::1").substr(0, 3), "ERR");
+    EXPECT_EQ(t("[db1]:22").substr(0, 3), "ERR");
+    EXPECT_EQ(t("-db1").substr(0, 3), "ERR");
+    EXPECT_EQ(t("db..1").substr(0, 3), "ERR");
+    EXPECT_EQ(t("db1;rm").substr(0, 3), "ERR");
+    EXPECT_EQ(t("").substr(0, 3), "ERR");
+    EXPECT_EQ(t(std::string(64, 'a') + ".org").substr(0, 3), "ERR");
+    EXPECT_EQ(t("1:2:3").substr(0, 3), "ERR");
+    Target v6{"::1", 5000, ""};
+    EXPECT_EQ(v6.label(), "[::1]:5000");
+}
+
+TEST(Targets, HostsFileCommentsBlanksAndPorts) {
+    const auto list = parse_hosts("# fleet\n\n  web1   # front\nweb2:4000\r\n[::1]:7\n\t\n", "h", 4242);
+    ASSERT_EQ(list.size(), 3U);
+    EXPECT_EQ(list[0].label(), "web1:4242");
+    EXPECT_EQ(list[0].origin, "h:3");
+    EXPECT_EQ(list[1].label(), "web2:4000");
+    EXPECT_EQ(list[2].label(), "[::1]:7");
+}
+
+TEST(Targets, BadLinesNameFileAndLine) {
+    EXPECT_EQ(parse_error("web1\nweb 2\n", "/etc/mpasswd/hosts"),
+              "/etc/mpasswd/hosts:2: one HOST[:PORT] per line; 'web 2' has more than one word");
+    EXPECT_EQ(parse_error("ok\n\nbad:port\n"), "hosts:3: 'port' is not a port from 1 to 65535");
+    EXPECT_EQ(parse_error("web1\nweb1:4242\n"), "hosts:2: web1:4242 is already listed on line 1");
+    EXPECT_EQ(parse_error("x\n" + std::string(2000, 'a') + "\n"),
+              "hosts:2: line longer than 1024 characters");
+    EXPECT_EQ(parse_error("h$st\n"), "hosts:1: 'h$st' is neither a host name nor an IP address");
+}
+
+class TempFile {
+public:
+    explicit TempFile(const std::string& text, mode_t mode = 0600) {
+        char tmpl[] = "/tmp/mpasswd-test-XXXXXX";
+        const int fd = mkstemp(tmpl);
+        path_ = tmpl;
+        close(fd);
+        std::ofstream(path_) << text;
+        chmod(path_.c_str(), mode);
+    }
+    ~TempFile() { unlink(path_.c_str()); }
+    TempFile(const TempFile&) = delete;
+    TempFile& operator=(const TempFile&) = delete;
+    [[nodiscard]] const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+std::string config_error(const std::string& text, mode_t mode = 0600) {
+    TempFile f(text, mode);
+    try {
+        load_controller_config(f.path());
+    } catch (const ConfigError& e) {
+        const std::string msg = e.what();
+        // Without the temporary path, when the message is about that file.
+        return msg.starts_with(f.path()) ? msg.substr(f.path().size()) : msg;
+    }
+    return "(no error)";
+}
+
+TEST(ControllerConfig, Defaults) {
+    TempFile f("secret = s3cret-value\n");
+    const auto c = load_controller_config(f.path());
+    EXPECT_EQ(c.secret.view(), "s3cret-value");
+    EXPECT_EQ(c.port, 4242);
+    EXPECT_EQ(c.connect_timeout, 5s);
+    EXPECT_EQ(c.reply_timeout, 15s);
+    EXPECT_EQ(c.target_timeout, 60s);
+    EXPECT_EQ(c.parallel, 64U);
+    EXPECT_EQ(c.hosts_file, std::string(MPASSWD_SYSCONFDIR) + "/mpasswd/hosts");
+    EXPECT_TRUE(c.name.empty());
+}
+
+TEST(ControllerConfig, EveryKey) {
+    TempFile secret("from-file-secret\nsecond line ignored\n");
+    TempFile f("[mpasswd]\nname = ctl1.example.org\nsecret_file = " + secret.path() +
+               "\nhosts = fleet\nport = 5000\nconnect_timeout = 1.5\nreply_timeout = 3\n"
+               "target_timeout = 20\nparallel = 8\n");
+    const auto c = load_controller_config(f.path());
+    EXPECT_EQ(c.name, "ctl1.example.org");
+    EXPECT_EQ(c.secret.view(), "from-file-secret");
+    EXPECT_EQ(c.hosts_file, "/tmp/fleet");  // relative to the config's folder
+    EXPECT_EQ(c.port, 5000);
+    EXPECT_EQ(c.connect_timeout, 1500ms);
+    EXPECT_EQ(c.reply_timeout, 3s);
+    EXPECT_EQ(c.target_timeout, 20s);
+    EXPECT_EQ(c.parallel, 8U);
+}
+
+TEST(ControllerConfig, BadLinesNameFileLineAndKey) {
+    EXPECT_EQ(config_error("secret = x1\nportt = 1\n"), ":2: portt: unknown key");
+    EXPECT_EQ(config_error("secret = x1\nport = 0\n"), ":2: port: must be a port from 1 to 65535");
+    EXPECT_EQ(config_error("secret = x1\n\nparallel = 0\n"),
+              ":3: parallel: must be a number from 1 to 4096");
+    EXPECT_EQ(config_error("secret = x1\nreply_timeout = soon\n"),
+              ":2: reply_timeout: must be seconds from 0.1 to 3600");
+    EXPECT_EQ(config_error("secret = two words\n"),
+              ":1: secret: must be 1 to 121 printable ASCII characters without spaces");
+    EXPECT_EQ(config_error("secret = " + std::string(122, 'x') + "\n"),
+              ":1: secret: must be 1 to 121 printable ASCII characters without spaces");
+    EXPECT_EQ(config_error("secret = x1\nname = bad name\n").substr(0, 10), ":2: name: ");
+    EXPECT_EQ(config_error("secret = x1\n[other]\nport = 1\n"),
+              ":3: port: in unknown section [other]; the only section is [mpasswd]");
+    EXPECT_EQ(config_error("secret = x1\nport = 1\nport = 2\n"), ":3: port: given twice");
+    EXPECT_EQ(config_error("secret = x1\nno equals sign\n"),
+              ":2: syntax error (expected 'key = value' or '[mpasswd]')");
+    EXPECT_EQ(config_error("port = 1\n").substr(0, 12), ": no secret:");
+    EXPECT_EQ(config_error("secret = x1\nsecret_file = /x\n"),
+              ": give either secret or secret_file, not both");
+    EXPECT_EQ(config_error("secret = x1\nconnect_timeout = 9\ntarget_timeout = 8\n"),
+              ": target_timeout (8 s) is shorter than connect_timeout");
+}
+
+TEST(ControllerConfig, SecretsMustBePrivate) {
+    EXPECT_NE(config_error("secret = x1\n", 0640).find("readable by other users; chmod 600"),
+              std::string::npos);
+    TempFile open_secret("the-secret\n", 0644);
+    EXPECT_NE(config_error("secret_file = " + open_secret.path() + "\n", 0600)
+                  .find("readable by its owner only"),
+              std::string::npos);
+    TempFile empty_secret("\n", 0600);
+    EXPECT_NE(config_error("secret_file = " + empty_secret.path() + "\n", 0600)
+                  .find("the first line must be the secret"),
+              std::string::npos);
+    EXPECT_NE(config_error("secret_file = /nonexistent/secret\n", 0600)
+                  .find("cannot open the secret file: No such file"),
+              std::string::npos);
+}
+
+TEST(Replies, Parse) {
+    auto r = mctp::parse_reply("250 t1 hello ctl [127.0.0.1]");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->code, 250);
+    EXPECT_EQ(r->text, "t1 hello ctl [127.0.0.1]");
+    r = mctp::parse_reply("221");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->text, "");
+    r = mctp::parse_reply("554 bad\x01 \xc3\xa9");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->text, "bad ?");
+    EXPECT_FALSE(mctp::parse_reply("25"));
+    EXPECT_FALSE(mctp::parse_reply("250-more"));
+    EXPECT_FALSE(mctp::parse_reply("abc text"));
+    EXPECT_FALSE(mctp::parse_reply("199 low"));
+    EXPECT_FALSE(mctp::parse_reply("600 high"));
+    EXPECT_FALSE(mctp::parse_reply(""));
+}
+
+TEST(Secrets, JoinBuildsOneBuffer) {
+    const auto s = mctp::Secret::join({"AUTH ", "abc", "", "\r\n"});
+    EXPECT_EQ(s.view(), "AUTH abc\r\n");
+    EXPECT_EQ(s.c_str()[s.size()], '\0');
+    EXPECT_TRUE(mctp::Secret::join({}).empty());
+}
+
+TEST(Report, JsonTableSummary) {
+    const Target t{"::1", 7, "-H"};
+    Job job{Action::change, "alice", nullptr};
+    Result r;
+    r.outcome = Outcome::refused;
+    r.code = 554;
+    r.text = "BAD PASSWORD: \"short\" \\ x";
+    r.step = "end of data";
+    r.elapsed = 12ms;
+    EXPECT_EQ(json_line(t, job, r),
+              "{\"target\":\"[::1]:7\",\"host\":\"::1\",\"port\":7,\"user\":\"alice\","
+              "\"action\":\"change\",\"result\":\"refused\",\"code\":554,\"step\":\"end of data\","
+              "\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\",\"elapsed_ms\":12}");
+    Result ok;
+    ok.outcome = Outcome::ok;
+    ok.code = 250;
+    const std::vector<Target> targets{t, Target{"h", 1, ""}};
+    EXPECT_EQ(failure_table(targets, {ok, ok}), "");
+    EXPECT_EQ(failure_table(targets, {r, ok}),
+              "TARGET   RESULT          CODE  STEP         REASON\n"
+              "[::1]:7  refused         554   end of data  BAD PASSWORD: \"short\" \\ x\n");
+    Result late;
+    late.outcome = Outcome::timeout;
+    EXPECT_EQ(summary_line(job, {ok, r, late}),
+              "alice: password changed on 1 of 3 targets, 2 failed (1 refused, 1 timeout)");
+    job.action = Action::verify;
+    EXPECT_EQ(summary_line(job, {ok}), "alice: verified on 1 of 1 target");
+    EXPECT_EQ(progress_line(3, 1, 10), "3/10 done, 1 failed, 7 pending");
+}
+
+TEST(PamOptions, TableAndUnknownArguments) {
+    std::vector<std::string> ignored;
+    const char* argv[] = {"debug", "best_effort", "config=/etc/x.conf", "hosts=/etc/h",
+                          "use_authtok", "bogus", "hosts=relative"};
+    const auto o = pam_mctp::parse_options(7, argv, &ignored);
+    EXPECT_TRUE(o.debug);
+    EXPECT_FALSE(o.require_all);
+    EXPECT_TRUE(o.use_authtok);
+    EXPECT_EQ(o.config, "/etc/x.conf");
+    EXPECT_EQ(o.hosts.value_or(""), "/etc/h");
+    ASSERT_EQ(ignored.size(), 2U);
+    EXPECT_EQ(ignored[0], "bogus (unknown option)");
+    EXPECT_EQ(ignored[1], "hosts=relative (not an absolute path)");
+    ignored.clear();
+    const auto d = pam_mctp::parse_options(0, nullptr, &ignored);
+    EXPECT_TRUE(d.require_all);
+    EXPECT_FALSE(d.debug);
+    EXPECT_EQ(d.config, std::string(MPASSWD_SYSCONFDIR) + "/mpasswd/mpasswd.conf");
+}
+
+// ---- the engine against scripted servers ----
+
+// A socket on 127.0.0.1 whose every connection runs `script` on a thread
+// of its own; counts connections and the most open at once.
+class ScriptServer {
+public:
+    using Script = std::function<void(int fd)>;
+    explicit ScriptServer(Script script) : script_(std::move(script)) {
+        fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        EXPECT_EQ(listen(fd_, 128), 0);
+        socklen_t len = sizeof a;
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    ~ScriptServer() {
+        stopping_ = true;
+        shutdown(fd_, SHUT_RDWR);
+        acceptor_.join();
+        for (auto& t : workers_) {
+            t.join();
+        }
+        close(fd_);
+    }
+    ScriptServer(const ScriptServer&) = delete;
+    ScriptServer& operator=(const ScriptServer&) = delete;
+
+    [[nodiscard]] Target target() const { return Target{"127.0.0.1", port_, "test"}; }
+    [[nodiscard]] int connections() const { return connections_; }
+    [[nodiscard]] int most_at_once() const { return most_; }
+    std::string received() {
+        std::lock_guard lock(mutex_);
+        return received_;
+    }
+    // The client may connect again once it has its last reply: a script
+    // calls this before sending that reply, so "open" never overcounts.
+    void leaving() {
+        left_ = true;
+        --open_;
+    }
+    void note(const std::string& line) {
+        std::lock_guard lock(mutex_);
+        received_ += line + "\n";
+    }
+
+private:
+    void accept_loop() {
+        for (;;) {
+            const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) {
+                return;
+            }
+            ++connections_;
+            const int now = ++open_;
+            int seen = most_;
+            while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+            }
+            workers_.emplace_back([this, c] {
+                script_(c);
+                if (!left_) {
+                    --open_;
+                }
+                close(c);
+            });
+        }
+    }
+
+    Script script_;
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::thread acceptor_;
+    std::vector<std::thread> workers_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<int> connections_{0};
+    std::atomic<int> open_{0};
+    std::atomic<int> most_{0};
+    std::mutex mutex_;
+    std::string received_;
+    static thread_local bool left_;
+};
+
+thread_local bool ScriptServer::left_ = false;
+
+// MSG_NOSIGNAL: a client that hung up must not kill the test with SIGPIPE.
+void say(int fd, const std::string& line) {
+    const std::string l = line + "\r\n";
+    (void)!send(fd, l.data(), l.size(), MSG_NOSIGNAL);
+}
+
+// Reads one line (without CRLF); "" at end of input.
+std::string hear(int fd) {
+    std::string line;
+    char c = 0;
+    while (read(fd, &c, 1) == 1) {
+        if (c == '\n') {
+            if (!line.empty() && line.back() == '\r') {
+                line.pop_back();
+            }
+            return line;
+        }
+        line += c;
+    }
+    return line;
+}
+
+// A well-behaved responder; `at` may replace the reply to one command
+// (by its first word) with something else, or "silence" to stop answering
+// there, or "close" to hang up.
+ScriptServer::Script responder(ScriptServer* self, std::string at = "", std::string instead = "") {
+    return [self, at, instead](int fd) {
+        const auto reply = [&](const std::string& cmd, const std::string& normal) {
+            if (cmd == at) {
+                if (instead == "silence") {
+                    std::this_thread::sleep_for(1500ms);
+                    return false;
+                }
+                if (instead == "close") {
+                    return false;
+                }
+                say(fd, instead);
+                return instead.starts_with("2") || instead.starts_with("3");
+            }
+            say(fd, normal);
+            return true;
+        };
+        if (!reply("banner", "220 t MCTP ready")) {
+            return;
+        }
+        for (;;) {
+            const std::string line = hear(fd);
+            if (line.empty()) {
+                return;
+            }
+            self->note(line);
+            const std::string verb = line.substr(0, 4);
+            if (verb == "QUIT") {
+                self->leaving();
+                say(fd, "221 bye");
+                return;
+            }
+            if (verb == "DATA") {
+                if (!reply("DATA", "354 go on")) {
+                    return;
+                }
+                const std::string pw = hear(fd);
+                self->note("data:" + pw);
+                if (!reply("password", "355 ok")) {
+                    return;
+                }
+                self->note(hear(fd));
+                if (!reply(".", "250 password changed")) {
+                    return;
+                }
+                continue;
+            }
+            if (!reply(verb, "250 ok")) {
+                return;
+            }
+        }
+    };
+}
+
+struct EngineFixture : ::testing::Test {
+    mctp::Secret secret{"test-secret-1"};
+    mctp::Secret password{"New-Pw-1"};
+    EngineSettings settings() {
+        EngineSettings s;
+        s.helo_name = "ctl";
+        s.secret = &secret;
+        s.connect_timeout = 1s;
+        s.reply_timeout = 500ms;
+        s.target_timeout = 10s;
+        s.parallel = 8;
+        return s;
+    }
+    Result run_one(ScriptServer& server, Action action = Action::change) {
+        auto transport = make_tcp_transport();
+        Job job{action, "alice", action == Action::change ? &password : nullptr};
+        return run({server.target()}, settings(), job, *transport, nullptr).at(0);
+    }
+};
+
+TEST_F(EngineFixture, ChangeSendsTheWholeDialogue) {
+    ScriptServer* self = nullptr;
+    ScriptServer server([&](int fd) { responder(self)(fd); });
+    self = &server;
+    const Result r = run_one(server);
+    EXPECT_EQ(r.outcome, Outcome::ok) << r.text;
+    EXPECT_EQ(r.code, 250);
+    EXPECT_EQ(r.step, "end of data");
+    EXPECT_EQ(server.received(),
+              "HELO ctl\nAUTH test-secret-1\nCHPW alice\nDATA\ndata:New-Pw-1\n.\nQUIT\n");
+}
+
+TEST_F(EngineFixture, VerifySendsNoPassword) {
+    ScriptServer* self = nullptr;
+    ScriptServer server([&](int fd) { responder(self)(fd); });
+    self = &server;
+    const Result r = run_one(server, Action::verify);
+    EXPECT_EQ(r.outcome, Outcome::ok) << r.text;
+    EXPECT_EQ(server.received(), "HELO ctl\nAUTH test-secret-1\nVRFY alice\nQUIT\n");
+}
+
+TEST_F(EngineFixture, LeadingDotIsStuffed) {
+    ScriptServer* self = nullptr;
+    ScriptServer server([&](int fd) { responder(self)(fd); });
+    self = &server;
+    password = mctp::Secret(".dot-first");
+    EXPECT_EQ(run_one(server).outcome, Outcome::ok);
+    EXPECT_NE(server.received().find("data:..dot-first\n"), std::string::npos);
+}
+
+TEST_F(EngineFixture, RefusalsKeepCodeTextAndStep) {
+    struct Case {
+        std::string at, reply, step;
+        int code;
+    };
+    for (const auto& c : {Case{"banner", "521 t no controller entry for you", "banner", 521},
+                          Case{"AUTH", "530 authentication failed", "AUTH", 530},
+                          Case{"CHPW", "551 no such user", "CHPW", 551},
+                          Case{".", "554 BAD PASSWORD: it is too short", "end of data", 554}}) {
+        ScriptServer* self = nullptr;
+        ScriptServer server([&](int fd) { responder(self, c.at, c.reply)(fd); });
+        self = &server;
+        const Result r = run_one(server);
+        EXPECT_EQ(r.outcome, Outcome::refused) << c.at;
+        EXPECT_EQ(r.code, c.code);
+        EXPECT_EQ(r.step, c.step);
+        EXPECT_EQ(r.text, c.reply.substr(4));
+    }
+}
+
+TEST_F(EngineFixture, NotMctpIsAProtocolError) {
+    for (const auto& bad : {std::string("SSH-2.0-OpenSSH_9.2"), std::string("250-continued"),
+                            std::string("220 ready but then") /* 220 where 250 is due */}) {
+        ScriptServer* self = nullptr;
+        const std::string at = bad.starts_with("220") ? "HELO" : "banner";
+        ScriptServer server([&](int fd) { responder(self, at, bad)(fd); });
+        self = &server;
+        const Result r = run_one(server);
+        EXPECT_EQ(r.outcome, Outcome::protocol_error) << bad;
+    }
+    ScriptServer endless([](int fd) {
+        const std::string chunk(1000, 'x');
+        for (int i = 0; i < 10; ++i) {
+            (void)!send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+        }
+        std::this_thread::sleep_for(200ms);
+    });
+    const Result r = run_one(endless);
+    EXPECT_EQ(r.outcome, Outcome::protocol_error);
+    EXPECT_EQ(r.text, "reply longer than 4096 octets");
+}
+
+TEST_F(EngineFixture, HangUpAndSilenceAtEachStep) {
+    for (const std::string at : {"banner", "HELO", "AUTH", "CHPW", "DATA", "password", "."}) {
+        ScriptServer* self = nullptr;
+        ScriptServer server([&](int fd) { responder(self, at, "close")(fd); });
+        self = &server;
+        Result r = run_one(server);
+        EXPECT_EQ(r.outcome, Outcome::protocol_error) << at;
+        EXPECT_NE(r.text.find("connection closed by the target"), std::string::npos) << r.text;
+    }
+    for (const std::string at : {"banner", "AUTH", "."}) {
+        ScriptServer* self = nullptr;
+        ScriptServer server([&](int fd) { responder(self, at, "silence")(fd); });
+        self = &server;
+        const auto start = std::chrono::steady_clock::now();
+        Result r = run_one(server);
+        const auto took = std::chrono::steady_clock::now() - start;
+        EXPECT_EQ(r.outcome, Outcome::timeout) << at;
+        // The reply timeout (0.5 s) ended it, not the server's 1.5 s sleep.
+        EXPECT_LT(took, 1400ms) << at;
+        if (at == ".") {
+            EXPECT_NE(r.text.find("the password was sent and may have been changed"),
+                      std::string::npos);
+        }
+    }
+}
+
+TEST_F(EngineFixture, TargetTimeoutBoundsASlowTarget) {
+    // Answers every step just inside the reply timeout.
+    ScriptServer server([](int fd) {
+        say(fd, "220 slow");
+        for (;;) {
+            const std::string line = hear(fd);
+            if (line.empty()) {
+                return;
+            }
+            std::this_thread::sleep_for(300ms);
+            say(fd, line.starts_with("DATA") ? "354 go" : "250 ok");
+        }
+    });
+    auto s = settings();
+    s.target_timeout = 700ms;
+    auto transport = make_tcp_transport();
+    Job job{Action::verify, "alice", nullptr};
+    const Result r = run({server.target()}, s, job, *transport, nullptr).at(0);
+    EXPECT_EQ(r.outcome, Outcome::timeout);
+    EXPECT_EQ(r.text, "not done within target_timeout (0.7 s)");
+}
+
+TEST_F(EngineFixture, ClosedPortAndUnknownNameAreUnreachable) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    const std::uint16_t port = ntohs(a.sin_port);
+    close(fd);  // bound once, never listening: refused
+    auto transport = make_tcp_transport();
+    Job job{Action::verify, "alice", nullptr};
+    const auto results = run({Target{"127.0.0.1", port, ""}, Target{"no-such-host.invalid", 1, ""}},
+                             settings(), job, *transport, nullptr);
+    EXPECT_EQ(results[0].outcome, Outcome::unreachable);
+    EXPECT_EQ(results[0].step, "connect");
+    EXPECT_EQ(results[1].outcome, Outcome::unreachable);
+    EXPECT_NE(results[1].text.find("cannot resolve no-such-host.invalid"), std::string::npos)
+        << results[1].text;
+}
+
+TEST_F(EngineFixture, ParallelLimitAndResultsInOrder) {
+    ScriptServer* self = nullptr;
+    ScriptServer server([&](int fd) {
+        std::this_thread::sleep_for(50ms);
+        responder(self)(fd);
+    });
+    self = &server;
+    std::vector<Target> targets(20, server.target());
+    auto s = settings();
+    s.parallel = 3;
+    auto transport = make_tcp_transport();
+    Job job{Action::verify, "alice", nullptr};
+    std::vector<std::size_t> order;
+    const auto results = run(targets, s, job, *transport,
+                             [&](std::size_t i, const Result&) { order.push_back(i); });
+    EXPECT_EQ(results.size(), 20U);
+    for (const auto& r : results) {
+        EXPECT_EQ(r.outcome, Outcome::ok);
+    }
+    EXPECT_EQ(order.size(), 20U);
+    EXPECT_EQ(server.connections(), 20);
+    EXPECT_LE(server.most_at_once(), 3);
+    EXPECT_GE(server.most_at_once(), 2);
+}
+
+TEST_F(EngineFixture, BadJobsSendNothing) {
+    ScriptServer* self = nullptr;
+    ScriptServer server([&](int fd) { responder(self)(fd); });
+    self = &server;
+    auto transport = make_tcp_transport();
+    const auto attempt = [&](const std::string& user, const mctp::Secret* pw) {
+        Job job{Action::change, user, pw};
+        try {
+            run({server.target()}, settings(), job, *transport, nullptr);
+        } catch (const JobError& e) {
+            return std::string(e.what());
+        }
+        return std::string("(ran)");
+    };
+    const mctp::Secret control("new\npassword");
+    const mctp::Secret empty("");
+    const mctp::Secret bad_utf8("\xc3\x28");
+    EXPECT_EQ(attempt("alice;rm", &password).substr(0, 12), "'alice;rm' i");
+    EXPECT_EQ(attempt("alice", &control),
+              "the new password is not valid UTF-8 text (control characters cannot be sent)");
+    EXPECT_EQ(attempt("alice", &bad_utf8).substr(0, 30), "the new password is not valid ");
+    EXPECT_EQ(attempt("alice", &empty), "the new password is empty");
+    EXPECT_EQ(attempt("alice", nullptr), "the new password is empty");
+    EXPECT_EQ(server.connections(), 0);
+}
+
+}  // namespace
