@@ -15,6 +15,18 @@ SERVICE = "mpasswdd-fleet"
 USERS = ["alice", "bob", "carol"]
 
 
+# pam_wrapper keeps its copy of the service folder in /tmp/pam.X, where X
+# is one character (the path must be as long as /etc/pam.d): dozens of
+# responders starting at once collide there and read each other's service
+# files. Each responder process therefore gets a /tmp of its own, in a
+# private mount namespace (a user namespace too when not root). The
+# wrappers are preloaded into mpasswdd only, not into unshare, sh or mount.
+PRIVATE_TMP = (["unshare", "--mount"] if os.geteuid() == 0 else
+               ["unshare", "--user", "--map-root-user", "--mount"]) + [
+    "sh", "-c", 'mount -t tmpfs -o mode=1777 tmpfs /tmp && '
+                'export LD_PRELOAD="$FLEET_PRELOAD" && exec "$0" "$@"']
+
+
 def _write(path, text, mode=0o600):
     with open(path, "w") as f:
         f.write(text)
@@ -30,7 +42,8 @@ class Fleet:
     def __init__(self, env, n, secret, kinds=None, old_password="Old-Passw0rd-1",
                  workdir=None, cheap=True):
         self.env = env  # MPASSWDD, PAM_WRAPPER_LIB, NSS_WRAPPER_LIB, PAM_MATRIX_MODULE
-        self.dir = workdir or tempfile.mkdtemp(prefix="mpasswd-fleet-")
+        # Not under /tmp: each responder gets a private /tmp (see below).
+        self.dir = workdir or tempfile.mkdtemp(prefix="mpasswd-fleet-", dir="/var/tmp")
         self.secret = secret
         self.old_password = old_password
         self.kinds = kinds or {}
@@ -82,10 +95,10 @@ class Fleet:
             self.logs.append(log_path)
             log = open(log_path, "wb")
             cmd = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-a", "--inetd",
-                   "-E", "LD_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
+                   "-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
                    "-E", "PAM_WRAPPER=1", "-E", "PAM_WRAPPER_SERVICE_DIR=" + services,
                    "-E", "NSS_WRAPPER_PASSWD=" + users, "-E", "NSS_WRAPPER_GROUP=" + groups,
-                   mpasswdd, "-c", conf, "--log-stderr"]
+                   ] + PRIVATE_TMP + [mpasswdd, "-c", conf, "--log-stderr"]
             self.procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                                 stdout=subprocess.DEVNULL, stderr=log), log))
             starting.append(log_path)

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""mpasswd (and its fan-out engine) end to end against 50 socket-activated
+mpasswdd responders on 127.0.0.1, each with its own pam_wrapper/pam_matrix
+stack: one port closed, one target with another secret, one refusing the
+user by policy, one that accepts and never answers."""
+import fcntl
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fleet import Fleet  # noqa: E402
+
+MPASSWD = os.environ["MPASSWD"]
+SECRET = "Fleet-Secret-0042"
+NEW = "N3w-Fleet-Pw!"
+TIMEOUT = 2.0
+N = 50
+CLOSED, OTHER_SECRET, DENY_ALICE, SILENT = 7, 19, 31, 43
+SPECIAL = {CLOSED: "closed", OTHER_SECRET: "other-secret", DENY_ALICE: "deny-alice",
+           SILENT: "silent"}
+EXPECTED = {CLOSED: ("unreachable", None, "connect"),
+            OTHER_SECRET: ("refused", 530, "AUTH"),
+            DENY_ALICE: ("refused", 530, "CHPW"),
+            SILENT: ("timeout", None, "banner")}
+
+
+def env():
+    return {k: os.environ[k] for k in
+            ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
+
+
+class Controller(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = Fleet(env(), N, SECRET, SPECIAL)
+        cls.normal = [i for i in range(N) if i not in SPECIAL]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+        logs = "".join(cls.fleet.log_text(i) for i in range(N))
+        cls.fleet.remove()
+        for secret in (SECRET, NEW, "Typed-Pw-77"):
+            assert secret not in logs, "a secret in a responder's log"
+
+    def setUp(self):
+        self.fleet.reset()
+
+    def mpasswd(self, *args, stdin=None, config=True):
+        cmd = [MPASSWD] + (["-c", self.fleet.config] if config else []) + list(args)
+        r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
+        for secret in (SECRET, NEW):
+            self.assertNotIn(secret, r.stdout + r.stderr)
+        return r
+
+    def test_fifty_targets_every_result_right_in_about_the_timeout(self):
+        start = time.monotonic()
+        r = self.mpasswd("--stdin", "--json", "--timeout", str(TIMEOUT), "alice",
+                         stdin=NEW + "\n")
+        took = time.monotonic() - start
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr, "")
+        results = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(results), N)
+        by_port = {o["port"]: o for o in results}
+        for i, port in enumerate(self.fleet.ports):
+            o = by_port[port]
+            self.assertEqual(o["target"], "127.0.0.1:%d" % port)
+            self.assertEqual(o["user"], "alice")
+            self.assertEqual(o["action"], "change")
+            want = EXPECTED.get(i, ("ok", 250, "end of data"))
+            self.assertEqual((o["result"], o["code"], o["step"]), want, o)
+            if i in self.normal:
+                self.assertEqual(self.fleet.password_of(i, "alice"), NEW)
+                self.assertEqual(self.fleet.password_of(i, "bob"), "Old-Passw0rd-1")
+            elif i in (OTHER_SECRET, DENY_ALICE):
+                self.assertEqual(self.fleet.password_of(i, "alice"), "Old-Passw0rd-1")
+        self.assertEqual(by_port[self.fleet.ports[SILENT]]["text"], "no banner within 2 s")
+        self.assertGreaterEqual(by_port[self.fleet.ports[SILENT]]["elapsed_ms"], 2000)
+        # One silent target costs its own timeout, not the others' time:
+        # the whole run ends in about TIMEOUT (a sequential run would wait
+        # for each target in turn).
+        self.assertLess(took, 3 * TIMEOUT, "took %.1f s" % took)
+        self.assertIn("AUTH ok", self.fleet.log_text(self.normal[0]))
+
+    def test_table_and_summary_for_people(self):
+        targets = self.fleet.targets([0, 1, CLOSED, DENY_ALICE])
+        args = sum([["-H", t] for t in targets], [])
+        r = self.mpasswd(*args, "--stdin", "alice", stdin=NEW + "\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "", "no progress line when stderr is not a terminal")
+        lines = r.stdout.splitlines()
+        self.assertTrue(lines[0].startswith("TARGET"))
+        self.assertIn("127.0.0.1:%d" % self.fleet.ports[CLOSED], lines[1])
+        self.assertIn("unreachable", lines[1])
+        self.assertIn("Connection refused", lines[1])
+        self.assertIn("refused", lines[2])
+        self.assertIn("530", lines[2])
+        self.assertIn("alice may not be managed", lines[2])
+        self.assertEqual(lines[3], "alice: password changed on 2 of 4 targets, "
+                                   "2 failed (1 refused, 1 unreachable)")
+        self.assertEqual(self.fleet.password_of(0, "alice"), NEW)
+
+    def test_all_ok_exit_0_and_quiet(self):
+        args = sum([["-H", t] for t in self.fleet.targets(self.normal[:5])], [])
+        r = self.mpasswd(*args, "--stdin", "bob", stdin=NEW + "\n")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout, "bob: password changed on 5 of 5 targets\n")
+        for i in self.normal[:5]:
+            self.assertEqual(self.fleet.password_of(i, "bob"), NEW)
+        self.fleet.reset()
+        r = self.mpasswd(*args, "-q", "--stdin", "bob", stdin=NEW + "\n")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
+        r = self.mpasswd("-H", self.fleet.targets([CLOSED])[0], "-q", "--verify", "bob")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stdout.splitlines()), 2)  # header and the failed target only
+
+    def test_verify_checks_and_changes_nothing(self):
+        before = [self.fleet.password_of(i, "alice") for i in self.normal]
+        r = self.mpasswd("--verify", "--json", "--timeout", "1", "alice")
+        self.assertEqual(r.returncode, 1)
+        results = {o["port"]: o for o in map(json.loads, r.stdout.splitlines())}
+        for i in self.normal:
+            o = results[self.fleet.ports[i]]
+            self.assertEqual((o["result"], o["step"], o["action"]), ("ok", "VRFY", "verify"))
+        self.assertEqual(results[self.fleet.ports[DENY_ALICE]]["step"], "VRFY")
+        self.assertEqual(results[self.fleet.ports[DENY_ALICE]]["code"], 530)
+        self.assertEqual(before, [self.fleet.password_of(i, "alice") for i in self.normal])
+        args = sum([["-H", t] for t in self.fleet.targets(self.normal[:3])], [])
+        r = self.mpasswd(*args, "--verify", "nosuchuser")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("551", r.stdout)
+
+    def test_usage_and_config_errors_exit_2_and_send_nothing(self):
+        connections = sum(self.fleet.log_text(i).count("connect from") for i in range(N))
+        cases = [
+            ([], None, "no USER given"),
+            (["a", "b"], None, "one USER only"),
+            (["--verify", "--stdin", "alice"], None, "--stdin does not go with it"),
+            (["-H", "bad host", "alice"], None, "-H bad host: "),
+            (["-H", "h:99999", "alice"], None, "not a port"),
+            (["--parallel", "0", "alice"], None, "--parallel must be"),
+            (["--timeout", "x", "alice"], None, "--timeout must be"),
+            (["--bogus", "alice"], None, "unrecognized option"),
+            (["--stdin", "alice"], "\n", "the new password is empty"),
+            (["--stdin", "alice"], "", "no password on standard input"),
+            (["--stdin", "alice"], "tab\tinside\n", "not valid UTF-8 text"),
+            (["--stdin", "alice"], "x" * 5000 + "\n", "longer than 4093 octets"),
+            (["--stdin", "alice;id"], NEW + "\n", "is not a valid user name"),
+            (["alice"], None, "no terminal to ask for the password on; use --stdin"),
+        ]
+        for args, stdin, message in cases:
+            r = subprocess.run([MPASSWD, "-c", self.fleet.config] + args, input=stdin or "",
+                               capture_output=True, text=True, timeout=30,
+                               start_new_session=True)  # no controlling terminal
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(message, r.stderr, args)
+        hosts = os.path.join(self.fleet.dir, "bad-hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1:%d\n# fine\nweb1 web2\n" % self.fleet.ports[0])
+        r = self.mpasswd("--hosts", hosts, "--verify", "alice")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(hosts + ":3: one HOST[:PORT] per line", r.stderr)
+        r = self.mpasswd("-c", "/nonexistent.conf", "--verify", "alice", config=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("/nonexistent.conf: cannot open", r.stderr)
+        self.fleet.write_config("reply_timeout = never\n")
+        try:
+            r = self.mpasswd("--verify", "alice")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(self.fleet.config + ":4: reply_timeout: must be seconds", r.stderr)
+        finally:
+            self.fleet.write_config()
+        os.chmod(self.fleet.secret_file, 0o644)
+        try:
+            r = self.mpasswd("--verify", "alice")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("chmod 600", r.stderr)
+        finally:
+            os.chmod(self.fleet.secret_file, 0o600)
+        after = sum(self.fleet.log_text(i).count("connect from") for i in range(N))
+        self.assertEqual(connections, after, "a usage error must not connect anywhere")
+
+    def run_on_terminal(self, args, typed):
+        """Runs mpasswd with a pseudo-terminal as its controlling terminal
+        and stdin/stdout/stderr; answers each prompt with the next of typed."""
+        master, slave = pty.openpty()
+
+        def make_controlling():
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        proc = subprocess.Popen([MPASSWD, "-c", self.fleet.config] + args, stdin=slave,
+                                stdout=slave, stderr=slave, preexec_fn=make_controlling,
+                                close_fds=True)
+        os.close(slave)
+        out = b""
+        answers = list(typed)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if answers and out.rstrip().endswith(b"password:") or \
+                        answers and out.rstrip().endswith(b"password for alice:"):
+                    os.write(master, answers.pop(0).encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=30)
+        os.close(master)
+        return proc.returncode, out.decode("utf-8", "replace")
+
+    def test_terminal_prompts_twice_without_echo_and_shows_progress(self):
+        targets = sum([["-H", t] for t in self.fleet.targets(self.normal[:4])], [])
+        rc, out = self.run_on_terminal(targets + ["alice"], ["Typed-Pw-77", "Typed-Pw-77"])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("New password for alice:", out)
+        self.assertIn("Retype new password:", out)
+        self.assertNotIn("Typed-Pw-77", out, "the password was echoed")
+        self.assertIn("4/4 done, 0 failed, 0 pending", out)
+        self.assertIn("alice: password changed on 4 of 4 targets", out)
+        for i in self.normal[:4]:
+            self.assertEqual(self.fleet.password_of(i, "alice"), "Typed-Pw-77")
+
+    def test_terminal_mismatch_changes_nothing(self):
+        targets = sum([["-H", t] for t in self.fleet.targets(self.normal[:2])], [])
+        rc, out = self.run_on_terminal(targets + ["alice"], ["Typed-Pw-77", "Typed-Pw-78"])
+        self.assertEqual(rc, 2, out)
+        self.assertIn("the passwords do not match; nothing was changed", out)
+        for i in self.normal[:2]:
+            self.assertEqual(self.fleet.password_of(i, "alice"), "Old-Passw0rd-1")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

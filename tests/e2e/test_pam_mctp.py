@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""pam_mctp.so loaded by real libpam (under pam_wrapper) in a passwd-like
+stack laid out as pam-auth-update writes common-password, with pam_matrix
+as the local password store, against socket-activated responders."""
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fleet import Fleet  # noqa: E402
+
+MODULE = os.environ["PAM_MCTP_MODULE"]
+DRIVER = os.environ["PAM_CHAUTHTOK"]
+SECRET = "Pam-Mctp-Secret-9"
+LOCAL_OLD = "Local-Old-Pw-1"
+NEW = "Pushed-N3w-Pw!"
+SERVICE = "passwd-mctp"
+
+
+def env():
+    return {k: os.environ[k] for k in
+            ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
+
+
+class PamMctp(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # Three good targets and one closed port.
+        cls.fleet = Fleet(env(), 4, SECRET, {3: "closed"})
+        cls.dir = tempfile.mkdtemp(prefix="pam-mctp-", dir="/var/tmp")
+        cls.services = os.path.join(cls.dir, "services")
+        os.mkdir(cls.services)
+        cls.local = os.path.join(cls.dir, "local-passdb")
+        cls.up = os.path.join(cls.dir, "hosts-up")
+        cls.all = os.path.join(cls.dir, "hosts-all")
+        with open(cls.up, "w") as f:
+            f.write("".join(t + "\n" for t in cls.fleet.targets([0, 1, 2])))
+        with open(cls.all, "w") as f:
+            f.write("".join(t + "\n" for t in cls.fleet.targets()))
+        with open(os.path.join(cls.services, "other"), "w") as f:
+            f.write("password required pam_deny.so\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+        cls.fleet.remove()
+        shutil.rmtree(cls.dir)
+
+    def setUp(self):
+        self.fleet.reset()
+        with open(self.local, "w") as f:
+            f.write("alice:%s:%s\n" % (LOCAL_OLD, SERVICE))
+
+    def stack(self, args):
+        # As pam-auth-update lays out common-password: the primary block,
+        # pam_deny/pam_permit, then the additional block with pam_mctp.
+        with open(os.path.join(self.services, SERVICE), "w") as f:
+            f.write("password [success=1 default=ignore] %s passdb=%s\n"
+                    "password requisite pam_deny.so\n"
+                    "password required pam_permit.so\n"
+                    "password required %s config=%s use_authtok %s\n"
+                    % (os.environ["PAM_MATRIX_MODULE"], self.local, MODULE, self.fleet.config,
+                       args))
+
+    def chauthtok(self, answers, silent=False):
+        e = dict(os.environ, LD_PRELOAD=os.environ["PAM_WRAPPER_LIB"], PAM_WRAPPER="1",
+                 PAM_WRAPPER_SERVICE_DIR=self.services, PAM_WRAPPER_USE_SYSLOG="0",
+                 PAM_WRAPPER_DEBUGLEVEL="0")
+        r = subprocess.run([DRIVER, SERVICE, "alice"] + (["silent"] if silent else []),
+                           input="".join(a + "\n" for a in answers), capture_output=True,
+                           text=True, env=e, timeout=60)
+        for secret in (SECRET, NEW):
+            self.assertNotIn(secret, r.stdout + r.stderr)
+        return r
+
+    def local_password(self):
+        with open(self.local) as f:
+            return f.read().split(":")[1]
+
+    def remote_passwords(self, indexes=(0, 1, 2)):
+        return [self.fleet.password_of(i, "alice") for i in indexes]
+
+    def test_changes_locally_and_on_every_target(self):
+        self.stack("hosts=" + self.up)
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("result: 0 Success", r.stdout)
+        self.assertIn("info: Password changed on 3 other hosts.", r.stdout)
+        self.assertEqual(self.local_password(), NEW)
+        self.assertEqual(self.remote_passwords(), [NEW] * 3)
+
+    def test_require_all_with_a_dead_target_changes_nothing_anywhere(self):
+        self.stack("hosts=" + self.all + " require_all")
+        before = len(self.fleet.log_text(0))
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("result: 24 ", r.stdout)  # PAM_TRY_AGAIN: failed preliminary check
+        dead = self.fleet.targets([3])[0]
+        self.assertIn("error: %s: unreachable: Connection refused" % dead, r.stdout)
+        self.assertIn("error: Password not changed: 1 of 4 hosts cannot take it.", r.stdout)
+        self.assertEqual(r.stdout.count("prompt: "), 1, "no new password was even asked for")
+        self.assertEqual(self.local_password(), LOCAL_OLD)
+        self.assertEqual(self.remote_passwords(), ["Old-Passw0rd-1"] * 3)
+        # The live targets were only checked (VRFY), never sent a CHPW.
+        log = self.fleet.log_text(0)[before:]
+        self.assertIn("VRFY alice", log)
+        self.assertNotIn("CHPW alice", log)
+
+    def test_best_effort_changes_the_reachable_and_says_which_failed(self):
+        self.stack("hosts=" + self.all + " best_effort")
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 0, r.stdout)
+        dead = self.fleet.targets([3])[0]
+        self.assertIn("info: 1 of 4 hosts cannot take the new password; the others will get it.",
+                      r.stdout)
+        self.assertIn("error: %s: unreachable: Connection refused" % dead, r.stdout)
+        self.assertIn("error: Password not changed on 1 of 4 other hosts.", r.stdout)
+        self.assertEqual(self.local_password(), NEW)
+        self.assertEqual(self.remote_passwords(), [NEW] * 3)
+
+    def test_silent_tells_nothing(self):
+        self.stack("hosts=" + self.all + " best_effort")
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW], silent=True)
+        self.assertEqual(r.returncode, 0)
+        self.assertNotIn("error: ", r.stdout)
+        self.assertNotIn("info: ", r.stdout)
+
+    def test_use_authtok_without_a_new_password_from_above_fails(self):
+        # pam_mctp alone with use_authtok: nothing sets PAM_AUTHTOK.
+        with open(os.path.join(self.services, SERVICE), "w") as f:
+            f.write("password required %s config=%s hosts=%s use_authtok\n"
+                    % (MODULE, self.fleet.config, self.up))
+        r = self.chauthtok([NEW, NEW])
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(self.remote_passwords(), ["Old-Passw0rd-1"] * 3)
+
+    def test_without_use_authtok_it_asks_itself(self):
+        with open(os.path.join(self.services, SERVICE), "w") as f:
+            f.write("password required %s config=%s hosts=%s bogus_option\n"
+                    % (MODULE, self.fleet.config, self.up))
+        r = self.chauthtok([NEW, NEW])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.count("prompt: "), 2)  # new and retype
+        self.assertEqual(self.remote_passwords(), [NEW] * 3)
+
+    def test_bad_config_fails_require_all_and_is_ignored_by_best_effort(self):
+        self.stack("hosts=/nonexistent/hosts require_all")
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("error: Cannot reach the other hosts (/nonexistent/hosts: cannot open",
+                      r.stdout)
+        self.assertEqual(self.local_password(), LOCAL_OLD)
+        self.stack("hosts=/nonexistent/hosts best_effort")
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("error: The other hosts will not get this password", r.stdout)
+        self.assertEqual(self.local_password(), NEW)
+
+    def test_module_exports_only_pam_sm_chauthtok(self):
+        lib = ctypes.CDLL(MODULE, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        self.assertTrue(hasattr(lib, "pam_sm_chauthtok"))
+        for absent in ("pam_sm_authenticate", "pam_sm_open_session", "parse_options"):
+            self.assertFalse(hasattr(lib, absent), absent)
+        nm = subprocess.run(["nm", "-D", "--defined-only", MODULE], capture_output=True,
+                            text=True, check=True)
+        exported = [line.split()[-1] for line in nm.stdout.splitlines()
+                    if line.split()[1] in "TtDdBbRrVvWwiu" and line.split()[1].isupper()]
+        self.assertEqual(exported, ["pam_sm_chauthtok"], nm.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
