@@ -51,7 +51,10 @@ class Fleet:
         self.listeners = []
         self.ports = []
         self.logs = []
-        mpasswdd = env["MPASSWDD"]
+        # The private /tmp hides the build tree when it is under /tmp (a
+        # fresh clone in CI): run a copy from the fleet's own folder.
+        mpasswdd = os.path.join(self.dir, "mpasswdd")
+        shutil.copy2(env["MPASSWDD"], mpasswdd)
         users = os.path.join(self.dir, "passwd")
         groups = os.path.join(self.dir, "group")
         _write(users, "root:x:0:0:root:/root:/bin/sh\n" + "".join(
