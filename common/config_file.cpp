@@ -1,6 +1,7 @@
 #include "config_file.hpp"
 
 #include <fcntl.h>
+#include <ini.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,6 +127,20 @@ std::string seconds_text(std::chrono::milliseconds ms) {
     std::ostringstream o;
     o << static_cast<double>(ms.count()) / 1000.0;
     return o.str();
+}
+
+void parse_ini(const std::string& text, const std::string& path,
+               int (*handler)(void*, const char*, const char*, const char*), void* user,
+               const std::string& error, std::string_view syntax) {
+    const int rc = ini_parse_string(text.c_str(), handler, user);
+    if (rc < 0) {
+        throw ConfigError(path + ": cannot parse (out of memory)");
+    }
+    if (rc > 0) {
+        throw ConfigError(path + ":" + std::to_string(rc) + ": " +
+                          (error.empty() ? "syntax error (expected " + std::string(syntax) + ")"
+                                         : error));
+    }
 }
 
 int section_line(const std::string& text, const std::string& section) {

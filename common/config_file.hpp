@@ -54,6 +54,14 @@ bool parse_seconds(std::string_view v, std::chrono::milliseconds min,
 // "2", "0.25": the inverse of parse_seconds.
 std::string seconds_text(std::chrono::milliseconds ms);
 
+// Runs inih's parser over text with handler(user, section, key, value).
+// A handler that returns 0 stops it; *error then says why ("key: ...").
+// Throws ConfigError "PATH:LINE: why", or with `syntax` as the reason
+// when the line is not an INI line at all.
+void parse_ini(const std::string& text, const std::string& path,
+               int (*handler)(void*, const char*, const char*, const char*), void* user,
+               const std::string& error, std::string_view syntax);
+
 // The line of a "[section]" header in text, 0 when absent.
 int section_line(const std::string& text, const std::string& section);
 

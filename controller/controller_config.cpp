@@ -1,7 +1,6 @@
 #include "controller_config.hpp"
 
 #include <fcntl.h>
-#include <ini.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -175,16 +174,7 @@ mctp::Secret read_secret_file(const std::string& path) {
 ControllerConfig parse_controller_config(const std::string& text, const std::string& path) {
     Parser p;
     p.config.path = path;
-    const int rc = ini_parse_string(text.c_str(), on_entry, &p);
-    if (rc != 0) {
-        if (rc < 0) {
-            throw ConfigError(path + ": cannot parse (out of memory)");
-        }
-        if (p.error.empty()) {
-            p.error = "syntax error (expected 'key = value' or '[mpasswd]')";
-        }
-        throw ConfigError(path + ":" + std::to_string(rc) + ": " + p.error);
-    }
+    cfg::parse_ini(text, path, on_entry, &p, p.error, "'key = value' or '[mpasswd]'");
     ControllerConfig& c = p.config;
     if (p.has_secret && !c.secret_file.empty()) {
         throw ConfigError(path + ": give either secret or secret_file, not both");

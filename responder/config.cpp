@@ -1,7 +1,6 @@
 #include "config.hpp"
 
 #include <crypt.h>
-#include <ini.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -211,16 +210,7 @@ Config load_config(const std::string& path) {
     const std::string text = cfg::read_checked(path, "secret_hash", true);
     Parser p;
     p.config.path = path;
-    const int rc = ini_parse_string(text.c_str(), on_entry, &p);
-    if (rc != 0) {
-        if (rc < 0) {
-            throw ConfigError(path + ": cannot parse (out of memory)");
-        }
-        if (p.error.empty()) {
-            p.error = "syntax error (expected 'key = value' or '[section]')";
-        }
-        throw ConfigError(path + ":" + std::to_string(rc) + ": " + p.error);
-    }
+    cfg::parse_ini(text, path, on_entry, &p, p.error, "'key = value' or '[section]'");
     for (const auto& ctl : p.config.controllers) {
         const std::string section = std::string(controller_prefix) + ctl.name;
         const std::string where = path + ":" + std::to_string(cfg::section_line(text, section)) + ": ";

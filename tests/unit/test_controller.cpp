@@ -3,6 +3,8 @@
 // scripted servers on 127.0.0.1 (real sockets, one thread per connection).
 #include <gtest/gtest.h>
 
+#include "temp_file.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -85,25 +87,6 @@ TEST(Targets, BadLinesNameFileAndLine) {
               "hosts:2: line longer than 1024 characters");
     EXPECT_EQ(parse_error("h$st\n"), "hosts:1: 'h$st' is neither a host name nor an IP address");
 }
-
-class TempFile {
-public:
-    explicit TempFile(const std::string& text, mode_t mode = 0600) {
-        char tmpl[] = "/tmp/mpasswd-test-XXXXXX";
-        const int fd = mkstemp(tmpl);
-        path_ = tmpl;
-        close(fd);
-        std::ofstream(path_) << text;
-        chmod(path_.c_str(), mode);
-    }
-    ~TempFile() { unlink(path_.c_str()); }
-    TempFile(const TempFile&) = delete;
-    TempFile& operator=(const TempFile&) = delete;
-    [[nodiscard]] const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
 
 std::string config_error(const std::string& text, mode_t mode = 0600) {
     TempFile f(text, mode);

@@ -2,6 +2,8 @@
 // policy, secret hashing.
 #include <gtest/gtest.h>
 
+#include "temp_file.hpp"
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,27 +25,8 @@ const std::string& test_hash() {
     return h;
 }
 
-class TempConfig {
-public:
-    explicit TempConfig(const std::string& text, mode_t mode = 0600) {
-        char tmpl[] = "/tmp/mpasswdd-test-XXXXXX";
-        const int fd = mkstemp(tmpl);
-        path_ = tmpl;
-        close(fd);
-        std::ofstream(path_) << text;
-        chmod(path_.c_str(), mode);
-    }
-    ~TempConfig() { unlink(path_.c_str()); }
-    TempConfig(const TempConfig&) = delete;
-    TempConfig& operator=(const TempConfig&) = delete;
-    [[nodiscard]] const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
-
 std::string config_error(const std::string& text, mode_t mode = 0600) {
-    TempConfig c(text, mode);
+    TempFile c(text, mode);
     try {
         mpasswdd::load_config(c.path());
     } catch (const mpasswdd::ConfigError& e) {
@@ -58,7 +41,7 @@ std::string config_error(const std::string& text, mode_t mode = 0600) {
 }
 
 TEST(Config, DefaultsAndAFullFile) {
-    TempConfig c("# comment\n"
+    TempFile c("# comment\n"
                  "[mpasswdd]\n"
                  "host_name = t1.example\n"
                  "pam_service = mpasswdd-test\n"
@@ -96,9 +79,9 @@ TEST(Config, DefaultsAndAFullFile) {
 }
 
 TEST(Config, KeysBeforeAnySectionAreGlobal) {
-    TempConfig c("line_max = 256\n");
+    TempFile c("line_max = 256\n");
     EXPECT_EQ(mpasswdd::load_config(c.path()).line_max, 256U);
-    TempConfig d("");
+    TempFile d("");
     const auto cfg = mpasswdd::load_config(d.path());
     EXPECT_EQ(cfg.line_max, 128U);
     EXPECT_EQ(cfg.pam_service, "mpasswdd");
@@ -154,7 +137,7 @@ TEST(Config, ControllerErrors) {
 
 TEST(Config, CheckHashesFindsAHashLibxcryptCannotUse) {
     const std::string bogus = "$y$zzzz$abcdefgh$" + std::string(43, 'A');
-    TempConfig c("[controller c]\nfrom = local\nsecret_hash = " + bogus + "\n");
+    TempFile c("[controller c]\nfrom = local\nsecret_hash = " + bogus + "\n");
     const auto cfg = mpasswdd::load_config(c.path());  // the shape is fine
     try {
         mpasswdd::check_hashes(cfg);
@@ -163,7 +146,7 @@ TEST(Config, CheckHashesFindsAHashLibxcryptCannotUse) {
         EXPECT_NE(std::string(e.what()).find("[controller c] secret_hash: libxcrypt cannot use"),
                   std::string::npos) << e.what();
     }
-    TempConfig good("[controller c]\nfrom = local\nsecret_hash = " + test_hash() + "\n");
+    TempFile good("[controller c]\nfrom = local\nsecret_hash = " + test_hash() + "\n");
     EXPECT_NO_THROW(mpasswdd::check_hashes(mpasswdd::load_config(good.path())));
 }
 
