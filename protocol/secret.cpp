@@ -13,7 +13,9 @@ void wipe(void* data, std::size_t size) noexcept {
 }
 
 Secret::Secret(std::string_view text) : data_(new char[text.size() + 1]), size_(text.size()) {
-    std::memcpy(data_.get(), text.data(), text.size());
+    if (!text.empty()) {  // an empty view may hold a null pointer
+        std::memcpy(data_.get(), text.data(), text.size());
+    }
     data_[size_] = '\0';
 }
 
