@@ -143,16 +143,14 @@ unsigned fit_descriptors(unsigned parallel) {
     if (getrlimit(RLIMIT_NOFILE, &r) != 0) {
         return parallel;
     }
-    const rlim_t want = parallel + 64;
-    if (r.rlim_cur < want) {
-        r.rlim_cur = std::min(want, r.rlim_max);
+    constexpr rlim_t reserve = 64;  // stdio, the resolver, libraries
+    if (r.rlim_cur < parallel + reserve) {
+        r.rlim_cur = std::min<rlim_t>(parallel + reserve, r.rlim_max);
         setrlimit(RLIMIT_NOFILE, &r);
         getrlimit(RLIMIT_NOFILE, &r);
     }
-    if (r.rlim_cur < want) {
-        return static_cast<unsigned>(std::max<rlim_t>(1, r.rlim_cur > 64 ? r.rlim_cur - 64 : 1));
-    }
-    return parallel;
+    const rlim_t room = r.rlim_cur > reserve ? r.rlim_cur - reserve : 1;
+    return static_cast<unsigned>(std::min<rlim_t>(parallel, room));
 }
 
 class Progress {
@@ -261,13 +259,8 @@ int main(int argc, char** argv) {
     const Options o = parse_options(argc, argv);
     try {
         return run(o);
-    } catch (const ConfigError& e) {
-        std::cerr << "mpasswd: " << e.what() << "\n";
-    } catch (const JobError& e) {
-        std::cerr << "mpasswd: " << e.what() << "\n";
-    } catch (const InputError& e) {
-        std::cerr << "mpasswd: " << e.what() << "\n";
     } catch (const std::exception& e) {
+        // Configuration, job and input errors, all thrown before anything is sent.
         std::cerr << "mpasswd: " << e.what() << "\n";
     }
     return exit_usage;

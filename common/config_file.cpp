@@ -13,8 +13,13 @@
 
 namespace mctp::cfg {
 
-std::string read_checked(const std::string& path, std::string_view secret_marker,
-                         bool group_may_read, std::size_t size_max) {
+namespace {
+
+// Opens and reads a regular file of at most size_max octets that only
+// root or the caller may write. With owner_only, group and others may not
+// read it either (checked before reading). *mode gets its permissions.
+std::string read_regular(const std::string& path, std::size_t size_max, bool owner_only,
+                         mode_t* mode) {
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         throw ConfigError(path + ": cannot open: " + std::strerror(errno));
@@ -31,9 +36,14 @@ std::string read_checked(const std::string& path, std::string_view secret_marker
         fail("writable by other users; it must be owned by root and not world-writable "
              "(chmod 600)");
     }
+    if (owner_only && (st.st_mode & 077) != 0) {
+        fail("holds a secret, so it must be readable by its owner only (chmod 600 " + path +
+             ")");
+    }
     if (st.st_size > static_cast<off_t>(size_max)) {
         fail("larger than " + std::to_string(size_max) + " octets");
     }
+    // Sized once and never grown, so a caller can wipe the one buffer.
     std::string text(static_cast<std::size_t>(st.st_size), '\0');
     std::size_t got = 0;
     while (got < text.size()) {
@@ -51,8 +61,23 @@ std::string read_checked(const std::string& path, std::string_view secret_marker
     }
     text.resize(got);
     close(fd);
+    *mode = st.st_mode;
+    return text;
+}
+
+}  // namespace
+
+std::string read_private(const std::string& path, std::size_t size_max) {
+    mode_t mode = 0;
+    return read_regular(path, size_max, true, &mode);
+}
+
+std::string read_checked(const std::string& path, std::string_view secret_marker,
+                         bool group_may_read, std::size_t size_max) {
+    mode_t mode = 0;
+    std::string text = read_regular(path, size_max, false, &mode);
     const mode_t others = group_may_read ? S_IROTH : (S_IRGRP | S_IROTH);
-    if ((st.st_mode & others) != 0 && !secret_marker.empty() &&
+    if ((mode & others) != 0 && !secret_marker.empty() &&
         text.find(secret_marker) != std::string::npos) {
         throw ConfigError(path + ": holds secrets but is readable by " +
                           (group_may_read ? "every user" : "other users") + "; chmod 600 " +

@@ -27,6 +27,10 @@ inline constexpr std::size_t config_size_max = 1 << 20;
 std::string read_checked(const std::string& path, std::string_view secret_marker,
                          bool group_may_read, std::size_t size_max = config_size_max);
 
+// The same checks, and the file must not be readable by group or others
+// at all (a secret file). The caller wipes the text after use.
+std::string read_private(const std::string& path, std::size_t size_max);
+
 // Items separated by commas and/or blanks.
 std::vector<std::string> split_list(std::string_view value);
 

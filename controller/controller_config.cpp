@@ -1,11 +1,7 @@
 #include "controller_config.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <set>
 
 #include "text.hpp"
@@ -126,43 +122,14 @@ std::string default_helo_name() {
 }
 
 mctp::Secret read_secret_file(const std::string& path) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        throw ConfigError(path + ": cannot open the secret file: " + std::strerror(errno));
+    std::string text = cfg::read_private(path, limits::secret_file_max);
+    std::string_view line = std::string_view(text).substr(0, text.find('\n'));
+    if (line.ends_with('\r')) {
+        line.remove_suffix(1);
     }
-    struct stat st {};
-    const auto fail = [&](const std::string& why) {
-        close(fd);
-        throw ConfigError(path + ": " + why);
-    };
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail("the secret file is not a regular file");
-    }
-    if ((st.st_mode & 077) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
-        fail("the secret file must be owned by root and readable by its owner only "
-             "(chmod 600 " + path + ")");
-    }
-    char buf[limits::secret_file_max + 1];
-    std::size_t got = 0;
-    while (got < sizeof buf) {
-        const ssize_t n = read(fd, buf + got, sizeof buf - got);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    close(fd);
-    std::string_view text(buf, got);
-    text = text.substr(0, text.find('\n'));
-    if (text.ends_with('\r')) {
-        text.remove_suffix(1);
-    }
-    const bool ok = is_sendable_secret(text);
-    mctp::Secret secret(ok ? text : std::string_view());
-    mctp::wipe(buf, sizeof buf);
+    const bool ok = is_sendable_secret(line);
+    mctp::Secret secret(ok ? line : std::string_view());
+    mctp::wipe(text.data(), text.size());
     if (!ok) {
         throw ConfigError(path + ": the first line must be the secret: 1 to " +
                           std::to_string(limits::secret_max) +

@@ -46,32 +46,29 @@ asio::awaitable<T> within(asio::awaitable<T> op, Clock::time_point deadline, std
     using asio::experimental::deferred;
     auto ex = co_await asio::this_coro::executor;
     asio::steady_timer timer(ex, deadline);
-    if constexpr (std::is_void_v<T>) {
-        auto [order, error, timer_ec] =
-            co_await asio::experimental::make_parallel_group(
-                asio::co_spawn(ex, std::move(op), deferred), timer.async_wait(deferred))
-                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-        (void)timer_ec;
-        if (order[0] != 0) {
-            throw StepTimeout{std::move(what)};
-        }
-        if (error) {
-            std::rethrow_exception(error);
-        }
-    } else {
-        auto [order, error, value, timer_ec] =
-            co_await asio::experimental::make_parallel_group(
-                asio::co_spawn(ex, std::move(op), deferred), timer.async_wait(deferred))
-                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-        (void)timer_ec;
-        if (order[0] != 0) {
-            throw StepTimeout{std::move(what)};
-        }
-        if (error) {
-            std::rethrow_exception(error);
-        }
-        co_return std::move(value);
+    auto [order, error, value, timer_ec] =
+        co_await asio::experimental::make_parallel_group(
+            asio::co_spawn(ex, std::move(op), deferred), timer.async_wait(deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    (void)timer_ec;
+    if (order[0] != 0) {
+        throw StepTimeout{std::move(what)};
     }
+    if (error) {
+        std::rethrow_exception(error);
+    }
+    co_return std::move(value);
+}
+
+// A void operation as one with a value, so that within() has one form.
+asio::awaitable<bool> done(asio::awaitable<void> op) {
+    co_await std::move(op);
+    co_return true;
+}
+
+asio::awaitable<void> within(asio::awaitable<void> op, Clock::time_point deadline,
+                             std::string what) {
+    co_await within(done(std::move(op)), deadline, std::move(what));
 }
 
 // One target's session, from connect to QUIT.

@@ -8,16 +8,14 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleet import Fleet  # noqa: E402
+from fleet import Fleet, fleet_env  # noqa: E402
 
 NEW = "Fleet-N3w-Pw!"
 
 
 def main():
-    env = {k: os.environ[k] for k in
-           ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
     mpasswd = os.environ["MPASSWD"]
-    fleet = Fleet(env, 6, "Demo-Fleet-Secret-1", {4: "deny-alice", 5: "closed"})
+    fleet = Fleet(fleet_env(), 6, "Demo-Fleet-Secret-1", {4: "deny-alice", 5: "closed"})
     try:
         with open(fleet.config) as f:
             config = f.read()

@@ -27,6 +27,12 @@ PRIVATE_TMP = (["unshare", "--mount"] if os.geteuid() == 0 else
                 'export LD_PRELOAD="$FLEET_PRELOAD" && exec "$0" "$@"']
 
 
+def fleet_env():
+    """What a Fleet needs, from the environment the test runner sets."""
+    return {k: os.environ[k] for k in
+            ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
+
+
 def _write(path, text, mode=0o600):
     with open(path, "w") as f:
         f.write(text)

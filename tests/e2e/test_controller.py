@@ -15,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleet import Fleet  # noqa: E402
+from fleet import Fleet, fleet_env  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 SECRET = "Fleet-Secret-0042"
@@ -31,15 +31,11 @@ EXPECTED = {CLOSED: ("unreachable", None, "connect"),
             SILENT: ("timeout", None, "banner")}
 
 
-def env():
-    return {k: os.environ[k] for k in
-            ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
-
 
 class Controller(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.fleet = Fleet(env(), N, SECRET, SPECIAL)
+        cls.fleet = Fleet(fleet_env(), N, SECRET, SPECIAL)
         cls.normal = [i for i in range(N) if i not in SPECIAL]
 
     @classmethod

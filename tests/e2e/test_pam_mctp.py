@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from fleet import Fleet  # noqa: E402
+from fleet import Fleet, fleet_env  # noqa: E402
 
 MODULE = os.environ["PAM_MCTP_MODULE"]
 DRIVER = os.environ["PAM_CHAUTHTOK"]
@@ -21,16 +21,12 @@ NEW = "Pushed-N3w-Pw!"
 SERVICE = "passwd-mctp"
 
 
-def env():
-    return {k: os.environ[k] for k in
-            ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
-
 
 class PamMctp(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # Three good targets and one closed port.
-        cls.fleet = Fleet(env(), 4, SECRET, {3: "closed"})
+        cls.fleet = Fleet(fleet_env(), 4, SECRET, {3: "closed"})
         cls.dir = tempfile.mkdtemp(prefix="pam-mctp-", dir="/var/tmp")
         cls.services = os.path.join(cls.dir, "services")
         os.mkdir(cls.services)

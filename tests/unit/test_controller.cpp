@@ -158,14 +158,14 @@ TEST(ControllerConfig, SecretsMustBePrivate) {
               std::string::npos);
     TempFile open_secret("the-secret\n", 0644);
     EXPECT_NE(config_error("secret_file = " + open_secret.path() + "\n", 0600)
-                  .find("readable by its owner only"),
+                  .find("holds a secret, so it must be readable by its owner only"),
               std::string::npos);
     TempFile empty_secret("\n", 0600);
     EXPECT_NE(config_error("secret_file = " + empty_secret.path() + "\n", 0600)
                   .find("the first line must be the secret"),
               std::string::npos);
     EXPECT_NE(config_error("secret_file = /nonexistent/secret\n", 0600)
-                  .find("cannot open the secret file: No such file"),
+                  .find("/nonexistent/secret: cannot open: No such file"),
               std::string::npos);
 }
 
