@@ -126,11 +126,13 @@ class Fleet:
         self.config = os.path.join(self.dir, "mpasswd.conf")
         self.write_config()
 
-    def write_config(self, extra=""):
+    def write_config(self, extra="", ports=None):
+        """ports: what the hosts file names instead of the responders' own
+        (a relay in front of them)."""
         _write(self.config, "name = control-test\nsecret_file = %s\nhosts = %s\n%s"
                % (self.secret_file, os.path.join(self.dir, "hosts"), extra))
-        _write(os.path.join(self.dir, "hosts"),
-               "# the test fleet\n" + "".join("127.0.0.1:%d\n" % p for p in self.ports), 0o644)
+        _write(os.path.join(self.dir, "hosts"), "# the test fleet\n" + "".join(
+            "127.0.0.1:%d\n" % p for p in (ports or self.ports)), 0o644)
 
     def passdb(self, i):
         return os.path.join(self.dir, "t%d" % i, "passdb")
