@@ -44,4 +44,10 @@ inline constexpr int user_groups_max = 65536;
 // Bytes read from the connection in one go.
 inline constexpr std::size_t read_chunk = 4096;
 
+// After the responder's last reply on a socket: how long and how much it
+// keeps reading (and discarding) so that the close is an orderly FIN, not
+// a reset that would destroy that reply in the client's receive queue.
+inline constexpr milliseconds linger_max{2'000};
+inline constexpr std::size_t linger_bytes_max = 64 * 1024;
+
 }  // namespace mctp::limits

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -140,7 +141,41 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
         mctp::wipe(buf.data(), static_cast<std::size_t>(n));
         idle_deadline = std::min(Clock::now() + timeouts.idle, session_deadline);
     }
-    return write_failed ? ConnectionEnd::io_error : ConnectionEnd::closed;
+    if (write_failed) {
+        return ConnectionEnd::io_error;
+    }
+    linger_close(in_fd, out_fd);
+    return ConnectionEnd::closed;
+}
+
+void linger_close(int in_fd, int out_fd) {
+    if (shutdown(out_fd, SHUT_WR) != 0) {
+        return;  // not a socket (pipe, terminal): nothing to reset
+    }
+    const NonBlocking in_nb(in_fd);
+    const auto deadline = Clock::now() + mctp::limits::linger_max;
+    std::vector<char> buf(mctp::limits::read_chunk);
+    std::size_t total = 0;
+    while (total < mctp::limits::linger_bytes_max) {
+        pollfd p{in_fd, POLLIN, 0};
+        const int wait = millis_until(deadline);
+        const int rc = wait == 0 ? 0 : poll(&p, 1, wait);
+        if (rc < 0 && errno == EINTR) {
+            continue;
+        }
+        if (rc <= 0) {
+            break;
+        }
+        const ssize_t n = read(in_fd, buf.data(), buf.size());
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            continue;
+        }
+        if (n <= 0) {
+            break;  // the peer closed too
+        }
+        mctp::wipe(buf.data(), static_cast<std::size_t>(n));
+        total += static_cast<std::size_t>(n);
+    }
 }
 
 }  // namespace mpasswdd

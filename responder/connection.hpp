@@ -21,4 +21,14 @@ enum class ConnectionEnd { closed, peer_gone, io_error };
 ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, int in_fd,
                              int out_fd, Timeouts timeouts);
 
+// The orderly end of a connection the responder closes (521, 421, 221):
+// when out_fd is a socket, shuts down its sending side (FIN after the last
+// reply), then reads and discards (wiped) what the peer still sends, until
+// the peer closes, limits::linger_max passes or limits::linger_bytes_max
+// have been read. Closing with unread input would make the kernel send a
+// reset, and a reset makes the client's kernel drop the final reply before
+// the client reads it (a controller that sent QUIT right behind its first
+// command would lose the 521 that explains the refusal). No-op on pipes.
+void linger_close(int in_fd, int out_fd);
+
 }  // namespace mpasswdd

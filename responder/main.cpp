@@ -168,6 +168,7 @@ int refuse_for_config(const std::string& message) {
                         system_host_name() + " service not available (configuration error)"};
     const std::string line = mctp::format_reply(r, mctp::limits::line_max_default);
     [[maybe_unused]] const ssize_t n = write(1, line.data(), line.size());
+    mpasswdd::linger_close(0, 1);
     return exit_config;
 }
 

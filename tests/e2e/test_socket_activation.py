@@ -4,6 +4,7 @@ on 127.0.0.1, real TCP clients, real libpam through pam_wrapper with
 pam_matrix as the password store (never /etc/pam.d)."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,38 @@ class SocketActivation(unittest.TestCase):
             self.assertTrue(c.closed())
         finally:
             r.stop()
+
+    def read_after_pipelined(self, port, data, address="127.0.0.1"):
+        """Sends data right after connecting, waits until the responder has
+        answered and closed, then reads everything. A responder that closes
+        with unread input makes its kernel send a reset, and the reset
+        destroys the replies still queued here: recv then fails with
+        ECONNRESET or returns less."""
+        s = socket.create_connection((address, port), timeout=5)
+        try:
+            s.sendall(data)
+            time.sleep(0.5)
+            got = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return got.decode()
+                got += chunk
+        finally:
+            s.close()
+
+    def test_refusal_survives_a_pipelined_command(self):
+        r = Responder(MPASSWDD, self.config("other-net2", "from = 192.0.2.0/24"), self.env)
+        try:
+            self.assertEqual(self.read_after_pipelined(r.port, b"HELO ctl\r\nQUIT\r\n"),
+                             "521 t1 no controller entry for 127.0.0.1\r\n")
+        finally:
+            r.stop()
+
+    def test_quit_reply_survives_data_behind_it(self):
+        # More than one read of the responder's: some stays in its kernel.
+        got = self.read_after_pipelined(self.main.port, b"QUIT\r\n" + b"NOOP\r\n" * 3000)
+        self.assertRegex(got, r"^220 t1 [^\r]*\r\n221 t1 [^\r]*\r\n$")
 
     def test_disabled_service_gets_421(self):
         r = Responder(MPASSWDD, self.config("off", "from = 127.0.0.1", "enabled = no"), self.env)

@@ -1,0 +1,243 @@
+#!/bin/bash
+# The package check: builds the .debs from a clean copy of the tree
+# (scripts/build-deb, which also runs lintian and fails on any error or
+# warning), installs them into a throwaway root and runs MCTP sessions
+# against the installed responder, with the installed PAM service, units
+# and configuration, driven by the installed mpasswd.
+#
+# The throwaway root is an overlay of this machine's root file system with
+# its upper layer on a tmpfs, inside private mount, network and PID
+# namespaces: dpkg, pam-auth-update, useradd and pam_unix write only to the
+# tmpfs, which vanishes with the namespaces. The host's /etc, dpkg database
+# and PAM stack are hashed before and after to prove it.
+#
+# usage: install-test.sh SOURCE_DIR          (root)
+#        install-test.sh --in-namespace ...  (internal)
+#        install-test.sh --in-root ...       (internal)
+set -euo pipefail
+
+fail() { echo "FAIL: $*"; exit 1; }
+ok() { echo "ok: $*"; }
+
+# --- stage 3: inside the throwaway root -------------------------------------
+in_root() {
+    local debs=/tmp/debs
+    local multiarch
+    multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+    export DEBIAN_FRONTEND=noninteractive
+
+    echo "# install mpasswdd, mpasswd, libpam-mctp (dpkg -i, maintainer scripts run)"
+    dpkg -i "$debs"/mpasswdd_*.deb "$debs"/mpasswd_*.deb "$debs"/libpam-mctp_*.deb \
+        > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "dpkg -i"; }
+    for p in mpasswdd mpasswd libpam-mctp; do
+        dpkg-query -W -f='${Status}' "$p" | grep -q "install ok installed" ||
+            fail "$p is not installed"
+    done
+    ok "the three packages are installed and configured"
+
+    [ -L /etc/systemd/system/sockets.target.wants/mpasswdd.socket ] ||
+        fail "mpasswdd.socket was not enabled"
+    [ ! -e /etc/systemd/system/multi-user.target.wants/mpasswdd@.service ] ||
+        fail "the template service was enabled"
+    ok "dh_installsystemd enabled mpasswdd.socket, not the template"
+
+    [ "$(stat -c %a:%U /etc/mpasswd/mpasswdd.conf)" = "600:root" ] || fail "mpasswdd.conf mode"
+    [ "$(stat -c %a:%U /etc/mpasswd/mpasswd.conf)" = "600:root" ] || fail "mpasswd.conf mode"
+    for f in /etc/mpasswd/mpasswdd.conf /etc/pam.d/mpasswdd; do
+        grep -qx "$f" /var/lib/dpkg/info/mpasswdd.conffiles || fail "$f is not a conffile"
+    done
+    grep -qx /etc/mpasswd/mpasswd.conf /var/lib/dpkg/info/mpasswd.conffiles ||
+        fail "mpasswd.conf is not a conffile"
+    ok "configuration files are conffiles, 0600 root"
+
+    if grep -l pam_mctp /etc/pam.d/common-* 2>/dev/null; then
+        fail "installing libpam-mctp changed a PAM stack"
+    fi
+    ok "installing libpam-mctp changed no PAM stack (profile off by default)"
+
+    local module="/lib/$multiarch/security/pam_mctp.so"
+    [ -f "$module" ] || fail "$module missing"
+    local exported
+    exported=$(nm -D --defined-only "$module" | awk '{print $3}' | grep -v '^$' | sort | tr '\n' ' ')
+    [ "$exported" = "pam_sm_chauthtok " ] || fail "pam_mctp.so exports: $exported"
+    ok "pam_mctp.so in $module, exporting only pam_sm_chauthtok"
+
+    systemd-analyze verify /lib/systemd/system/mpasswdd.socket \
+        /lib/systemd/system/mpasswdd@.service > /tmp/verify.log 2>&1 ||
+        { cat /tmp/verify.log; fail "systemd-analyze verify"; }
+    ok "systemd-analyze verify accepts the installed units"
+    echo "# $(systemd-analyze security --offline=yes /lib/systemd/system/mpasswdd@.service 2>&1 |
+              tail -n 1)"
+
+    mpasswdd --check-config > /tmp/check.log 2>&1 || { cat /tmp/check.log; fail "--check-config"; }
+    ok "mpasswdd --check-config accepts the shipped configuration"
+
+    # The responder as mpasswdd.socket and mpasswdd@.service start it: the
+    # port from ListenStream=, the command from ExecStart=, standard error
+    # to a file (the journal's place), under the parts of the unit's
+    # sandbox that can be had without systemd as PID 1.
+    local port exec_start
+    port=$(sed -n 's/^ListenStream=//p' /lib/systemd/system/mpasswdd.socket)
+    exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/mpasswdd@.service)
+    local caps
+    caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/mpasswdd@.service |
+           tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+    ip link set lo up
+    # syslog: mpasswdd logs there (the journal's /dev/log under systemd).
+    /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("ready", flush=True)
+with open(sys.argv[2], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536).rstrip(b"\0\n") + b"\n")
+' /run/test-syslog /tmp/syslog > /tmp/syslog.ready &
+    local syslogd=$!
+    for _ in $(seq 100); do grep -q ready /tmp/syslog.ready 2>/dev/null && break; sleep 0.05; done
+    # ProtectSystem=strict + ReadWritePaths=/etc, PrivateTmp, ProtectHome,
+    # PrivateDevices (a /dev of a few nodes), then per connection
+    # NoNewPrivileges, CapabilityBoundingSet, UMask and LimitCORE.
+    unshare --mount -- sh -c '
+        set -e
+        mount --bind /etc /etc
+        mount -o remount,bind,ro /
+        mount -o remount,bind,ro /run 2>/dev/null || mount --bind -o ro /run /run
+        mount -t tmpfs -o mode=1777 tmpfs /tmp
+        mount -t tmpfs -o mode=0 tmpfs /home
+        mount -t tmpfs -o mode=0 tmpfs /root
+        d=$(mktemp -d -p /tmp)
+        for n in null zero full random urandom; do touch "$d/$n"; mount --bind "/dev/$n" "$d/$n"; done
+        mount -t tmpfs -o mode=755 tmpfs /dev
+        for n in null zero full random urandom; do touch "/dev/$n"; mount --bind "$d/$n" "/dev/$n"; done
+        ln -s /run/test-syslog /dev/log
+        exec systemd-socket-activate -l "127.0.0.1:$0" -a --inetd \
+            setpriv --no-new-privs --bounding-set "-all,$1" --inh-caps=-all \
+            sh -c "umask 077; ulimit -c 0; exec \"\$@\"" mpasswdd $2
+    ' "$port" "$caps" "$exec_start" 2> /tmp/journal &
+    local responder=$!
+    for _ in $(seq 100); do grep -q "Listening on" /tmp/journal 2>/dev/null && break; sleep 0.05; done
+    grep -q "Listening on" /tmp/journal || { cat /tmp/journal; fail "responder did not start"; }
+
+    local banner
+    banner=$(printf 'QUIT\r\n' | timeout 10 nc -q 5 127.0.0.1 "$port" | head -n 1)
+    case "$banner" in 521*) ;; *) cat /tmp/journal; fail "with the shipped configuration the banner was: $banner";; esac
+    ok "the shipped configuration accepts no controller: $banner"
+
+    # A user, a controller secret, the responder's controller entry and the
+    # controller's own configuration, as README and the man pages say.
+    useradd -m -s /bin/bash alice
+    local old_pw='Old-Passw0rd-1!'
+    usermod -p "$(perl -e 'print crypt($ARGV[0], q($6$installtest$))' "$old_pw")" alice
+    head -c 18 /dev/urandom | base64 > /etc/mpasswd/secret
+    chmod 600 /etc/mpasswd/secret
+    printf '\n[controller control]\nfrom = 127.0.0.1\nsecret_hash = %s\n' \
+        "$(mpasswdd --hash-secret < /etc/mpasswd/secret)" >> /etc/mpasswd/mpasswdd.conf
+    mpasswdd --check-config > /tmp/check.log 2>&1 || { cat /tmp/check.log; fail "--check-config"; }
+    echo 127.0.0.1 >> /etc/mpasswd/hosts  # the default port is the socket's
+    ok "controller added: secret hash in mpasswdd.conf, 127.0.0.1 in /etc/mpasswd/hosts"
+
+    shadow_hash() { getent shadow alice | cut -d: -f2; }
+    verifies() { perl -e 'exit(crypt($ARGV[0], $ARGV[1]) eq $ARGV[1] ? 0 : 1)' "$1" "$(shadow_hash)"; }
+
+    local pw1='Fleet-Change-No1!' status=0 out
+    out=$(printf '%s\n' "$pw1" | mpasswd --stdin --json alice) || status=$?
+    echo "$out"
+    [ "$status" = 0 ] || fail "mpasswd exit $status"
+    echo "$out" | grep -q '"result":"ok"' || fail "no ok result"
+    verifies "$pw1" || fail "the new password does not verify against /etc/shadow"
+    verifies "$old_pw" && fail "the old password still verifies"
+    ok "changed through the installed units, PAM service and pam_unix, without pam_pwquality installed"
+
+    echo "# install libpam-pwquality (its profile adds pam_pwquality to common-password)"
+    dpkg -i "$debs"/libpam-pwquality_*.deb > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "pwquality"; }
+    local before
+    before=$(shadow_hash)
+    status=0
+    out=$(printf 'abc\n' | mpasswd --stdin --json alice) || status=$?
+    echo "$out"
+    [ "$status" = 1 ] || fail "a weak password: mpasswd exit $status, not 1"
+    echo "$out" | grep -q '"code":554' || fail "a weak password was not refused with 554"
+    [ "$(shadow_hash)" = "$before" ] || fail "a refused change changed /etc/shadow"
+    ok "pam_pwquality (enforce_for_root) refused a weak password with 554; shadow unchanged"
+
+    local pw2='Fleet-Change-No2?'
+    printf '%s\n' "$pw2" | mpasswd --stdin -q alice || fail "the second change failed"
+    verifies "$pw2" || fail "the second password does not verify"
+    ok "a strong password passes the installed quality policy"
+
+    if grep -aF -e "$(cat /etc/mpasswd/secret)" -e "$pw1" -e "$pw2" /tmp/journal /tmp/syslog; then
+        fail "a secret or password reached the responder's log"
+    fi
+    grep -a "mpasswdd" /tmp/syslog | grep -a "alice" | tail -n 3
+    grep -a "mpasswdd" /tmp/syslog | grep -aq "alice" || fail "the responder logged nothing about alice"
+    ok "the responder's syslog lines name the change, never the secret or a password"
+
+    kill "$responder" "$syslogd"
+    wait "$responder" "$syslogd" 2>/dev/null || true
+
+    pam-auth-update --enable mctp
+    grep -q "pam_mctp.so" /etc/pam.d/common-password || fail "pam-auth-update --enable mctp"
+    ok "pam-auth-update --enable mctp adds pam_mctp to common-password"
+
+    echo "# dpkg --purge (prerm takes pam_mctp out of every stack)"
+    dpkg --purge libpam-mctp mpasswd mpasswdd > /tmp/dpkg.log 2>&1 ||
+        { cat /tmp/dpkg.log; fail "dpkg --purge"; }
+    if grep -l pam_mctp /etc/pam.d/common-*; then fail "pam_mctp left in a PAM stack"; fi
+    [ ! -e /etc/systemd/system/sockets.target.wants/mpasswdd.socket ] || fail "socket still enabled"
+    [ ! -e /etc/mpasswd/mpasswdd.conf ] && [ ! -e /etc/pam.d/mpasswdd ] || fail "conffiles left"
+    [ ! -e /usr/sbin/mpasswdd ] && [ ! -e "$module" ] || fail "files left"
+    ok "purged: no PAM stack names pam_mctp, socket disabled, conffiles gone"
+    echo "install test: all checks passed"
+}
+
+# --- stage 2: private namespaces; builds the throwaway root -----------------
+in_namespace() {
+    local debs=$1 pwquality=$2
+    mount --make-rprivate /
+    local s
+    s=$(mktemp -d)
+    mount -t tmpfs -o mode=0700 tmpfs "$s"
+    mkdir "$s/upper" "$s/work" "$s/root"
+    mount -t overlay overlay -o "lowerdir=/,upperdir=$s/upper,workdir=$s/work" "$s/root"
+    mount -t proc proc "$s/root/proc"
+    mount --rbind /dev "$s/root/dev"
+    mount -t tmpfs tmpfs "$s/root/tmp"
+    mount -t tmpfs -o mode=755 tmpfs "$s/root/run"
+    mkdir "$s/root/tmp/debs"
+    cp "$debs"/*.deb "$pwquality" "$s/root/tmp/debs/"
+    cp "$0" "$s/root/tmp/install-test.sh"
+    chroot "$s/root" /bin/bash /tmp/install-test.sh --in-root
+}
+
+# --- stage 1: on the host ---------------------------------------------------
+host_state() {
+    { sha256sum /etc/passwd /etc/shadow /etc/group /etc/gshadow /var/lib/dpkg/status
+      find /etc/pam.d /etc/systemd /etc/mpasswd /usr/share/pam-configs /lib/systemd/system \
+          2>/dev/null | sort
+      sha256sum /etc/pam.d/*; } 2>/dev/null
+}
+
+main() {
+    local src=$1
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "SKIP: the install test needs root (mount namespaces, overlayfs, chroot)"
+        exit 77
+    fi
+    dist=$(mktemp -d /var/tmp/mpasswd-debs.XXXXXX)
+    trap 'rm -rf "$dist"' EXIT
+    "$src/scripts/build-deb" "$dist"
+    local pwquality
+    pwquality=$(ls "$src"/.deps/debs/libpam-pwquality_*.deb | head -n 1)
+    local before
+    before=$(host_state)
+    unshare --mount --net --pid --fork -- "$0" --in-namespace "$dist" "$pwquality"
+    [ "$(host_state)" = "$before" ] || fail "the host's /etc, units or dpkg database changed"
+    ok "the host's /etc, units and dpkg database are unchanged"
+}
+
+case "${1:-}" in
+    --in-root) in_root ;;
+    --in-namespace) shift; in_namespace "$@" ;;
+    *) main "$(cd "${1:-$(dirname "$0")/../..}" && pwd)" ;;
+esac
