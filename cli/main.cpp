@@ -184,14 +184,18 @@ private:
 int run(const Options& o) {
     ControllerConfig config = load_controller_config(o.config);
     std::vector<Target> targets;
+    const TargetDefaults defaults = config.target_defaults();
     if (!o.hosts.empty()) {
         for (const auto& h : o.hosts) {
             std::string why;
-            auto t = parse_target(h, config.port, &why);
+            auto t = parse_target(
+                h, defaults.via == Via::ssh ? defaults.ssh_port : defaults.port, &why);
             if (!t) {
                 usage_error("-H " + h + ": " + why);
             }
             t->origin = "-H";
+            t->via = defaults.via;
+            t->insecure_plaintext = defaults.insecure_plaintext;
             for (const auto& earlier : targets) {
                 if (earlier.label() == t->label()) {
                     usage_error("-H " + h + ": " + t->label() + " is given twice");
@@ -200,7 +204,7 @@ int run(const Options& o) {
             targets.push_back(std::move(*t));
         }
     } else {
-        targets = load_hosts_file(o.hosts_file.value_or(config.hosts_file), config.port);
+        targets = load_hosts_file(o.hosts_file.value_or(config.hosts_file), defaults);
     }
     if (targets.empty()) {
         usage_error("no targets: the hosts file lists none and no -H was given");
@@ -226,7 +230,7 @@ int run(const Options& o) {
     }
     check_job(settings, job);
 
-    auto transport = make_tcp_transport();
+    auto transport = make_transport(config.ssh_settings());
     Progress progress(!o.quiet && !o.json && isatty(STDERR_FILENO) == 1, targets.size());
     const auto results = run(targets, settings, job, *transport,
                              [&](std::size_t i, const Result& r) {

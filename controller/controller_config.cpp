@@ -90,6 +90,33 @@ bool on_key(Parser& p, std::string_view key, std::string_view value) {
         return cfg::parse_uint(value, 1U, limits::parallel_max, &c.parallel) ||
                p.fail(key, "must be a number from 1 to " + std::to_string(limits::parallel_max));
     }
+    if (key == "transport") {
+        if (value == "tcp" || value == "ssh") {
+            c.transport = value == "ssh" ? Via::ssh : Via::tcp;
+            return true;
+        }
+        return p.fail(key, "must be tcp or ssh");
+    }
+    if (key == "insecure_plaintext") {
+        return cfg::parse_bool(value, &c.insecure_plaintext) || p.fail(key, "must be yes or no");
+    }
+    if (key == "ssh_command" || key == "ssh_identity" || key == "ssh_known_hosts") {
+        if (value.empty()) {
+            return p.fail(key, "must name a file");
+        }
+        std::string& out = key == "ssh_command"    ? c.ssh_command
+                           : key == "ssh_identity" ? c.ssh_identity
+                                                   : c.ssh_known_hosts;
+        out = relative_to(c.path, value);
+        return true;
+    }
+    if (key == "ssh_user") {
+        if (!mctp::is_user_name(value)) {
+            return p.fail(key, "must be a user name");
+        }
+        c.ssh_user = value;
+        return true;
+    }
     return p.fail(key, "unknown key");
 }
 
@@ -108,6 +135,17 @@ int on_entry(void* user, const char* section, const char* name, const char* valu
 }
 
 }  // namespace
+
+TargetDefaults ControllerConfig::target_defaults() const {
+    TargetDefaults d(port);
+    d.via = transport;
+    d.insecure_plaintext = insecure_plaintext;
+    return d;
+}
+
+SshSettings ControllerConfig::ssh_settings() const {
+    return SshSettings{ssh_command, ssh_user, ssh_identity, ssh_known_hosts};
+}
 
 bool is_sendable_secret(std::string_view s) noexcept {
     return !s.empty() && s.size() <= limits::secret_max && mctp::is_argument(s);

@@ -9,6 +9,8 @@
 #include "config_file.hpp"
 #include "controller_limits.hpp"
 #include "secret.hpp"
+#include "target.hpp"
+#include "transport.hpp"
 
 namespace mpasswd {
 
@@ -28,6 +30,18 @@ struct ControllerConfig {
     std::chrono::milliseconds reply_timeout = limits::reply_timeout_default;
     std::chrono::milliseconds target_timeout = limits::target_timeout_default;
     unsigned parallel = limits::parallel_default;
+    // Defaults for targets (the hosts file may say otherwise per line).
+    Via transport = Via::tcp;
+    bool insecure_plaintext = false;
+    // The ssh transport: the system ssh client, as this user, with this
+    // identity and known-hosts file (empty: ssh's own defaults).
+    std::string ssh_command = "/usr/bin/ssh";
+    std::string ssh_user = "root";
+    std::string ssh_identity;
+    std::string ssh_known_hosts;
+
+    [[nodiscard]] TargetDefaults target_defaults() const;
+    [[nodiscard]] SshSettings ssh_settings() const;
 };
 
 // Reads and validates the file and the secret file it names. Throws

@@ -88,6 +88,8 @@ public:
             r = e.result;
         } catch (const StepTimeout& t) {
             r = make(Outcome::timeout, 0, t.what);
+        } catch (const UntrustedError& e) {
+            r = make(Outcome::untrusted, 0, e.what());
         } catch (const TransportError& e) {
             r = make(Outcome::unreachable, 0, e.what());
         } catch (const std::system_error& e) {
@@ -258,6 +260,7 @@ std::string_view outcome_name(Outcome o) noexcept {
     case Outcome::ok: return "ok";
     case Outcome::refused: return "refused";
     case Outcome::unreachable: return "unreachable";
+    case Outcome::untrusted: return "untrusted";
     case Outcome::timeout: return "timeout";
     case Outcome::protocol_error: return "protocol-error";
     }

@@ -18,6 +18,7 @@ enum class Outcome {
     ok,              // verified, or the password was changed
     refused,         // the target answered with a 4xx/5xx reply
     unreachable,     // no connection: refused, no route, unknown name
+    untrusted,       // not authenticated, or not secure: nothing secret sent
     timeout,         // a step took longer than its timeout
     protocol_error,  // closed early, or a reply that is not MCTP
 };

@@ -32,7 +32,9 @@ std::string json_string(std::string_view s) {
 std::string json_line(const Target& target, const Job& job, const Result& r) {
     std::ostringstream o;
     o << "{\"target\":" << json_string(target.label()) << ",\"host\":" << json_string(target.host)
-      << ",\"port\":" << target.port << ",\"user\":" << json_string(job.user)
+      << ",\"port\":" << target.port
+      << ",\"transport\":" << json_string(std::string(via_name(target.via)))
+      << ",\"user\":" << json_string(job.user)
       << ",\"action\":" << json_string(job.action == Action::change ? "change" : "verify")
       << ",\"result\":" << json_string(outcome_name(r.outcome)) << ",\"code\":";
     if (r.code != 0) {

@@ -55,6 +55,8 @@ bool parse_port(std::string_view s, std::uint16_t* port) {
 
 }  // namespace
 
+std::string_view via_name(Via via) noexcept { return via == Via::ssh ? "ssh" : "tcp"; }
+
 std::string Target::label() const {
     const std::string p = std::to_string(port);
     return host.find(':') != std::string::npos ? "[" + host + "]:" + p : host + ":" + p;
@@ -112,7 +114,7 @@ std::optional<Target> parse_target(std::string_view text, std::uint16_t default_
 }
 
 std::vector<Target> parse_hosts(const std::string& text, const std::string& path,
-                                std::uint16_t default_port) {
+                                const TargetDefaults& defaults) {
     using mctp::cfg::ConfigError;
     std::vector<Target> out;
     std::map<std::string, int> seen;  // label -> line
@@ -134,16 +136,31 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
             continue;
         }
         const auto last = line.find_last_not_of(" \t\r");
-        const std::string_view word = std::string_view(line).substr(first, last - first + 1);
-        if (word.find_first_of(" \t") != std::string_view::npos) {
-            throw ConfigError(where + "one HOST[:PORT] per line; '" + std::string(word) +
-                              "' has more than one word");
+        std::istringstream words(line.substr(first, last - first + 1));
+        std::string word;
+        words >> word;
+        Via via = defaults.via;
+        bool insecure = defaults.insecure_plaintext;
+        std::string option;
+        while (words >> option) {
+            if (option == "ssh") {
+                via = Via::ssh;
+            } else if (option == "tcp") {
+                via = Via::tcp;
+            } else if (option == "insecure_plaintext") {
+                insecure = true;
+            } else {
+                throw ConfigError(where + "unknown option '" + option +
+                                  "' (HOST[:PORT] then tcp, ssh or insecure_plaintext)");
+            }
         }
         std::string why;
-        auto target = parse_target(word, default_port, &why);
+        auto target = parse_target(word, via == Via::ssh ? defaults.ssh_port : defaults.port, &why);
         if (!target) {
             throw ConfigError(where + why);
         }
+        target->via = via;
+        target->insecure_plaintext = insecure;
         target->origin = path + ":" + std::to_string(n);
         const auto [it, fresh] = seen.emplace(target->label(), n);
         if (!fresh) {
@@ -159,9 +176,9 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
     return out;
 }
 
-std::vector<Target> load_hosts_file(const std::string& path, std::uint16_t default_port) {
+std::vector<Target> load_hosts_file(const std::string& path, const TargetDefaults& defaults) {
     // A hosts file holds no secret; it may be readable by all.
-    return parse_hosts(mctp::cfg::read_checked(path, "", true), path, default_port);
+    return parse_hosts(mctp::cfg::read_checked(path, "", true), path, defaults);
 }
 
 }  // namespace mpasswd

@@ -9,13 +9,32 @@
 
 namespace mpasswd {
 
+// How a target is reached: MCTP over plain TCP (loopback, or a network
+// declared trusted with insecure_plaintext), or through the system ssh
+// client to an mpasswdd forced command.
+enum class Via { tcp, ssh };
+
+std::string_view via_name(Via via) noexcept;
+
 struct Target {
     std::string host;  // a host name or an IP address (IPv6 without brackets)
     std::uint16_t port = 0;
     std::string origin;  // where it was named: "FILE:LINE" or "-H"
+    Via via = Via::tcp;
+    // Plain TCP to an address that is not loopback is refused unless set.
+    bool insecure_plaintext = false;
 
     // "host:port", "[v6]:port": how it is shown and put in JSON.
     [[nodiscard]] std::string label() const;
+};
+
+// What a target gets where its line says nothing.
+struct TargetDefaults {
+    TargetDefaults(std::uint16_t tcp_port) : port(tcp_port) {}  // NOLINT: implicit on purpose
+    std::uint16_t port;            // for tcp targets
+    std::uint16_t ssh_port = 22;   // for ssh targets
+    Via via = Via::tcp;
+    bool insecure_plaintext = false;
 };
 
 // "host", "host:port", "1.2.3.4", "1.2.3.4:port", "[v6]", "[v6]:port"
@@ -25,13 +44,15 @@ struct Target {
 std::optional<Target> parse_target(std::string_view text, std::uint16_t default_port,
                                    std::string* why);
 
-// A hosts file: one target per line, '#' starts a comment, blank lines
-// are ignored. Throws mctp::cfg::ConfigError naming FILE:LINE for a bad
-// line, a target listed twice, or more than limits::targets_max targets.
-std::vector<Target> load_hosts_file(const std::string& path, std::uint16_t default_port);
+// A hosts file: one target per line, "HOST[:PORT] [OPTION...]", where an
+// option is "tcp", "ssh" or "insecure_plaintext"; '#' starts a comment,
+// blank lines are ignored. Throws mctp::cfg::ConfigError naming FILE:LINE
+// for a bad line or option, a target listed twice, or more than
+// limits::targets_max targets.
+std::vector<Target> load_hosts_file(const std::string& path, const TargetDefaults& defaults);
 
 // The same, from text already read (path is used in messages only).
 std::vector<Target> parse_hosts(const std::string& text, const std::string& path,
-                                std::uint16_t default_port);
+                                const TargetDefaults& defaults);
 
 }  // namespace mpasswd

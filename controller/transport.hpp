@@ -34,6 +34,13 @@ struct TransportError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A target that could not be authenticated, or a channel that would not
+// be secure (plain TCP beyond loopback without insecure_plaintext): the
+// engine reports it as `untrusted`. Thrown before anything secret is sent.
+struct UntrustedError : TransportError {
+    using TransportError::TransportError;
+};
+
 class Transport {
 public:
     virtual ~Transport() = default;
@@ -42,7 +49,26 @@ public:
     virtual asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) = 0;
 };
 
-// Plain TCP, IPv4 and IPv6; host names through the system resolver.
+// Plain TCP, IPv4 and IPv6; host names through the system resolver. A
+// target that resolves to any address that is not loopback is refused
+// (UntrustedError) unless its insecure_plaintext is set.
 std::unique_ptr<Transport> make_tcp_transport();
+
+// The system ssh client (-T, BatchMode, no forwarding, strict host key
+// checking) to a target whose authorized_keys runs "mpasswdd --ssh" as a
+// forced command; MCTP runs over ssh's standard input and output. ssh's
+// own messages become the reason of a failure; a host key that does not
+// verify is an UntrustedError. Nothing is written before ssh has
+// authenticated the host, since the engine first reads the banner.
+struct SshSettings {
+    std::string command = "/usr/bin/ssh";
+    std::string user = "root";
+    std::string identity;     // empty: ssh's default identities
+    std::string known_hosts;  // empty: ssh's default known-hosts files
+};
+std::unique_ptr<Transport> make_ssh_transport(SshSettings settings);
+
+// TCP or SSH, by each target's `via`.
+std::unique_ptr<Transport> make_transport(SshSettings ssh);
 
 }  // namespace mpasswd

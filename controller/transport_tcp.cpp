@@ -78,6 +78,13 @@ asio::awaitable<std::vector<tcp::endpoint>> resolve(const Target& target) {
     co_return std::move(state->endpoints);
 }
 
+bool is_loopback(const asio::ip::address& a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+        return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+    }
+    return a.is_loopback();
+}
+
 class TcpTransport final : public Transport {
 public:
     asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) override {
@@ -90,6 +97,16 @@ public:
         } else {
             endpoints = co_await resolve(target);
         }
+        if (!target.insecure_plaintext) {
+            for (const auto& e : endpoints) {
+                if (!is_loopback(e.address())) {
+                    throw UntrustedError(
+                        "plain TCP to " + e.address().to_string() +
+                        ", which is not loopback, is refused: use transport ssh, or set "
+                        "insecure_plaintext for a network you trust");
+                }
+            }
+        }
         tcp::socket socket(ex);
         co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
         socket.set_option(tcp::no_delay(true), ec);
@@ -100,5 +117,27 @@ public:
 }  // namespace
 
 std::unique_ptr<Transport> make_tcp_transport() { return std::make_unique<TcpTransport>(); }
+
+namespace {
+
+class ViaTransport final : public Transport {
+public:
+    explicit ViaTransport(SshSettings ssh)
+        : tcp_(make_tcp_transport()), ssh_(make_ssh_transport(std::move(ssh))) {}
+
+    asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) override {
+        co_return co_await (target.via == Via::ssh ? ssh_ : tcp_)->connect(target);
+    }
+
+private:
+    std::unique_ptr<Transport> tcp_;
+    std::unique_ptr<Transport> ssh_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_transport(SshSettings ssh) {
+    return std::make_unique<ViaTransport>(std::move(ssh));
+}
 
 }  // namespace mpasswd

@@ -74,7 +74,8 @@ int chauthtok(Module& m) {
     std::vector<Target> targets;
     try {
         config = load_controller_config(m.options.config);
-        targets = load_hosts_file(m.options.hosts.value_or(config.hosts_file), config.port);
+        targets = load_hosts_file(m.options.hosts.value_or(config.hosts_file),
+                                  config.target_defaults());
     } catch (const ConfigError& e) {
         return setup_failure(m, e.what());
     }
@@ -117,7 +118,7 @@ int chauthtok(Module& m) {
 
     m.debug(std::string(prelim ? "checking " : "changing ") + job.user + " on " +
             std::to_string(targets.size()) + " targets");
-    auto transport = make_tcp_transport();
+    auto transport = make_transport(config.ssh_settings());
     const auto results = run(targets, settings, job, *transport,
                              [&](std::size_t i, const Result& r) {
                                  const bool ok = r.outcome == Outcome::ok;

@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -36,7 +37,7 @@ constexpr std::size_t secret_max = mctp::limits::line_max_min - 7;
 
 void usage(std::FILE* out) {
     std::fputs(
-        "usage: mpasswdd [-c FILE] [--log-stderr] [--debug]\n"
+        "usage: mpasswdd [-c FILE] [--ssh] [--log-stderr] [--debug]\n"
         "       mpasswdd [-c FILE] --check-config\n"
         "       mpasswdd --hash-secret [--cost N]\n"
         "       mpasswdd --help | --version\n"
@@ -46,6 +47,7 @@ void usage(std::FILE* out) {
         "      --check-config validate the configuration, print the effective settings\n"
         "      --hash-secret  read a controller secret, print its yescrypt hash\n"
         "      --cost N       yescrypt cost for --hash-secret, 1 to 11 (default: libxcrypt's)\n"
+        "      --ssh          run as an SSH forced command: the peer is SSH_CONNECTION's client\n"
         "      --log-stderr   copy log lines to standard error\n"
         "      --debug        also log state changes\n",
         out);
@@ -181,6 +183,7 @@ int main(int argc, char** argv) {
     bool hash_secret = false;
     bool log_stderr = false;
     bool debug = false;
+    bool ssh = false;
     unsigned long cost = 0;
 
     for (int i = 1; i < argc; ++i) {
@@ -204,6 +207,8 @@ int main(int argc, char** argv) {
             log_stderr = true;
         } else if (a == "--debug") {
             debug = true;
+        } else if (a == "--ssh") {
+            ssh = true;
         } else if (a == "-h" || a == "--help") {
             usage(stdout);
             return 0;
@@ -242,7 +247,22 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    const mpasswdd::Peer peer = mpasswdd::peer_of_fd(0);
+    mpasswdd::Peer peer;
+    if (ssh) {
+        // Under sshd, fd 0 is a pipe: the controller's address is the
+        // client of SSH_CONNECTION ("client port server port").
+        const char* value = std::getenv("SSH_CONNECTION");
+        const auto from_ssh =
+            value != nullptr ? mpasswdd::peer_from_ssh_connection(value) : std::nullopt;
+        if (!from_ssh) {
+            return refuse_for_config(
+                "--ssh: SSH_CONNECTION is missing or malformed; run mpasswdd --ssh as the "
+                "forced command of an authorized_keys entry");
+        }
+        peer = *from_ssh;
+    } else {
+        peer = mpasswdd::peer_of_fd(0);
+    }
     mpasswdd::SystemHost host(config, peer);
     mctp::SessionSettings settings;
     settings.host_name = config.host_name.empty() ? system_host_name() : config.host_name;

@@ -78,9 +78,34 @@ TEST(Targets, HostsFileCommentsBlanksAndPorts) {
     EXPECT_EQ(list[2].label(), "[::1]:7");
 }
 
+TEST(Targets, HostsFileOptions) {
+    TargetDefaults d(4242);
+    auto list = parse_hosts("a\nb ssh\nc:2222 ssh insecure_plaintext\nd insecure_plaintext\n", "h", d);
+    ASSERT_EQ(list.size(), 4U);
+    EXPECT_EQ(list[0].via, Via::tcp);
+    EXPECT_FALSE(list[0].insecure_plaintext);
+    EXPECT_EQ(list[1].via, Via::ssh);
+    EXPECT_EQ(list[1].port, 22);  // an ssh target's default port is ssh's
+    EXPECT_EQ(list[2].port, 2222);
+    EXPECT_TRUE(list[2].insecure_plaintext);
+    EXPECT_EQ(list[3].via, Via::tcp);
+    EXPECT_TRUE(list[3].insecure_plaintext);
+    // Defaults from the configuration; a line may say otherwise.
+    d.via = Via::ssh;
+    d.insecure_plaintext = true;
+    list = parse_hosts("a\nb tcp\n", "h", d);
+    EXPECT_EQ(list[0].via, Via::ssh);
+    EXPECT_EQ(list[0].port, 22);
+    EXPECT_EQ(list[1].via, Via::tcp);
+    EXPECT_EQ(list[1].port, 4242);
+    EXPECT_TRUE(list[1].insecure_plaintext);
+    EXPECT_EQ(parse_error("a tls\n"),
+              "hosts:1: unknown option 'tls' (HOST[:PORT] then tcp, ssh or insecure_plaintext)");
+}
+
 TEST(Targets, BadLinesNameFileAndLine) {
     EXPECT_EQ(parse_error("web1\nweb 2\n", "/etc/mpasswd/hosts"),
-              "/etc/mpasswd/hosts:2: one HOST[:PORT] per line; 'web 2' has more than one word");
+              "/etc/mpasswd/hosts:2: unknown option '2' (HOST[:PORT] then tcp, ssh or insecure_plaintext)");
     EXPECT_EQ(parse_error("ok\n\nbad:port\n"), "hosts:3: 'port' is not a port from 1 to 65535");
     EXPECT_EQ(parse_error("web1\nweb1:4242\n"), "hosts:2: web1:4242 is already listed on line 1");
     EXPECT_EQ(parse_error("x\n" + std::string(2000, 'a') + "\n"),
@@ -111,6 +136,32 @@ TEST(ControllerConfig, Defaults) {
     EXPECT_EQ(c.parallel, 64U);
     EXPECT_EQ(c.hosts_file, std::string(MPASSWD_SYSCONFDIR) + "/mpasswd/hosts");
     EXPECT_TRUE(c.name.empty());
+    EXPECT_EQ(c.transport, Via::tcp);
+    EXPECT_FALSE(c.insecure_plaintext);
+    EXPECT_EQ(c.ssh_command, "/usr/bin/ssh");
+    EXPECT_EQ(c.ssh_user, "root");
+    EXPECT_TRUE(c.ssh_identity.empty());
+    EXPECT_TRUE(c.ssh_known_hosts.empty());
+}
+
+TEST(ControllerConfig, TransportKeys) {
+    TempFile f("secret = s3cret-value\ntransport = ssh\ninsecure_plaintext = yes\n"
+               "ssh_user = mctp\nssh_identity = keys/id\nssh_known_hosts = /etc/kh\n"
+               "ssh_command = /opt/ssh\n");
+    const auto c = load_controller_config(f.path());
+    EXPECT_EQ(c.transport, Via::ssh);
+    EXPECT_TRUE(c.insecure_plaintext);
+    EXPECT_EQ(c.ssh_user, "mctp");
+    EXPECT_EQ(c.ssh_identity, "/tmp/keys/id");  // relative to the config's folder
+    EXPECT_EQ(c.ssh_known_hosts, "/etc/kh");
+    EXPECT_EQ(c.ssh_command, "/opt/ssh");
+    EXPECT_EQ(c.target_defaults().via, Via::ssh);
+    EXPECT_EQ(c.ssh_settings().user, "mctp");
+    EXPECT_EQ(config_error("secret = x1\ntransport = tls\n"), ":2: transport: must be tcp or ssh");
+    EXPECT_EQ(config_error("secret = x1\ninsecure_plaintext = maybe\n"),
+              ":2: insecure_plaintext: must be yes or no");
+    EXPECT_EQ(config_error("secret = x1\nssh_user = -oProxyCommand=x\n"),
+              ":2: ssh_user: must be a user name");
 }
 
 TEST(ControllerConfig, EveryKey) {
@@ -205,7 +256,7 @@ TEST(Report, JsonTableSummary) {
     r.step = "end of data";
     r.elapsed = 12ms;
     EXPECT_EQ(json_line(t, job, r),
-              "{\"target\":\"[::1]:7\",\"host\":\"::1\",\"port\":7,\"user\":\"alice\","
+              "{\"target\":\"[::1]:7\",\"host\":\"::1\",\"port\":7,\"transport\":\"tcp\",\"user\":\"alice\","
               "\"action\":\"change\",\"result\":\"refused\",\"code\":554,\"step\":\"end of data\","
               "\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\",\"elapsed_ms\":12}");
     Result ok;
@@ -570,6 +621,21 @@ TEST_F(EngineFixture, ClosedPortAndUnknownNameAreUnreachable) {
     EXPECT_EQ(results[1].outcome, Outcome::unreachable);
     EXPECT_NE(results[1].text.find("cannot resolve no-such-host.invalid"), std::string::npos)
         << results[1].text;
+}
+
+TEST_F(EngineFixture, PlainTcpBeyondLoopbackNeedsTheOptIn) {
+    auto transport = make_tcp_transport();
+    Job job{Action::verify, "alice", nullptr};
+    Target far{"192.0.2.1", 4242, ""};
+    Target mapped{"::ffff:127.0.0.1", 1, ""};  // loopback, v4-mapped
+    auto results = run({far, mapped}, settings(), job, *transport, nullptr);
+    EXPECT_EQ(results[0].outcome, Outcome::untrusted);
+    EXPECT_EQ(results[0].step, "connect");
+    EXPECT_NE(results[0].text.find("insecure_plaintext"), std::string::npos) << results[0].text;
+    EXPECT_NE(results[1].outcome, Outcome::untrusted) << results[1].text;
+    far.insecure_plaintext = true;
+    results = run({far}, settings(), job, *transport, nullptr);
+    EXPECT_NE(results[0].outcome, Outcome::untrusted) << results[0].text;
 }
 
 TEST_F(EngineFixture, ParallelLimitAndResultsInOrder) {

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""The ssh transport end to end, and the plain-TCP opt-in.
+
+A real sshd (OpenSSH, unpacked into .deps/ by scripts/install-deps) runs
+on a 127.0.0.1 port with its own host key, configuration and
+authorized_keys, whose one key has the forced command "mpasswdd --ssh".
+The installed-style controller (mpasswd, transport = ssh) reaches it
+through the system ssh client. As root, sshd runs as nobody (a non-root
+sshd serves only its own user); nss_wrapper gives that user a shell, and
+gives mpasswdd its users; pam_wrapper/pam_matrix is the password store."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mctp_client import free_port, hash_secret  # noqa: E402
+
+MPASSWD = os.environ["MPASSWD"]
+MPASSWDD = os.environ["MPASSWDD"]
+SSHD = os.path.abspath(os.environ["SSHD"])  # sshd re-executes itself
+PAM_WRAPPER_LIB = os.environ["PAM_WRAPPER_LIB"]
+NSS_WRAPPER_LIB = os.environ["NSS_WRAPPER_LIB"]
+PAM_MATRIX = os.environ["PAM_MATRIX_MODULE"]
+SECRET = "ssh-Secret-0123"
+OLD = "Old-Passw0rd-1"
+SERVICE = "mpasswdd-ssh"
+RUN_UID = 65534 if os.geteuid() == 0 else os.geteuid()
+RUN_GID = 65534 if os.geteuid() == 0 else os.getegid()
+
+
+def write(path, text, mode=0o600, owner=None):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    if owner is not None:
+        os.chown(path, *owner)
+
+
+def keygen(path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
+    with open(path + ".pub") as f:
+        return f.read().split()[:2]
+
+
+class SshTransport(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(SSHD):
+            raise RuntimeError("no sshd at %s: run scripts/install-deps" % SSHD)
+        cls.dir = tempfile.mkdtemp(prefix="mpasswd-ssh-", dir="/var/tmp")
+        os.chmod(cls.dir, 0o755)
+        d, owner = cls.dir, (RUN_UID, RUN_GID)
+        # The target side, owned by the user sshd and mpasswdd run as.
+        target = os.path.join(d, "target")
+        os.mkdir(target, 0o755)
+        os.chown(target, *owner)
+        cls.mpasswdd = os.path.join(target, "mpasswdd")
+        shutil.copy2(MPASSWDD, cls.mpasswdd)
+        services = os.path.join(target, "services")
+        os.mkdir(services, 0o755)
+        cls.passdb = os.path.join(target, "passdb")
+        write(os.path.join(services, SERVICE),
+              "password [success=ok auth_err=ignore default=bad] %s passdb=%s\n"
+              "password required pam_permit.so\n" % (PAM_MATRIX, cls.passdb), 0o644)
+        write(os.path.join(services, "other"), "password required pam_deny.so\n", 0o644)
+        cls.users = os.path.join(target, "passwd")
+        write(cls.users, "mctp:x:%d:%d:mpasswd:%s:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"
+              "root:x:0:0:root:/root:/bin/sh\n" % (RUN_UID, RUN_GID, target), 0o644)
+        cls.groups = os.path.join(target, "group")
+        write(cls.groups, "mctp:x:%d:\nalice:x:1001:\nroot:x:0:\n" % RUN_GID, 0o644)
+        conf = os.path.join(target, "mpasswdd.conf")
+        write(conf, "host_name = sshtarget\npam_service = %s\nauth_failure_delay = 0.05\n"
+              "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+              % (SERVICE, hash_secret(MPASSWDD, SECRET)), 0o600, owner)
+        cls.log = os.path.join(target, "log")
+        write(cls.log, "", 0o600, owner)
+        host_key = os.path.join(target, "host_key")
+        cls.host_key = keygen(host_key)
+        os.chown(host_key, *owner)
+        # The controller side, root's (or the caller's).
+        ctl = os.path.join(d, "ctl")
+        os.mkdir(ctl, 0o700)
+        cls.identity = os.path.join(ctl, "id_ed25519")
+        client_key = keygen(cls.identity)
+        cls.port = free_port()
+        forced = ("env LD_PRELOAD='%s %s' PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=%s "
+                  "NSS_WRAPPER_PASSWD=%s NSS_WRAPPER_GROUP=%s %s --ssh -c %s --log-stderr 2>>%s"
+                  % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB, services, cls.users, cls.groups,
+                     cls.mpasswdd, conf, cls.log))
+        write(os.path.join(target, "authorized_keys"),
+              'restrict,command="%s" %s\n' % (forced, " ".join(client_key)), 0o644, owner)
+        sshd_config = os.path.join(target, "sshd_config")
+        write(sshd_config, "ListenAddress 127.0.0.1\nPort %d\nHostKey %s\nAuthorizedKeysFile %s\n"
+              "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+              "KbdInteractiveAuthentication no\nAllowUsers mctp\nLogLevel VERBOSE\n"
+              % (cls.port, host_key, os.path.join(target, "authorized_keys")), 0o644, owner)
+        cls.sshd_log = open(os.path.join(d, "sshd.log"), "wb")
+        env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER_LIB, NSS_WRAPPER_PASSWD=cls.users,
+                   NSS_WRAPPER_GROUP=cls.groups)
+        drop = (["setpriv", "--reuid", str(RUN_UID), "--regid", str(RUN_GID), "--clear-groups"]
+                if os.geteuid() == 0 else [])
+        cls.sshd = subprocess.Popen(drop + [SSHD, "-D", "-e", "-f", sshd_config],
+                                    stdin=subprocess.DEVNULL, stdout=cls.sshd_log,
+                                    stderr=cls.sshd_log, env=env)
+        deadline = time.time() + 10
+        while "Server listening" not in cls.sshd_log_text():
+            if time.time() > deadline or cls.sshd.poll() is not None:
+                raise RuntimeError("sshd did not start:\n" + cls.sshd_log_text())
+            time.sleep(0.05)
+        cls.known_hosts = os.path.join(ctl, "known_hosts")
+        write(cls.known_hosts, "[127.0.0.1]:%d %s\n" % (cls.port, " ".join(cls.host_key)))
+        write(os.path.join(ctl, "secret"), SECRET + "\n")
+        cls.config = os.path.join(ctl, "mpasswd.conf")
+        cls.write_config()
+
+    @classmethod
+    def sshd_log_text(cls):
+        with open(cls.sshd_log.name, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    @classmethod
+    def write_config(cls, extra="", known_hosts=None, identity=None):
+        write(cls.config, "name = control-ssh\nsecret_file = secret\nhosts = hosts\n"
+              "transport = ssh\nssh_user = mctp\nssh_identity = %s\nssh_known_hosts = %s\n"
+              "reply_timeout = 10\n%s"
+              % (identity or cls.identity, known_hosts or cls.known_hosts, extra))
+        write(os.path.join(cls.dir, "ctl", "hosts"), "127.0.0.1:%d\n" % cls.port, 0o644)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sshd.terminate()
+        cls.sshd.wait(timeout=10)
+        cls.sshd_log.close()
+        with open(cls.log) as f:
+            log = f.read()
+        shutil.rmtree(cls.dir)
+        for secret in (SECRET, "Ssh-N3w-Passw0rd!"):
+            assert secret not in log, "a secret in the responder's log"
+
+    def setUp(self):
+        write(self.passdb, "alice:%s:%s\n" % (OLD, SERVICE), 0o600, (RUN_UID, RUN_GID))
+        self.write_config()
+
+    def password(self):
+        with open(self.passdb) as f:
+            return f.read().split(":")[1]
+
+    def log_text(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def mpasswd(self, *args, password="Ssh-N3w-Passw0rd!"):
+        stdin = [] if "--verify" in args else ["--stdin"]
+        p = subprocess.run([MPASSWD, "-c", self.config, "--json"] + stdin + list(args),
+                           input=password + "\n", capture_output=True, text=True, timeout=60)
+        results = [json.loads(line) for line in p.stdout.splitlines()]
+        return p.returncode, results, p.stderr
+
+    def test_change_over_ssh(self):
+        status, results, err = self.mpasswd("alice")
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual(results[0]["result"], "ok")
+        self.assertEqual(results[0]["transport"], "ssh")
+        self.assertEqual(results[0]["port"], self.port)
+        self.assertEqual(self.password(), "Ssh-N3w-Passw0rd!")
+        # The peer came from SSH_CONNECTION: the [controller] entry's
+        # from = 127.0.0.1 matched (a pipe alone would be "local").
+        self.assertIn("127.0.0.1", self.log_text())
+
+    def test_verify_with_dash_h(self):
+        status, results, err = self.mpasswd("--verify", "-H", "127.0.0.1:%d" % self.port, "alice")
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual(results[0]["result"], "ok")
+        self.assertEqual(self.password(), OLD)
+
+    def test_unknown_host_key_is_untrusted_and_nothing_reaches_the_target(self):
+        other = os.path.join(self.dir, "ctl", "other_known_hosts")
+        key = keygen(os.path.join(self.dir, "ctl", "impostor"))
+        write(other, "[127.0.0.1]:%d %s\n" % (self.port, " ".join(key)))
+        self.write_config(known_hosts=other)
+        before = self.log_text()
+        status, results, err = self.mpasswd("alice")
+        self.assertEqual(status, 1)
+        self.assertEqual(results[0]["result"], "untrusted", results)
+        self.assertIn("Host key verification failed", results[0]["text"])
+        self.assertEqual(results[0]["step"], "banner")
+        self.assertEqual(self.password(), OLD)
+        self.assertEqual(self.log_text(), before)  # mpasswdd never started
+
+    def test_key_not_authorized_is_unreachable(self):
+        stranger = os.path.join(self.dir, "ctl", "stranger")
+        keygen(stranger)
+        self.write_config(identity=stranger)
+        before = self.log_text()
+        status, results, err = self.mpasswd("alice")
+        self.assertEqual(status, 1)
+        self.assertEqual(results[0]["result"], "unreachable", results)
+        self.assertIn("Permission denied", results[0]["text"])
+        self.assertEqual(self.password(), OLD)
+        self.assertEqual(self.log_text(), before)
+
+
+class PlainTcpOptIn(unittest.TestCase):
+    """Plain TCP beyond loopback needs insecure_plaintext; loopback does
+    not (every other end-to-end test connects to 127.0.0.1 or ::1)."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mpasswd-plain-")
+        self.config = os.path.join(self.dir, "mpasswd.conf")
+        write(os.path.join(self.dir, "secret"), SECRET + "\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def run_mpasswd(self, config_extra, hosts_line):
+        write(self.config, "secret_file = secret\nhosts = hosts\nconnect_timeout = 0.5\n"
+              "reply_timeout = 0.5\n" + config_extra)
+        write(os.path.join(self.dir, "hosts"), hosts_line + "\n", 0o644)
+        start = time.monotonic()
+        p = subprocess.run([MPASSWD, "-c", self.config, "--stdin", "--json", "alice"],
+                           input="Plain-N3w-Pw!\n", capture_output=True, text=True, timeout=30)
+        return p.returncode, json.loads(p.stdout.splitlines()[0]), time.monotonic() - start
+
+    def test_non_loopback_is_refused_without_the_opt_in(self):
+        status, r, elapsed = self.run_mpasswd("", "192.0.2.1")
+        self.assertEqual(status, 1)
+        self.assertEqual(r["result"], "untrusted")
+        self.assertEqual(r["step"], "connect")
+        self.assertIn("192.0.2.1, which is not loopback, is refused", r["text"])
+        self.assertIn("insecure_plaintext", r["text"])
+
+    def test_opt_in_per_host_and_in_the_config(self):
+        for extra, line in (("", "192.0.2.1 insecure_plaintext"),
+                            ("insecure_plaintext = yes\n", "192.0.2.1")):
+            status, r, _ = self.run_mpasswd(extra, line)
+            self.assertEqual(status, 1)
+            # It tried: TEST-NET-1 is unreachable or silent, not untrusted.
+            self.assertIn(r["result"], ("unreachable", "timeout"), r)
+
+    def test_hosts_line_can_say_tcp_against_a_config_default_of_ssh(self):
+        status, r, _ = self.run_mpasswd("transport = ssh\n", "192.0.2.1 tcp")
+        self.assertEqual(r["transport"], "tcp")
+        self.assertEqual(r["result"], "untrusted")
+
+
+class ResponderSshOption(unittest.TestCase):
+    def test_without_ssh_connection_it_refuses(self):
+        d = tempfile.mkdtemp(prefix="mpasswdd-ssh-opt-")
+        try:
+            conf = os.path.join(d, "c.conf")
+            write(conf, "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                  % hash_secret(MPASSWDD, SECRET))
+            env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
+            p = subprocess.run([MPASSWDD, "--ssh", "-c", conf], input="QUIT\r\n",
+                               capture_output=True, text=True, env=env)
+            self.assertEqual(p.returncode, 78)
+            self.assertTrue(p.stdout.startswith("421 "), p.stdout)
+            self.assertIn("SSH_CONNECTION is missing", p.stderr)
+            # With it, the peer is SSH_CONNECTION's client: 127.0.0.1 is
+            # allowed here, 192.0.2.9 is not.
+            for client, code in (("127.0.0.1", "220"), ("192.0.2.9", "521")):
+                env["SSH_CONNECTION"] = "%s 50000 127.0.0.1 22" % client
+                p = subprocess.run([MPASSWDD, "--ssh", "-c", conf], input="QUIT\r\n",
+                                   capture_output=True, text=True, env=env)
+                self.assertTrue(p.stdout.startswith(code), (client, p.stdout))
+        finally:
+            shutil.rmtree(d)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
