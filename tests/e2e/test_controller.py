@@ -163,7 +163,7 @@ class Controller(unittest.TestCase):
             f.write("127.0.0.1:%d\n# fine\nweb1 web2\n" % self.fleet.ports[0])
         r = self.mpasswd("--hosts", hosts, "--verify", "alice")
         self.assertEqual(r.returncode, 2)
-        self.assertIn(hosts + ":3: one HOST[:PORT] per line", r.stderr)
+        self.assertIn(hosts + ":3: unknown option 'web2'", r.stderr)
         r = self.mpasswd("-c", "/nonexistent.conf", "--verify", "alice", config=False)
         self.assertEqual(r.returncode, 2)
         self.assertIn("/nonexistent.conf: cannot open", r.stderr)
