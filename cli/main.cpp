@@ -218,6 +218,16 @@ int run(const Options& o) {
     settings.target_timeout = std::max(config.target_timeout, settings.connect_timeout);
     settings.parallel = fit_descriptors(o.parallel.value_or(config.parallel));
 
+    // TLS files are checked before a password is asked for.
+    const bool any_tls = std::any_of(targets.begin(), targets.end(),
+                                     [](const Target& t) { return t.via == Via::tls; });
+    std::unique_ptr<Transport> transport;
+    try {
+        transport = make_transport(config.ssh_settings(), config.tls_settings(), any_tls);
+    } catch (const TransportError& e) {
+        throw ConfigError(config.path + ": " + e.what());
+    }
+
     Job job;
     job.action = o.verify ? Action::verify : Action::change;
     job.user = o.user;
@@ -230,7 +240,6 @@ int run(const Options& o) {
     }
     check_job(settings, job);
 
-    auto transport = make_transport(config.ssh_settings());
     Progress progress(!o.quiet && !o.json && isatty(STDERR_FILENO) == 1, targets.size());
     const auto results = run(targets, settings, job, *transport,
                              [&](std::size_t i, const Result& r) {

@@ -91,11 +91,19 @@ bool on_key(Parser& p, std::string_view key, std::string_view value) {
                p.fail(key, "must be a number from 1 to " + std::to_string(limits::parallel_max));
     }
     if (key == "transport") {
-        if (value == "tcp" || value == "ssh") {
-            c.transport = value == "ssh" ? Via::ssh : Via::tcp;
+        if (value == "tcp" || value == "tls" || value == "ssh") {
+            c.transport = value == "ssh" ? Via::ssh : value == "tls" ? Via::tls : Via::tcp;
             return true;
         }
-        return p.fail(key, "must be tcp or ssh");
+        return p.fail(key, "must be tcp, tls or ssh");
+    }
+    if (key == "tls_ca" || key == "tls_certificate" || key == "tls_key") {
+        if (value.empty()) {
+            return p.fail(key, "must name a file");
+        }
+        (key == "tls_ca" ? c.tls_ca : key == "tls_certificate" ? c.tls_certificate : c.tls_key) =
+            relative_to(c.path, value);
+        return true;
     }
     if (key == "insecure_plaintext") {
         return cfg::parse_bool(value, &c.insecure_plaintext) || p.fail(key, "must be yes or no");
@@ -141,6 +149,10 @@ TargetDefaults ControllerConfig::target_defaults() const {
     d.via = transport;
     d.insecure_plaintext = insecure_plaintext;
     return d;
+}
+
+TlsSettings ControllerConfig::tls_settings() const {
+    return TlsSettings{tls_ca, tls_certificate, tls_key};
 }
 
 SshSettings ControllerConfig::ssh_settings() const {
@@ -190,6 +202,9 @@ ControllerConfig parse_controller_config(const std::string& text, const std::str
     }
     if (!c.secret_file.empty()) {
         c.secret = read_secret_file(c.secret_file);
+    }
+    if (c.tls_certificate.empty() != c.tls_key.empty()) {
+        throw ConfigError(path + ": tls_certificate and tls_key go together");
     }
     if (c.target_timeout < c.connect_timeout) {
         throw ConfigError(path + ": target_timeout (" + cfg::seconds_text(c.target_timeout) +

@@ -39,9 +39,15 @@ struct ControllerConfig {
     std::string ssh_user = "root";
     std::string ssh_identity;
     std::string ssh_known_hosts;
+    // The tls transport: CA file for server certificates (empty: the
+    // system store), and an optional client certificate and key (PEM).
+    std::string tls_ca;
+    std::string tls_certificate;
+    std::string tls_key;
 
     [[nodiscard]] TargetDefaults target_defaults() const;
     [[nodiscard]] SshSettings ssh_settings() const;
+    [[nodiscard]] TlsSettings tls_settings() const;
 };
 
 // Reads and validates the file and the secret file it names. Throws

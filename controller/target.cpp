@@ -55,7 +55,33 @@ bool parse_port(std::string_view s, std::uint16_t* port) {
 
 }  // namespace
 
-std::string_view via_name(Via via) noexcept { return via == Via::ssh ? "ssh" : "tcp"; }
+std::string_view via_name(Via via) noexcept {
+    switch (via) {
+    case Via::ssh: return "ssh";
+    case Via::tls: return "tls";
+    case Via::tcp: break;
+    }
+    return "tcp";
+}
+
+std::optional<std::string> normalize_sha256(std::string_view text) {
+    std::string hex;
+    for (const char ch : text) {
+        if (ch == ':') {
+            continue;
+        }
+        const bool digit = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+                           (ch >= 'A' && ch <= 'F');
+        if (!digit || hex.size() == 64) {
+            return std::nullopt;
+        }
+        hex += static_cast<char>(ch >= 'A' && ch <= 'F' ? ch - 'A' + 'a' : ch);
+    }
+    if (hex.size() != 64) {
+        return std::nullopt;
+    }
+    return hex;
+}
 
 std::string Target::label() const {
     const std::string p = std::to_string(port);
@@ -141,18 +167,33 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
         words >> word;
         Via via = defaults.via;
         bool insecure = defaults.insecure_plaintext;
+        std::string pin;
         std::string option;
         while (words >> option) {
             if (option == "ssh") {
                 via = Via::ssh;
             } else if (option == "tcp") {
                 via = Via::tcp;
+            } else if (option == "tls") {
+                via = Via::tls;
             } else if (option == "insecure_plaintext") {
                 insecure = true;
+            } else if (option.starts_with("tls_fingerprint=")) {
+                const auto hex = normalize_sha256(option.substr(16));
+                if (!hex) {
+                    throw ConfigError(where + "tls_fingerprint must be a SHA-256 fingerprint: "
+                                              "64 hex digits, colons allowed");
+                }
+                pin = *hex;
+                via = Via::tls;
             } else {
                 throw ConfigError(where + "unknown option '" + option +
-                                  "' (HOST[:PORT] then tcp, ssh or insecure_plaintext)");
+                                  "' (HOST[:PORT] then tcp, tls, ssh, insecure_plaintext or "
+                                  "tls_fingerprint=SHA256)");
             }
+        }
+        if (!pin.empty() && via != Via::tls) {
+            throw ConfigError(where + "tls_fingerprint goes with tls only");
         }
         std::string why;
         auto target = parse_target(word, via == Via::ssh ? defaults.ssh_port : defaults.port, &why);
@@ -161,6 +202,7 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
         }
         target->via = via;
         target->insecure_plaintext = insecure;
+        target->tls_fingerprint = pin;
         target->origin = path + ":" + std::to_string(n);
         const auto [it, fresh] = seen.emplace(target->label(), n);
         if (!fresh) {

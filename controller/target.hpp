@@ -12,7 +12,7 @@ namespace mpasswd {
 // How a target is reached: MCTP over plain TCP (loopback, or a network
 // declared trusted with insecure_plaintext), or through the system ssh
 // client to an mpasswdd forced command.
-enum class Via { tcp, ssh };
+enum class Via { tcp, tls, ssh };
 
 std::string_view via_name(Via via) noexcept;
 
@@ -23,6 +23,9 @@ struct Target {
     Via via = Via::tcp;
     // Plain TCP to an address that is not loopback is refused unless set.
     bool insecure_plaintext = false;
+    // tls: the server certificate's SHA-256 fingerprint it must have (64
+    // lower-case hex digits); empty: verified against the CA and host name.
+    std::string tls_fingerprint{};
 
     // "host:port", "[v6]:port": how it is shown and put in JSON.
     [[nodiscard]] std::string label() const;
@@ -44,8 +47,13 @@ struct TargetDefaults {
 std::optional<Target> parse_target(std::string_view text, std::uint16_t default_port,
                                    std::string* why);
 
+// "AB:CD:..." or "abcd...": a SHA-256 fingerprint as 64 lower-case hex
+// digits, or nullopt.
+std::optional<std::string> normalize_sha256(std::string_view text);
+
 // A hosts file: one target per line, "HOST[:PORT] [OPTION...]", where an
-// option is "tcp", "ssh" or "insecure_plaintext"; '#' starts a comment,
+// option is "tcp", "tls", "ssh", "insecure_plaintext" or
+// "tls_fingerprint=SHA256" (which implies tls); '#' starts a comment,
 // blank lines are ignored. Throws mctp::cfg::ConfigError naming FILE:LINE
 // for a bad line or option, a target listed twice, or more than
 // limits::targets_max targets.

@@ -68,7 +68,25 @@ struct SshSettings {
 };
 std::unique_ptr<Transport> make_ssh_transport(SshSettings settings);
 
-// TCP or SSH, by each target's `via`.
-std::unique_ptr<Transport> make_transport(SshSettings ssh);
+// TLS 1.2 or later over TCP (OpenSSL through asio::ssl). The server
+// certificate is verified against `ca` (empty: the system store) and the
+// target's host name or IP address, or, when the target has a
+// tls_fingerprint, only against that pin. Any failure to set up a
+// verified channel is an UntrustedError, before anything is sent. An
+// optional client certificate (certificate and key, PEM; the key file
+// must be private) is presented to responders that ask for one.
+struct TlsSettings {
+    std::string ca;
+    std::string certificate;
+    std::string key;
+};
+// Throws TransportError when a file cannot be used.
+std::unique_ptr<Transport> make_tls_transport(const TlsSettings& settings);
+
+// TCP, TLS or SSH, by each target's `via`. With tls_now the TLS context
+// is made here (throwing TransportError for a file it cannot use), else
+// on first use, so that targets without TLS never read TLS files.
+std::unique_ptr<Transport> make_transport(SshSettings ssh, TlsSettings tls = {},
+                                          bool tls_now = false);
 
 }  // namespace mpasswd

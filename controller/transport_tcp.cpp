@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "tcp_connect.hpp"
 #include "transport.hpp"
 
 namespace mpasswd {
@@ -85,18 +86,31 @@ bool is_loopback(const asio::ip::address& a) {
     return a.is_loopback();
 }
 
+}  // namespace
+
+asio::awaitable<std::vector<tcp::endpoint>> endpoints_of(const Target& target) {
+    asio::error_code ec;
+    const auto address = asio::ip::make_address(target.host, ec);
+    if (!ec) {
+        co_return std::vector<tcp::endpoint>{tcp::endpoint(address, target.port)};
+    }
+    co_return co_await resolve(target);
+}
+
+asio::awaitable<tcp::socket> connect_to(std::vector<tcp::endpoint> endpoints) {
+    tcp::socket socket(co_await asio::this_coro::executor);
+    co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
+    asio::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    co_return socket;
+}
+
+namespace {
+
 class TcpTransport final : public Transport {
 public:
     asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) override {
-        auto ex = co_await asio::this_coro::executor;
-        std::vector<tcp::endpoint> endpoints;
-        asio::error_code ec;
-        const auto address = asio::ip::make_address(target.host, ec);
-        if (!ec) {
-            endpoints.emplace_back(address, target.port);
-        } else {
-            endpoints = co_await resolve(target);
-        }
+        auto endpoints = co_await endpoints_of(target);
         if (!target.insecure_plaintext) {
             for (const auto& e : endpoints) {
                 if (!is_loopback(e.address())) {
@@ -107,10 +121,7 @@ public:
                 }
             }
         }
-        tcp::socket socket(ex);
-        co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
-        socket.set_option(tcp::no_delay(true), ec);
-        co_return std::make_unique<TcpStream>(std::move(socket));
+        co_return std::make_unique<TcpStream>(co_await connect_to(std::move(endpoints)));
     }
 };
 
@@ -122,22 +133,42 @@ namespace {
 
 class ViaTransport final : public Transport {
 public:
-    explicit ViaTransport(SshSettings ssh)
-        : tcp_(make_tcp_transport()), ssh_(make_ssh_transport(std::move(ssh))) {}
+    ViaTransport(SshSettings ssh, TlsSettings tls, bool tls_now)
+        : tcp_(make_tcp_transport()), ssh_(make_ssh_transport(std::move(ssh))),
+          tls_settings_(std::move(tls)) {
+        if (tls_now) {
+            tls_ = make_tls_transport(tls_settings_);
+        }
+    }
 
     asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) override {
-        co_return co_await (target.via == Via::ssh ? ssh_ : tcp_)->connect(target);
+        co_return co_await pick(target.via).connect(target);
     }
 
 private:
+    Transport& pick(Via via) {
+        switch (via) {
+        case Via::ssh: return *ssh_;
+        case Via::tls:
+            if (!tls_) {
+                tls_ = make_tls_transport(tls_settings_);  // throws TransportError
+            }
+            return *tls_;
+        case Via::tcp: break;
+        }
+        return *tcp_;
+    }
+
     std::unique_ptr<Transport> tcp_;
     std::unique_ptr<Transport> ssh_;
+    TlsSettings tls_settings_;
+    std::unique_ptr<Transport> tls_;
 };
 
 }  // namespace
 
-std::unique_ptr<Transport> make_transport(SshSettings ssh) {
-    return std::make_unique<ViaTransport>(std::move(ssh));
+std::unique_ptr<Transport> make_transport(SshSettings ssh, TlsSettings tls, bool tls_now) {
+    return std::make_unique<ViaTransport>(std::move(ssh), std::move(tls), tls_now);
 }
 
 }  // namespace mpasswd

@@ -118,7 +118,12 @@ int chauthtok(Module& m) {
 
     m.debug(std::string(prelim ? "checking " : "changing ") + job.user + " on " +
             std::to_string(targets.size()) + " targets");
-    auto transport = make_transport(config.ssh_settings());
+    std::unique_ptr<Transport> transport;
+    try {
+        transport = make_transport(config.ssh_settings(), config.tls_settings(), true);
+    } catch (const TransportError& e) {
+        return setup_failure(m, config.path + ": " + e.what());
+    }
     const auto results = run(targets, settings, job, *transport,
                              [&](std::size_t i, const Result& r) {
                                  const bool ok = r.outcome == Outcome::ok;

@@ -1,5 +1,8 @@
 #include "config.hpp"
 
+#include <cctype>
+#include <optional>
+
 #include <crypt.h>
 #include <unistd.h>
 
@@ -121,7 +124,36 @@ bool global_key(Parser& p, std::string_view key, std::string_view value) {
     if (key == "deny_groups") {
         return set_list(p, key, value, false, &c.policy.deny_groups);
     }
+    if (key == "tls") {
+        return parse_bool(value, &c.tls) || range("yes or no");
+    }
+    if (key == "tls_certificate" || key == "tls_key" || key == "tls_client_ca") {
+        if (!value.starts_with('/')) {
+            return range("an absolute path");
+        }
+        (key == "tls_certificate" ? c.tls_certificate
+                                  : key == "tls_key" ? c.tls_key : c.tls_client_ca) = value;
+        return true;
+    }
     return p.fail(key, "unknown key");
+}
+
+// "AB:CD:..." or "abcd...": 32 octets of SHA-256 as 64 lower-case digits.
+std::optional<std::string> normalize_fingerprint(std::string_view text) {
+    std::string hex;
+    for (const char ch : text) {
+        if (ch == ':') {
+            continue;
+        }
+        if (!std::isxdigit(static_cast<unsigned char>(ch))) {
+            return std::nullopt;
+        }
+        hex += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    if (hex.size() != 64) {
+        return std::nullopt;
+    }
+    return hex;
 }
 
 bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::string_view value) {
@@ -163,6 +195,21 @@ bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::strin
     }
     if (key == "groups") {
         return set_list(p, key, value, false, &ctl.groups);
+    }
+    if (key == "tls_client_subject") {
+        if (value.empty() || value.size() > 1024 || !mctp::is_printable_ascii(value)) {
+            return p.fail(key, "must be a subject such as CN=control1,O=Example");
+        }
+        ctl.tls_client_subject = value;
+        return true;
+    }
+    if (key == "tls_client_fingerprint") {
+        const auto hex = normalize_fingerprint(value);
+        if (!hex) {
+            return p.fail(key, "must be a SHA-256 fingerprint: 64 hex digits, colons allowed");
+        }
+        ctl.tls_client_fingerprint = *hex;
+        return true;
     }
     return p.fail(key, "unknown key");
 }
@@ -220,6 +267,17 @@ Config load_config(const std::string& path) {
         if (ctl.secret_hash.empty()) {
             throw ConfigError(where + "[" + section + "] has no 'secret_hash' key");
         }
+        if ((!ctl.tls_client_subject.empty() || !ctl.tls_client_fingerprint.empty()) &&
+            p.config.tls_client_ca.empty()) {
+            throw ConfigError(where + "[" + section + "] names a client certificate, but "
+                              "tls_client_ca is not set, so none is asked for");
+        }
+    }
+    if (p.config.tls && (p.config.tls_certificate.empty() || p.config.tls_key.empty())) {
+        throw ConfigError(path + ": tls = yes needs tls_certificate and tls_key");
+    }
+    if (!p.config.tls && !p.config.tls_client_ca.empty()) {
+        throw ConfigError(path + ": tls_client_ca is set but tls is not");
     }
     if (p.config.session_timeout < p.config.idle_timeout) {
         p.config.idle_timeout = p.config.session_timeout;
@@ -260,7 +318,14 @@ std::string describe(const Config& c) {
       << "allow_users = " << list(c.policy.allow_users) << "\n"
       << "deny_users = " << list(c.policy.deny_users) << "\n"
       << "allow_groups = " << list(c.policy.allow_groups) << "\n"
-      << "deny_groups = " << list(c.policy.deny_groups) << "\n";
+      << "deny_groups = " << list(c.policy.deny_groups) << "\n"
+      << "tls = " << (c.tls ? "yes" : "no") << "\n";
+    if (c.tls) {
+        o << "tls_certificate = " << c.tls_certificate << "\n"
+          << "tls_key = " << c.tls_key << "\n"
+          << "tls_client_ca = " << (c.tls_client_ca.empty() ? "(none)" : c.tls_client_ca)
+          << "\n";
+    }
     for (const auto& ctl : c.controllers) {
         o << "\n[controller " << ctl.name << "]\n"
           << "from = " << list(ctl.from_text) << "\n"
@@ -269,6 +334,12 @@ std::string describe(const Config& c) {
           << "\n"
           << "groups = " << (ctl.groups.empty() ? "(any allowed by policy)" : list(ctl.groups))
           << "\n";
+        if (!ctl.tls_client_subject.empty()) {
+            o << "tls_client_subject = " << ctl.tls_client_subject << "\n";
+        }
+        if (!ctl.tls_client_fingerprint.empty()) {
+            o << "tls_client_fingerprint = " << ctl.tls_client_fingerprint << "\n";
+        }
     }
     if (c.controllers.empty()) {
         o << "\n# no [controller NAME] section: every connection is refused with 521\n";

@@ -23,6 +23,11 @@ struct Controller {
     // When set, the only users (or members of groups) it may manage.
     std::vector<std::string> users;
     std::vector<std::string> groups;
+    // With tls_client_ca: the client certificate it must present, by
+    // subject (RFC 2253 form, e.g. "CN=control1,O=Example") and/or by
+    // SHA-256 fingerprint (64 lower-case hex digits, colons removed).
+    std::string tls_client_subject;
+    std::string tls_client_fingerprint;
 };
 
 struct UserPolicy {
@@ -46,6 +51,12 @@ struct Config {
     unsigned max_auth_failures = 3;
     UserPolicy policy;
     std::vector<Controller> controllers;
+    // Implicit TLS before the banner (as SMTPS): server certificate chain
+    // and key (PEM); with tls_client_ca a client certificate is required.
+    bool tls = false;
+    std::string tls_certificate;
+    std::string tls_key;
+    std::string tls_client_ca;
 };
 
 // Thrown with a message naming file, line and key.

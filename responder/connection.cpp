@@ -17,7 +17,6 @@
 namespace mpasswdd {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 int millis_until(Clock::time_point deadline) {
@@ -33,7 +32,7 @@ void sleep_for(milliseconds ms) {
 }
 
 // Writes all of data before deadline. False if the peer is gone or slow.
-bool write_all(int fd, std::string_view data, Clock::time_point deadline) {
+bool write_fd(int fd, std::string_view data, Clock::time_point deadline) {
     while (!data.empty()) {
         const ssize_t n = write(fd, data.data(), data.size());
         if (n > 0) {
@@ -78,12 +77,41 @@ private:
     int flags_;
 };
 
+class FdChannel final : public Channel {
+public:
+    FdChannel(int in_fd, int out_fd) : in_(in_fd), out_(out_fd), in_nb_(in_fd), out_nb_(out_fd) {}
+
+    [[nodiscard]] int poll_fd() const override { return in_; }
+
+    ssize_t read(char* buf, std::size_t n) override {
+        const ssize_t got = ::read(in_, buf, n);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return -2;
+        }
+        return got < 0 ? -1 : got;
+    }
+
+    bool write_all(std::string_view data, Clock::time_point deadline) override {
+        return write_fd(out_, data, deadline);
+    }
+
+    void finish() override { linger_close(in_, out_); }
+
+private:
+    int in_;
+    int out_;
+    NonBlocking in_nb_;
+    NonBlocking out_nb_;
+};
+
 }  // namespace
 
-ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, int in_fd,
-                             int out_fd, Timeouts timeouts) {
-    const NonBlocking out_nb(out_fd);
-    const NonBlocking in_nb(in_fd);
+std::unique_ptr<Channel> fd_channel(int in_fd, int out_fd) {
+    return std::make_unique<FdChannel>(in_fd, out_fd);
+}
+
+ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, Channel& channel,
+                             Timeouts timeouts) {
     const auto session_deadline = Clock::now() + timeouts.session;
     auto idle_deadline = std::min(Clock::now() + timeouts.idle, session_deadline);
     bool write_failed = false;
@@ -96,7 +124,7 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
         // A reply may always take a full idle period to drain, even
         // late in the session.
         const auto deadline = std::max(session_deadline, Clock::now() + timeouts.idle);
-        if (!write_all(out_fd, line, deadline)) {
+        if (!channel.write_all(line, deadline)) {
             write_failed = true;
             session.on_end_of_input();
         }
@@ -111,21 +139,27 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
     } wipe_buf{buf};
 
     while (!session.closed()) {
-        pollfd p{in_fd, POLLIN, 0};
-        const int rc = poll(&p, 1, millis_until(idle_deadline));
-        if (rc < 0 && errno == EINTR) {
-            continue;
+        if (!channel.pending()) {
+            pollfd p{channel.poll_fd(), POLLIN, 0};
+            const int rc = poll(&p, 1, millis_until(idle_deadline));
+            if (rc < 0 && errno == EINTR) {
+                continue;
+            }
+            if (rc == 0) {
+                send(session.on_timeout());
+                break;
+            }
+            if (rc < 0) {
+                session.on_end_of_input();
+                return ConnectionEnd::io_error;
+            }
         }
-        if (rc == 0) {
-            send(session.on_timeout());
-            break;
-        }
-        if (rc < 0) {
-            session.on_end_of_input();
-            return ConnectionEnd::io_error;
-        }
-        const ssize_t n = read(in_fd, buf.data(), buf.size());
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+        const ssize_t n = channel.read(buf.data(), buf.size());
+        if (n == -2) {
+            if (Clock::now() >= idle_deadline) {
+                send(session.on_timeout());
+                break;
+            }
             continue;
         }
         if (n <= 0) {
@@ -144,7 +178,7 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
     if (write_failed) {
         return ConnectionEnd::io_error;
     }
-    linger_close(in_fd, out_fd);
+    channel.finish();
     return ConnectionEnd::closed;
 }
 

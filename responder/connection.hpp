@@ -2,11 +2,53 @@
 // inetd, systemd Accept=yes, or an SSH forced command).
 #pragma once
 
-#include <chrono>
+#include <sys/types.h>
 
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "config.hpp"
+#include "peer.hpp"
 #include "session.hpp"
 
 namespace mpasswdd {
+
+using Clock = std::chrono::steady_clock;
+
+// The byte stream of one connection: plain file descriptors, or TLS on
+// the inherited socket.
+class Channel {
+public:
+    virtual ~Channel() = default;
+    // The descriptor to poll for input.
+    [[nodiscard]] virtual int poll_fd() const = 0;
+    // Input already received and decoded, readable without waiting.
+    [[nodiscard]] virtual bool pending() const { return false; }
+    // > 0 octets read, 0 end of input, -1 error, -2 nothing yet (poll).
+    virtual ssize_t read(char* buf, std::size_t n) = 0;
+    // False if the peer is gone or too slow for deadline.
+    virtual bool write_all(std::string_view data, Clock::time_point deadline) = 0;
+    // The orderly end after the last reply (see linger_close).
+    virtual void finish() = 0;
+};
+
+// fd 0 and fd 1 (inetd, systemd Accept=yes, an SSH forced command).
+std::unique_ptr<Channel> fd_channel(int in_fd, int out_fd);
+
+struct TlsError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Server-side TLS on the socket fd (implicit TLS, before the banner): TLS
+// 1.2 at least, no compression or renegotiation, the library's default
+// ciphers; with tls_client_ca a verified client certificate is required,
+// and its subject and fingerprint are put into *peer. Throws TlsError
+// with the reason when the handshake fails or does not finish by deadline.
+std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
+                                     Peer* peer);
 
 struct Timeouts {
     std::chrono::milliseconds idle{60'000};
@@ -18,8 +60,8 @@ enum class ConnectionEnd { closed, peer_gone, io_error };
 // Sends the banner for verdict, then reads lines until the session
 // closes, the peer goes, or a timeout fires. Every wait is bounded by the
 // idle and session timeouts, writes included.
-ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, int in_fd,
-                             int out_fd, Timeouts timeouts);
+ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, Channel& channel,
+                             Timeouts timeouts);
 
 // The orderly end of a connection the responder closes (521, 421, 221):
 // when out_fd is a socket, shuts down its sending side (FIN after the last

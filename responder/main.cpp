@@ -263,6 +263,27 @@ int main(int argc, char** argv) {
     } else {
         peer = mpasswdd::peer_of_fd(0);
     }
+    // Over ssh the channel is already encrypted and authenticated: tls
+    // applies to the socket only.
+    std::unique_ptr<mpasswdd::Channel> channel;
+    if (config.tls && !ssh) {
+        try {
+            channel = mpasswdd::tls_channel(
+                config, 0, mpasswdd::Clock::now() + std::min(config.idle_timeout, config.session_timeout),
+                &peer);
+        } catch (const mpasswdd::TlsError& e) {
+            mpasswdd::log::write(mctp::LogLevel::warning,
+                                 "TLS handshake with " + peer.text + " failed: " + e.what());
+            return exit_failure;
+        }
+        if (!peer.tls_subject.empty()) {
+            mpasswdd::log::write(mctp::LogLevel::info, "TLS client certificate from " + peer.text +
+                                                           ": " + peer.tls_subject + " sha256 " +
+                                                           peer.tls_fingerprint);
+        }
+    } else {
+        channel = mpasswdd::fd_channel(0, 1);
+    }
     mpasswdd::SystemHost host(config, peer);
     mctp::SessionSettings settings;
     settings.host_name = config.host_name.empty() ? system_host_name() : config.host_name;
@@ -271,7 +292,7 @@ int main(int argc, char** argv) {
     settings.auth_failure_delay = config.auth_failure_delay;
     mctp::Session session(settings, host, peer.text);
 
-    const auto end = mpasswdd::run_connection(session, host.verdict(), 0, 1,
+    const auto end = mpasswdd::run_connection(session, host.verdict(), *channel,
                                               {config.idle_timeout, config.session_timeout});
     mpasswdd::log::write(mctp::LogLevel::info, "session closed");
     return end == mpasswdd::ConnectionEnd::io_error ? exit_failure : 0;

@@ -15,6 +15,10 @@ struct Peer {
     bool local = true;
     std::array<std::uint8_t, 16> address{};
     std::string text = "local";
+    // Over TLS with a verified client certificate: its subject (RFC 2253)
+    // and SHA-256 fingerprint (lower-case hex); empty otherwise.
+    std::string tls_subject;
+    std::string tls_fingerprint;
 };
 
 // One entry of a controller's `from` list: `local`, or an address with an

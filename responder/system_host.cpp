@@ -12,6 +12,12 @@ namespace mpasswdd {
 SystemHost::SystemHost(const Config& config, Peer peer) : config_(config), peer_(std::move(peer)) {}
 
 bool SystemHost::may_connect(const Controller& c) const {
+    if (!c.tls_client_subject.empty() && c.tls_client_subject != peer_.tls_subject) {
+        return false;
+    }
+    if (!c.tls_client_fingerprint.empty() && c.tls_client_fingerprint != peer_.tls_fingerprint) {
+        return false;
+    }
     return std::any_of(c.from.begin(), c.from.end(),
                        [&](const AddressRule& r) { return r.matches(peer_); });
 }

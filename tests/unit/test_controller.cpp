@@ -99,13 +99,27 @@ TEST(Targets, HostsFileOptions) {
     EXPECT_EQ(list[1].via, Via::tcp);
     EXPECT_EQ(list[1].port, 4242);
     EXPECT_TRUE(list[1].insecure_plaintext);
-    EXPECT_EQ(parse_error("a tls\n"),
-              "hosts:1: unknown option 'tls' (HOST[:PORT] then tcp, ssh or insecure_plaintext)");
+    EXPECT_EQ(parse_error("a tlss\n"),
+              "hosts:1: unknown option 'tlss' (HOST[:PORT] then tcp, tls, ssh, "
+              "insecure_plaintext or tls_fingerprint=SHA256)");
+    // tls, and a pin (which implies tls), normalized to lower-case hex.
+    const std::string pin(64, 'A');
+    list = parse_hosts("a tls\nb tls_fingerprint=" + pin.substr(0, 2) + ":" + pin.substr(2) + "\n",
+                       "h", TargetDefaults(4242));
+    EXPECT_EQ(list[0].via, Via::tls);
+    EXPECT_TRUE(list[0].tls_fingerprint.empty());
+    EXPECT_EQ(list[1].via, Via::tls);
+    EXPECT_EQ(list[1].tls_fingerprint, std::string(64, 'a'));
+    EXPECT_EQ(parse_error("a tls_fingerprint=abc\n"),
+              "hosts:1: tls_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons allowed");
+    EXPECT_EQ(parse_error("a tls_fingerprint=" + pin + " ssh\n"),
+              "hosts:1: tls_fingerprint goes with tls only");
 }
 
 TEST(Targets, BadLinesNameFileAndLine) {
     EXPECT_EQ(parse_error("web1\nweb 2\n", "/etc/mpasswd/hosts"),
-              "/etc/mpasswd/hosts:2: unknown option '2' (HOST[:PORT] then tcp, ssh or insecure_plaintext)");
+              "/etc/mpasswd/hosts:2: unknown option '2' (HOST[:PORT] then tcp, tls, ssh, "
+              "insecure_plaintext or tls_fingerprint=SHA256)");
     EXPECT_EQ(parse_error("ok\n\nbad:port\n"), "hosts:3: 'port' is not a port from 1 to 65535");
     EXPECT_EQ(parse_error("web1\nweb1:4242\n"), "hosts:2: web1:4242 is already listed on line 1");
     EXPECT_EQ(parse_error("x\n" + std::string(2000, 'a') + "\n"),
@@ -157,7 +171,10 @@ TEST(ControllerConfig, TransportKeys) {
     EXPECT_EQ(c.ssh_command, "/opt/ssh");
     EXPECT_EQ(c.target_defaults().via, Via::ssh);
     EXPECT_EQ(c.ssh_settings().user, "mctp");
-    EXPECT_EQ(config_error("secret = x1\ntransport = tls\n"), ":2: transport: must be tcp or ssh");
+    EXPECT_EQ(config_error("secret = x1\ntransport = udp\n"),
+              ":2: transport: must be tcp, tls or ssh");
+    EXPECT_EQ(config_error("secret = x1\ntls_certificate = /c.pem\n"),
+              ": tls_certificate and tls_key go together");
     EXPECT_EQ(config_error("secret = x1\ninsecure_plaintext = maybe\n"),
               ":2: insecure_plaintext: must be yes or no");
     EXPECT_EQ(config_error("secret = x1\nssh_user = -oProxyCommand=x\n"),

@@ -1,0 +1,226 @@
+// Server-side TLS for mpasswdd (OpenSSL 3): implicit TLS on the inherited
+// socket, before the banner, as SMTPS does.
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "config_file.hpp"
+#include "connection.hpp"
+#include "secret.hpp"
+
+namespace mpasswdd {
+namespace {
+
+int millis_until(Clock::time_point deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left, 0, 24LL * 3600 * 1000));
+}
+
+// The first queued OpenSSL error as text, and the queue cleared.
+std::string ssl_reason(const char* fallback) {
+    const unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (e == 0) {
+        return fallback;
+    }
+    std::array<char, 256> buf{};
+    ERR_error_string_n(e, buf.data(), buf.size());
+    return buf.data();
+}
+
+// Waits for what OpenSSL asked for (read or write) until deadline.
+bool wait_for(int fd, int ssl_error, Clock::time_point deadline) {
+    pollfd p{fd, static_cast<short>(ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
+    for (;;) {
+        const int wait = millis_until(deadline);
+        if (wait == 0) {
+            return false;
+        }
+        const int rc = poll(&p, 1, wait);
+        if (rc > 0) {
+            return true;
+        }
+        if (rc == 0 || errno != EINTR) {
+            return false;
+        }
+    }
+}
+
+struct CtxFree {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+struct SslFree {
+    void operator()(SSL* s) const { SSL_free(s); }
+};
+
+class TlsChannel final : public Channel {
+public:
+    TlsChannel(std::unique_ptr<SSL_CTX, CtxFree> ctx, std::unique_ptr<SSL, SslFree> ssl, int fd)
+        : ctx_(std::move(ctx)), ssl_(std::move(ssl)), fd_(fd) {}
+
+    [[nodiscard]] int poll_fd() const override { return fd_; }
+    [[nodiscard]] bool pending() const override { return SSL_pending(ssl_.get()) > 0; }
+
+    ssize_t read(char* buf, std::size_t n) override {
+        std::size_t got = 0;
+        if (SSL_read_ex(ssl_.get(), buf, n, &got) == 1) {
+            return static_cast<ssize_t>(got);
+        }
+        const int err = SSL_get_error(ssl_.get(), 0);
+        ERR_clear_error();
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+            return -2;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0)) {
+            return 0;  // close_notify, or the peer closed without it
+        }
+        return -1;
+    }
+
+    bool write_all(std::string_view data, Clock::time_point deadline) override {
+        while (!data.empty()) {
+            std::size_t put = 0;
+            if (SSL_write_ex(ssl_.get(), data.data(), data.size(), &put) == 1) {
+                data.remove_prefix(put);
+                continue;
+            }
+            const int err = SSL_get_error(ssl_.get(), 0);
+            ERR_clear_error();
+            if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) ||
+                !wait_for(fd_, err, deadline)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    void finish() override {
+        SSL_shutdown(ssl_.get());  // close_notify; the peer's is not awaited
+        ERR_clear_error();
+        linger_close(fd_, fd_);
+    }
+
+private:
+    std::unique_ptr<SSL_CTX, CtxFree> ctx_;
+    std::unique_ptr<SSL, SslFree> ssl_;
+    int fd_;
+};
+
+// The key file is read through the same checks as the configuration
+// (regular file, owner root or the caller, mode 0600), then handed to
+// OpenSSL from memory and wiped.
+void use_private_key(SSL_CTX* ctx, const std::string& path) {
+    std::string pem;
+    try {
+        pem = mctp::cfg::read_private(path, 64 * 1024);
+    } catch (const mctp::cfg::ConfigError& e) {
+        throw TlsError(std::string("tls_key: ") + e.what());
+    }
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    EVP_PKEY* key = bio != nullptr ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr)
+                                   : nullptr;
+    BIO_free(bio);
+    mctp::wipe(pem.data(), pem.size());
+    if (key == nullptr) {
+        throw TlsError("tls_key " + path + ": " + ssl_reason("not a PEM private key"));
+    }
+    const int ok = SSL_CTX_use_PrivateKey(ctx, key);
+    EVP_PKEY_free(key);
+    if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        throw TlsError("tls_key " + path + ": " +
+                       ssl_reason("does not match tls_certificate"));
+    }
+}
+
+std::string subject_of(X509* cert) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+    char* data = nullptr;
+    const long len = BIO_get_mem_data(bio, &data);
+    std::string out(data, static_cast<std::size_t>(std::max(0L, len)));
+    BIO_free(bio);
+    return out;
+}
+
+std::string sha256_of(X509* cert) {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+    unsigned int len = 0;
+    X509_digest(cert, EVP_sha256(), md.data(), &len);
+    std::string hex;
+    for (unsigned int i = 0; i < len; ++i) {
+        std::array<char, 3> two{};
+        std::snprintf(two.data(), two.size(), "%02x", md[i]);
+        hex += two.data();
+    }
+    return hex;
+}
+
+}  // namespace
+
+std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
+                                     Peer* peer) {
+    std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
+    if (!ctx) {
+        throw TlsError(ssl_reason("cannot create a TLS context"));
+    }
+    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                       SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), config.tls_certificate.c_str()) != 1) {
+        throw TlsError("tls_certificate " + config.tls_certificate + ": " +
+                       ssl_reason("cannot be read"));
+    }
+    use_private_key(ctx.get(), config.tls_key);
+    if (!config.tls_client_ca.empty()) {
+        if (SSL_CTX_load_verify_locations(ctx.get(), config.tls_client_ca.c_str(), nullptr) != 1) {
+            throw TlsError("tls_client_ca " + config.tls_client_ca + ": " +
+                           ssl_reason("cannot be read"));
+        }
+        SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    }
+    std::unique_ptr<SSL, SslFree> ssl(SSL_new(ctx.get()));
+    if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
+        throw TlsError(ssl_reason("cannot attach TLS to the connection"));
+    }
+    const int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    for (;;) {
+        const int rc = SSL_accept(ssl.get());
+        if (rc == 1) {
+            break;
+        }
+        const int err = SSL_get_error(ssl.get(), rc);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+            if (!wait_for(fd, err, deadline)) {
+                throw TlsError("no handshake within the idle timeout");
+            }
+            continue;
+        }
+        const long verify = SSL_get_verify_result(ssl.get());
+        std::string why = ssl_reason(err == SSL_ERROR_SYSCALL ? "the peer closed the connection"
+                                                              : "handshake failed");
+        if (verify != X509_V_OK) {
+            why += " (client certificate: " +
+                   std::string(X509_verify_cert_error_string(verify)) + ")";
+        }
+        throw TlsError(why);
+    }
+    if (X509* cert = SSL_get0_peer_certificate(ssl.get()); cert != nullptr) {
+        peer->tls_subject = subject_of(cert);
+        peer->tls_fingerprint = sha256_of(cert);
+    }
+    return std::make_unique<TlsChannel>(std::move(ctx), std::move(ssl), fd);
+}
+
+}  // namespace mpasswdd
