@@ -46,9 +46,23 @@ public:
     explicit TlsStream(std::unique_ptr<TlsSocket> s) : s_(std::move(s)) {}
     ~TlsStream() override { close(); }
 
+    // With TLS 1.3 the server checks a client certificate after the
+    // client's side of the handshake is done: its refusal (an alert)
+    // arrives at the first read, the banner's, before anything is sent.
     asio::awaitable<std::size_t> read_some(std::span<char> buffer) override {
-        co_return co_await s_->async_read_some(asio::buffer(buffer.data(), buffer.size()),
-                                               asio::use_awaitable);
+        auto [ec, n] = co_await s_->async_read_some(
+            asio::buffer(buffer.data(), buffer.size()),
+            asio::experimental::as_tuple(asio::use_awaitable));
+        if (ec == asio::ssl::error::stream_truncated) {
+            throw std::system_error(asio::error::eof);  // closed without close_notify
+        }
+        if (ec && ec.category() == asio::error::get_ssl_category()) {
+            throw UntrustedError("TLS: the target ended the session: " + ec.message());
+        }
+        if (ec) {
+            throw std::system_error(ec);
+        }
+        co_return n;
     }
 
     asio::awaitable<void> write_all(std::span<const char> bytes) override {

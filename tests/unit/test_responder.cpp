@@ -135,6 +135,33 @@ TEST(Config, ControllerErrors) {
               "FILE:4: x: unknown key");
 }
 
+TEST(Config, TlsKeys) {
+    const std::string h = test_hash();
+    TempFile ok("tls = yes\ntls_certificate = /c.pem\ntls_key = /k.pem\ntls_client_ca = /ca.pem\n"
+                "[controller c]\nfrom = local\nsecret_hash = " + h +
+                "\ntls_client_subject = CN=control1,O=Example\ntls_client_fingerprint = " +
+                std::string("AB:") + std::string(61, 'c') + "d\n");
+    const auto cfg = mpasswdd::load_config(ok.path());
+    EXPECT_TRUE(cfg.tls);
+    EXPECT_EQ(cfg.tls_client_ca, "/ca.pem");
+    EXPECT_EQ(cfg.controllers[0].tls_client_subject, "CN=control1,O=Example");
+    EXPECT_EQ(cfg.controllers[0].tls_client_fingerprint, "ab" + std::string(61, 'c') + "d");
+    EXPECT_NE(mpasswdd::describe(cfg).find("tls_client_ca = /ca.pem"), std::string::npos);
+
+    EXPECT_EQ(config_error("tls = yes\n"), "FILE: tls = yes needs tls_certificate and tls_key");
+    EXPECT_EQ(config_error("tls = maybe\n"), "FILE:1: tls: must be yes or no");
+    EXPECT_EQ(config_error("tls_key = key.pem\n"), "FILE:1: tls_key: must be an absolute path");
+    EXPECT_EQ(config_error("tls_client_ca = /ca.pem\n"), "FILE: tls_client_ca is set but tls is not");
+    EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = " + h +
+                           "\ntls_client_fingerprint = abc\n"),
+              "FILE:4: tls_client_fingerprint: must be a SHA-256 fingerprint: 64 hex digits, "
+              "colons allowed");
+    EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = " + h +
+                           "\ntls_client_subject = CN=x\n"),
+              "FILE:1: [controller c] names a client certificate, but tls_client_ca is not set, "
+              "so none is asked for");
+}
+
 TEST(Config, CheckHashesFindsAHashLibxcryptCannotUse) {
     const std::string bogus = "$y$zzzz$abcdefgh$" + std::string(43, 'A');
     TempFile c("[controller c]\nfrom = local\nsecret_hash = " + bogus + "\n");

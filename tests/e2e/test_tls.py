@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""MCTP over TLS end to end: socket-activated mpasswdd responders with
+tls = yes (systemd-socket-activate --inetd on 127.0.0.1, pam_wrapper and
+pam_matrix), driven by mpasswd with transport tls. A throwaway CA and
+certificates are made here with the openssl command. Every untrusted case
+(wrong CA, wrong host name, expired, wrong pin, no client certificate)
+must fail as `untrusted` with the responder never seeing AUTH."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mctp_client import Responder, hash_secret  # noqa: E402
+
+MPASSWD = os.environ["MPASSWD"]
+MPASSWDD = os.environ["MPASSWDD"]
+PAM_WRAPPER_LIB = os.environ["PAM_WRAPPER_LIB"]
+NSS_WRAPPER_LIB = os.environ["NSS_WRAPPER_LIB"]
+PAM_MATRIX = os.environ["PAM_MATRIX_MODULE"]
+SECRET = "tls-Secret-0123"
+OLD = "Old-Passw0rd-1"
+NEW = "Tls-N3w-Passw0rd!"
+SERVICE = "mpasswdd-tls"
+
+
+def write(path, text, mode=0o600):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Pki:
+    """A CA, and certificates it signs, in a folder (EC P-256, fast)."""
+
+    def __init__(self, folder, name):
+        self.dir, self.name = folder, name
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", name + "-ca.key", "-out", name + "-ca.pem", "-days", "2",
+                "-subj", "/CN=%s test CA" % name, cwd=folder)
+        self.ca = os.path.join(folder, name + "-ca.pem")
+
+    def issue(self, leaf, subject, san=None, days="2", usage="serverAuth"):
+        ext = os.path.join(self.dir, leaf + ".ext")
+        write(ext, "basicConstraints=CA:FALSE\nextendedKeyUsage=%s\n%s"
+              % (usage, "subjectAltName=%s\n" % san if san else ""), 0o644)
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", leaf + ".key", "-out", leaf + ".csr", "-subj", subject, cwd=self.dir)
+        openssl("x509", "-req", "-in", leaf + ".csr", "-CA", self.name + "-ca.pem",
+                "-CAkey", self.name + "-ca.key", "-CAcreateserial", "-out", leaf + ".pem",
+                "-days", days, "-extfile", ext, cwd=self.dir)
+        os.chmod(os.path.join(self.dir, leaf + ".key"), 0o600)
+        return os.path.join(self.dir, leaf + ".pem"), os.path.join(self.dir, leaf + ".key")
+
+
+def fingerprint(cert):
+    out = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().split("=", 1)[1].replace(":", "").lower()
+
+
+def subject(cert):
+    out = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-subject", "-nameopt",
+                          "RFC2253"], capture_output=True, text=True, check=True).stdout
+    return out.strip().split("=", 1)[1]
+
+
+class Tls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = d = tempfile.mkdtemp(prefix="mpasswd-tls-")
+        cls.pki = Pki(d, "good")
+        cls.other = Pki(d, "other")
+        san = "DNS:localhost,IP:127.0.0.1"
+        cls.server = cls.pki.issue("server", "/CN=localhost", san)
+        cls.wrong_name = cls.pki.issue("wrongname", "/CN=other.example", "DNS:other.example")
+        cls.expired = cls.pki.issue("expired", "/CN=localhost", san, days="-1")
+        cls.client = cls.pki.issue("client", "/O=Test/CN=control1", usage="clientAuth")
+        cls.stranger = cls.other.issue("stranger", "/O=Test/CN=control1", usage="clientAuth")
+        services = os.path.join(d, "services")
+        os.mkdir(services)
+        write(os.path.join(services, "other"), "password required pam_deny.so\n", 0o644)
+        cls.services = services
+        users = os.path.join(d, "passwd")
+        write(users, "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n", 0o644)
+        groups = os.path.join(d, "group")
+        write(groups, "root:x:0:\nalice:x:1001:\n", 0o644)
+        cls.hash = hash_secret(MPASSWDD, SECRET)
+        cls.responders = {}
+        kinds = {"good1": (cls.server, ""), "good2": (cls.server, ""), "good3": (cls.server, ""),
+                 "wrongname": (cls.wrong_name, ""), "expired": (cls.expired, ""),
+                 "mutual": (cls.server, "tls_client_subject = %s\n" % subject(cls.client[0])),
+                 "mutual-fp": (cls.server, "tls_client_fingerprint = %s\n" % ("ab" * 32))}
+        for name, ((cert, key), extra) in kinds.items():
+            service = SERVICE + "-" + name
+            passdb = os.path.join(d, name + ".passdb")
+            write(os.path.join(services, service),
+                  "password [success=ok auth_err=ignore default=bad] %s passdb=%s\n"
+                  "password required pam_permit.so\n" % (PAM_MATRIX, passdb), 0o644)
+            mutual = name.startswith("mutual")
+            conf = os.path.join(d, name + ".conf")
+            write(conf, "host_name = %s\npam_service = %s\ntls = yes\ntls_certificate = %s\n"
+                  "tls_key = %s\n%s[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n%s"
+                  % (name, service, cert, key,
+                     "tls_client_ca = %s\n" % cls.pki.ca if mutual else "", cls.hash, extra))
+            env = ["LD_PRELOAD=%s %s" % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB), "PAM_WRAPPER=1",
+                   "PAM_WRAPPER_SERVICE_DIR=" + services, "NSS_WRAPPER_PASSWD=" + users,
+                   "NSS_WRAPPER_GROUP=" + groups]
+            cls.responders[name] = (Responder(MPASSWDD, conf, env), passdb)
+        write(os.path.join(d, "secret"), SECRET + "\n")
+        cls.config = os.path.join(d, "mpasswd.conf")
+
+    @classmethod
+    def tearDownClass(cls):
+        logs = ""
+        for r, _ in cls.responders.values():
+            r.stop()
+            logs += r.log_text()
+        shutil.rmtree(cls.dir)
+        for secret in (SECRET, NEW):
+            assert secret not in logs, "a secret in a responder's log"
+
+    def setUp(self):
+        for _, passdb in self.responders.values():
+            write(passdb, "alice:%s:x\n" % OLD)
+        self.logs_before = {n: r.log_text() for n, (r, _) in self.responders.items()}
+
+    def password(self, name):
+        with open(self.responders[name][1]) as f:
+            return f.read().split(":")[1]
+
+    def new_log(self, name):
+        return self.responders[name][0].log_text()[len(self.logs_before[name]):]
+
+    def target(self, name, host="127.0.0.1", options="tls"):
+        return "%s:%d %s" % (host, self.responders[name][0].port, options)
+
+    def run_mpasswd(self, lines, extra="", ca=None):
+        write(self.config, "secret_file = secret\nhosts = hosts\nreply_timeout = 5\n"
+              "tls_ca = %s\n%s" % (ca or self.pki.ca, extra))
+        write(os.path.join(self.dir, "hosts"), "\n".join(lines) + "\n", 0o644)
+        p = subprocess.run([MPASSWD, "-c", self.config, "--stdin", "--json", "alice"],
+                           input=NEW + "\n", capture_output=True, text=True, timeout=60)
+        results = [json.loads(line) for line in p.stdout.splitlines()]
+        return p.returncode, results, p.stderr
+
+    def assert_untrusted(self, name, result, why):
+        self.assertEqual(result["result"], "untrusted", result)
+        self.assertEqual(result["transport"], "tls")
+        self.assertIn(why, result["text"])
+        self.assertEqual(self.password(name), OLD)
+        log = self.new_log(name)
+        self.assertNotIn("AUTH", log)  # the responder never received it
+        self.assertIn("TLS handshake with 127.0.0.1 failed", log)
+
+    def test_change_on_several_responders(self):
+        status, results, err = self.run_mpasswd(
+            [self.target("good1"), self.target("good2"), self.target("good3", "localhost")])
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual([r["result"] for r in results], ["ok"] * 3, results)
+        for name in ("good1", "good2", "good3"):
+            self.assertEqual(self.password(name), NEW)
+            self.assertIn("AUTH ok: controller ctl", self.new_log(name))
+
+    def test_transport_key_applies_to_every_target(self):
+        status, results, _ = self.run_mpasswd(["127.0.0.1:%d" % self.responders["good1"][0].port],
+                                              "transport = tls\n")
+        self.assertEqual(status, 0)
+        self.assertEqual(results[0]["transport"], "tls")
+
+    def test_wrong_ca_is_untrusted(self):
+        status, results, _ = self.run_mpasswd([self.target("good1")], ca=self.other.ca)
+        self.assertEqual(status, 1)
+        self.assert_untrusted("good1", results[0], "does not verify")
+
+    def test_wrong_host_name_is_untrusted(self):
+        status, results, _ = self.run_mpasswd([self.target("wrongname")])
+        self.assert_untrusted("wrongname", results[0], "mismatch")
+
+    def test_expired_certificate_is_untrusted(self):
+        status, results, _ = self.run_mpasswd([self.target("expired")])
+        self.assert_untrusted("expired", results[0], "expired")
+
+    def test_pinned_fingerprint(self):
+        right = fingerprint(self.server[0])
+        colons = ":".join(right[i:i + 2] for i in range(0, 64, 2)).upper()
+        # A pin replaces the CA: the other CA does not matter then.
+        status, results, err = self.run_mpasswd(
+            [self.target("good1", options="tls_fingerprint=" + colons)], ca=self.other.ca)
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual(self.password("good1"), NEW)
+        write(self.responders["good1"][1], "alice:%s:x\n" % OLD)
+        self.logs_before["good1"] = self.responders["good1"][0].log_text()
+        status, results, _ = self.run_mpasswd(
+            [self.target("good1", options="tls_fingerprint=" + "0" * 64)])
+        self.assertEqual(status, 1)
+        self.assertEqual(results[0]["result"], "untrusted")
+        self.assertIn("not the pinned", results[0]["text"])
+        self.assertEqual(self.password("good1"), OLD)
+        self.assertNotIn("AUTH", self.new_log("good1"))
+
+    def test_mutual_tls_accepted(self):
+        cert, key = self.client
+        status, results, err = self.run_mpasswd(
+            [self.target("mutual")], "tls_certificate = %s\ntls_key = %s\n" % (cert, key))
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual(self.password("mutual"), NEW)
+        self.assertIn("TLS client certificate from 127.0.0.1: " + subject(cert),
+                      self.new_log("mutual"))
+
+    def test_mutual_tls_without_a_client_certificate_is_refused(self):
+        status, results, _ = self.run_mpasswd([self.target("mutual")])
+        self.assertEqual(status, 1)
+        self.assertEqual(results[0]["result"], "untrusted", results)
+        self.assertEqual(self.password("mutual"), OLD)
+        self.assertNotIn("AUTH", self.new_log("mutual"))
+        self.assertIn("TLS handshake with 127.0.0.1 failed", self.new_log("mutual"))
+
+    def test_mutual_tls_with_a_certificate_of_another_ca_is_refused(self):
+        cert, key = self.stranger
+        status, results, _ = self.run_mpasswd(
+            [self.target("mutual")], "tls_certificate = %s\ntls_key = %s\n" % (cert, key))
+        self.assertEqual(results[0]["result"], "untrusted", results)
+        self.assertEqual(self.password("mutual"), OLD)
+        self.assertNotIn("AUTH", self.new_log("mutual"))
+
+    def test_client_certificate_not_the_controllers_gets_521(self):
+        cert, key = self.client
+        status, results, _ = self.run_mpasswd(
+            [self.target("mutual-fp")], "tls_certificate = %s\ntls_key = %s\n" % (cert, key))
+        self.assertEqual(status, 1)
+        self.assertEqual(results[0]["result"], "refused", results)
+        self.assertEqual(results[0]["code"], 521)
+        self.assertEqual(self.password("mutual-fp"), OLD)
+        self.assertNotIn("AUTH", self.new_log("mutual-fp"))
+
+    def test_unusable_tls_files_stop_before_anything_is_sent(self):
+        status, results, err = self.run_mpasswd([self.target("good1")],
+                                                ca=os.path.join(self.dir, "nonexistent.pem"))
+        self.assertEqual(status, 2)
+        self.assertEqual(results, [])
+        self.assertIn("tls_ca", err)
+        self.assertEqual(self.new_log("good1"), "")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
