@@ -71,6 +71,7 @@ class Fleet:
         good_hash = hash_secret(mpasswdd, secret)
         other_hash = hash_secret(mpasswdd, secret + "-other") if "other-secret" in self.kinds.values() else None
         starting = []
+        self._proc_of = {}  # responder index -> index in self.procs
         for i in range(n):
             kind = self.kinds.get(i, "normal")
             port = free_port()
@@ -102,21 +103,31 @@ class Fleet:
                       other_hash if kind == "other-secret" else good_hash))
             log_path = os.path.join(tdir, "log")
             self.logs.append(log_path)
-            log = open(log_path, "wb")
-            cmd = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-a", "--inetd",
-                   "-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
+            cmd = ["-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
                    "-E", "PAM_WRAPPER=1", "-E", "PAM_WRAPPER_SERVICE_DIR=" + services,
                    "-E", "NSS_WRAPPER_PASSWD=" + users, "-E", "NSS_WRAPPER_GROUP=" + groups,
                    ] + PRIVATE_TMP + [mpasswdd, "-c", conf, "--log-stderr"]
-            self.procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                                stdout=subprocess.DEVNULL, stderr=log), log))
-            starting.append(log_path)
+            self._proc_of[i] = len(self.procs)
+            self.procs.append(self._start(port, cmd, log_path))
+            starting.append((i, cmd, log_path))
         deadline = time.time() + 30
-        for log_path in starting:
+        for i, cmd, log_path in starting:
             while True:
                 with open(log_path, "rb") as f:
-                    if b"Listening on" in f.read():
-                        break
+                    text = f.read()
+                if b"Listening on" in text:
+                    break
+                proc = self.procs[self._proc_of[i]][0]
+                if proc.poll() is not None:
+                    # The port picked by free_port() was taken in between
+                    # (tests run side by side): start again on another.
+                    if b"already in use" not in text or time.time() > deadline:
+                        raise RuntimeError("a responder did not start: %s\n%s"
+                                           % (log_path, text.decode(errors="replace")))
+                    self.procs[self._proc_of[i]][1].close()
+                    self.ports[i] = free_port()
+                    self.procs[self._proc_of[i]] = self._start(self.ports[i], cmd, log_path)
+                    continue
                 if time.time() > deadline:
                     raise RuntimeError("a responder did not start: " + log_path)
                 time.sleep(0.01)
@@ -125,6 +136,15 @@ class Fleet:
         _write(self.secret_file, secret + "\n")
         self.config = os.path.join(self.dir, "mpasswd.conf")
         self.write_config()
+
+    def _start(self, port, cmd, log_path):
+        """systemd-socket-activate on 127.0.0.1:port running cmd (its
+        options then the command); returns (process, log file)."""
+        log = open(log_path, "wb")
+        proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port, "-a",
+                                 "--inetd"] + cmd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=log)
+        return proc, log
 
     def write_config(self, extra="", ports=None):
         """ports: what the hosts file names instead of the responders' own

@@ -57,23 +57,36 @@ class Responder:
     """mpasswdd behind systemd-socket-activate --inetd on 127.0.0.1."""
 
     def __init__(self, mpasswdd, config_path, env=(), address="127.0.0.1", log_path=None):
-        self.port = free_port()
         self.log_path = log_path or tempfile.mktemp(prefix="mpasswdd-log-")
-        self.log = open(self.log_path, "wb")
-        cmd = ["systemd-socket-activate", "-l", "%s:%d" % (address, self.port), "-a", "--inetd"]
-        for kv in env:
-            cmd += ["-E", kv]
-        cmd += [mpasswdd, "-c", config_path, "--log-stderr"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.log)
         self.address = address.strip("[]")
         deadline = time.time() + 10
-        while time.time() < deadline:
-            with open(self.log_path, "rb") as f:
-                if b"Listening on" in f.read():
+        # The port free_port() picked may be taken before it is bound again
+        # (tests run side by side): then try another.
+        for _ in range(5):
+            self.port = free_port()
+            self.log = open(self.log_path, "wb")
+            cmd = ["systemd-socket-activate", "-l", "%s:%d" % (address, self.port), "-a",
+                   "--inetd"]
+            for kv in env:
+                cmd += ["-E", kv]
+            cmd += [mpasswdd, "-c", config_path, "--log-stderr"]
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=self.log)
+            text = b""
+            while time.time() < deadline:
+                with open(self.log_path, "rb") as f:
+                    text = f.read()
+                if b"Listening on" in text:
                     return
-            time.sleep(0.02)
-        raise RuntimeError("systemd-socket-activate did not start")
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+            self.log.close()
+            if b"already in use" not in text:
+                break
+        self.proc.kill()
+        raise RuntimeError("systemd-socket-activate did not start: " +
+                           text.decode("utf-8", "replace"))
 
     def connect(self):
         return Client(self.address, self.port)

@@ -87,7 +87,6 @@ class SshTransport(unittest.TestCase):
         os.mkdir(ctl, 0o700)
         cls.identity = os.path.join(ctl, "id_ed25519")
         client_key = keygen(cls.identity)
-        cls.port = free_port()
         forced = ("env LD_PRELOAD='%s %s' PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=%s "
                   "NSS_WRAPPER_PASSWD=%s NSS_WRAPPER_GROUP=%s %s --ssh -c %s --log-stderr 2>>%s"
                   % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB, services, cls.users, cls.groups,
@@ -95,23 +94,37 @@ class SshTransport(unittest.TestCase):
         write(os.path.join(target, "authorized_keys"),
               'restrict,command="%s" %s\n' % (forced, " ".join(client_key)), 0o644, owner)
         sshd_config = os.path.join(target, "sshd_config")
-        write(sshd_config, "ListenAddress 127.0.0.1\nPort %d\nHostKey %s\nAuthorizedKeysFile %s\n"
-              "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-              "KbdInteractiveAuthentication no\nAllowUsers mctp\nLogLevel VERBOSE\n"
-              % (cls.port, host_key, os.path.join(target, "authorized_keys")), 0o644, owner)
         cls.sshd_log = open(os.path.join(d, "sshd.log"), "wb")
         env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER_LIB, NSS_WRAPPER_PASSWD=cls.users,
                    NSS_WRAPPER_GROUP=cls.groups)
         drop = (["setpriv", "--reuid", str(RUN_UID), "--regid", str(RUN_GID), "--clear-groups"]
                 if os.geteuid() == 0 else [])
-        cls.sshd = subprocess.Popen(drop + [SSHD, "-D", "-e", "-f", sshd_config],
-                                    stdin=subprocess.DEVNULL, stdout=cls.sshd_log,
-                                    stderr=cls.sshd_log, env=env)
-        deadline = time.time() + 10
-        while "Server listening" not in cls.sshd_log_text():
-            if time.time() > deadline or cls.sshd.poll() is not None:
-                raise RuntimeError("sshd did not start:\n" + cls.sshd_log_text())
-            time.sleep(0.05)
+        # The port free_port() picked may be taken before sshd binds it
+        # (tests run side by side): then try another.
+        for _ in range(5):
+            cls.port = free_port()
+            write(sshd_config, "ListenAddress 127.0.0.1\nPort %d\nHostKey %s\n"
+                  "AuthorizedKeysFile %s\nPidFile none\nStrictModes no\nUsePAM no\n"
+                  "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                  "AllowUsers mctp\nLogLevel VERBOSE\n"
+                  % (cls.port, host_key, os.path.join(target, "authorized_keys")), 0o644, owner)
+            cls.sshd_log.truncate(0)
+            cls.sshd = subprocess.Popen(drop + [SSHD, "-D", "-e", "-f", sshd_config],
+                                        stdin=subprocess.DEVNULL, stdout=cls.sshd_log,
+                                        stderr=cls.sshd_log, env=env)
+            deadline = time.time() + 10
+            while "Server listening" not in cls.sshd_log_text():
+                if time.time() > deadline or cls.sshd.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if "Server listening" in cls.sshd_log_text():
+                break
+            cls.sshd.kill()
+            cls.sshd.wait()
+            if "already in use" not in cls.sshd_log_text():
+                break
+        if "Server listening" not in cls.sshd_log_text():
+            raise RuntimeError("sshd did not start:\n" + cls.sshd_log_text())
         cls.known_hosts = os.path.join(ctl, "known_hosts")
         write(cls.known_hosts, "[127.0.0.1]:%d %s\n" % (cls.port, " ".join(cls.host_key)))
         write(os.path.join(ctl, "secret"), SECRET + "\n")
