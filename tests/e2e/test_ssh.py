@@ -108,6 +108,7 @@ class SshTransport(unittest.TestCase):
                   "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                   "AllowUsers mctp\nLogLevel VERBOSE\n"
                   % (cls.port, host_key, os.path.join(target, "authorized_keys")), 0o644, owner)
+            cls.sshd_log.seek(0)
             cls.sshd_log.truncate(0)
             cls.sshd = subprocess.Popen(drop + [SSHD, "-D", "-e", "-f", sshd_config],
                                         stdin=subprocess.DEVNULL, stdout=cls.sshd_log,
