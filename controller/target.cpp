@@ -7,6 +7,7 @@
 
 #include "config_file.hpp"
 #include "controller_limits.hpp"
+#include "fingerprint.hpp"
 
 namespace mpasswd {
 namespace {
@@ -62,25 +63,6 @@ std::string_view via_name(Via via) noexcept {
     case Via::tcp: break;
     }
     return "tcp";
-}
-
-std::optional<std::string> normalize_sha256(std::string_view text) {
-    std::string hex;
-    for (const char ch : text) {
-        if (ch == ':') {
-            continue;
-        }
-        const bool digit = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-                           (ch >= 'A' && ch <= 'F');
-        if (!digit || hex.size() == 64) {
-            return std::nullopt;
-        }
-        hex += static_cast<char>(ch >= 'A' && ch <= 'F' ? ch - 'A' + 'a' : ch);
-    }
-    if (hex.size() != 64) {
-        return std::nullopt;
-    }
-    return hex;
 }
 
 std::string Target::label() const {
@@ -179,7 +161,7 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
             } else if (option == "insecure_plaintext") {
                 insecure = true;
             } else if (option.starts_with("tls_fingerprint=")) {
-                const auto hex = normalize_sha256(option.substr(16));
+                const auto hex = mctp::normalize_sha256(option.substr(16));
                 if (!hex) {
                     throw ConfigError(where + "tls_fingerprint must be a SHA-256 fingerprint: "
                                               "64 hex digits, colons allowed");

@@ -47,10 +47,6 @@ struct TargetDefaults {
 std::optional<Target> parse_target(std::string_view text, std::uint16_t default_port,
                                    std::string* why);
 
-// "AB:CD:..." or "abcd...": a SHA-256 fingerprint as 64 lower-case hex
-// digits, or nullopt.
-std::optional<std::string> normalize_sha256(std::string_view text);
-
 // A hosts file: one target per line, "HOST[:PORT] [OPTION...]", where an
 // option is "tcp", "tls", "ssh", "insecure_plaintext" or
 // "tls_fingerprint=SHA256" (which implies tls); '#' starts a comment,

@@ -14,10 +14,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <array>
-#include <cstdio>
 
 #include "config_file.hpp"
+#include "fingerprint.hpp"
 #include "secret.hpp"
 #include "tcp_connect.hpp"
 #include "transport.hpp"
@@ -27,19 +26,6 @@ namespace {
 
 using asio::ip::tcp;
 using TlsSocket = asio::ssl::stream<tcp::socket>;
-
-std::string sha256_of(X509* cert) {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-    unsigned int len = 0;
-    X509_digest(cert, EVP_sha256(), md.data(), &len);
-    std::string hex;
-    for (unsigned int i = 0; i < len; ++i) {
-        std::array<char, 3> two{};
-        std::snprintf(two.data(), two.size(), "%02x", md[i]);
-        hex += two.data();
-    }
-    return hex;
-}
 
 class TlsStream final : public Stream {
 public:
@@ -156,7 +142,7 @@ public:
         }
         if (!target.tls_fingerprint.empty()) {
             X509* cert = SSL_get0_peer_certificate(ssl);
-            const std::string got = cert != nullptr ? sha256_of(cert) : "(none)";
+            const std::string got = cert != nullptr ? mctp::sha256_fingerprint(cert) : "(none)";
             if (got != target.tls_fingerprint) {
                 throw UntrustedError("TLS: the certificate of " + target.host + " has SHA-256 " +
                                      got + ", not the pinned " + target.tls_fingerprint);

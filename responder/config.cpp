@@ -1,8 +1,5 @@
 #include "config.hpp"
 
-#include <cctype>
-#include <optional>
-
 #include <crypt.h>
 #include <unistd.h>
 
@@ -11,6 +8,7 @@
 #include <sstream>
 
 #include "config_file.hpp"
+#include "fingerprint.hpp"
 #include "limits.hpp"
 #include "secret.hpp"
 #include "secret_hash.hpp"
@@ -138,24 +136,6 @@ bool global_key(Parser& p, std::string_view key, std::string_view value) {
     return p.fail(key, "unknown key");
 }
 
-// "AB:CD:..." or "abcd...": 32 octets of SHA-256 as 64 lower-case digits.
-std::optional<std::string> normalize_fingerprint(std::string_view text) {
-    std::string hex;
-    for (const char ch : text) {
-        if (ch == ':') {
-            continue;
-        }
-        if (!std::isxdigit(static_cast<unsigned char>(ch))) {
-            return std::nullopt;
-        }
-        hex += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    }
-    if (hex.size() != 64) {
-        return std::nullopt;
-    }
-    return hex;
-}
-
 bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::string_view value) {
     if (key == "from") {
         ctl.from.clear();
@@ -204,7 +184,7 @@ bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::strin
         return true;
     }
     if (key == "tls_client_fingerprint") {
-        const auto hex = normalize_fingerprint(value);
+        const auto hex = mctp::normalize_sha256(value);
         if (!hex) {
             return p.fail(key, "must be a SHA-256 fingerprint: 64 hex digits, colons allowed");
         }

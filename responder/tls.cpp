@@ -16,6 +16,7 @@
 
 #include "config_file.hpp"
 #include "connection.hpp"
+#include "fingerprint.hpp"
 #include "secret.hpp"
 
 namespace mpasswdd {
@@ -153,19 +154,6 @@ std::string subject_of(X509* cert) {
     return out;
 }
 
-std::string sha256_of(X509* cert) {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-    unsigned int len = 0;
-    X509_digest(cert, EVP_sha256(), md.data(), &len);
-    std::string hex;
-    for (unsigned int i = 0; i < len; ++i) {
-        std::array<char, 3> two{};
-        std::snprintf(two.data(), two.size(), "%02x", md[i]);
-        hex += two.data();
-    }
-    return hex;
-}
-
 }  // namespace
 
 std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
@@ -218,7 +206,7 @@ std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_p
     }
     if (X509* cert = SSL_get0_peer_certificate(ssl.get()); cert != nullptr) {
         peer->tls_subject = subject_of(cert);
-        peer->tls_fingerprint = sha256_of(cert);
+        peer->tls_fingerprint = mctp::sha256_fingerprint(cert);
     }
     return std::make_unique<TlsChannel>(std::move(ctx), std::move(ssl), fd);
 }
