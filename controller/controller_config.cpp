@@ -156,7 +156,9 @@ TlsSettings ControllerConfig::tls_settings() const {
 }
 
 SshSettings ControllerConfig::ssh_settings() const {
-    return SshSettings{ssh_command, ssh_user, ssh_identity, ssh_known_hosts};
+    // ssh takes whole seconds; round up so that it never gives up first.
+    const auto ms = static_cast<unsigned>(connect_timeout.count());
+    return SshSettings{ssh_command, ssh_user, ssh_identity, ssh_known_hosts, (ms + 999) / 1000};
 }
 
 bool is_sendable_secret(std::string_view s) noexcept {

@@ -65,6 +65,7 @@ struct SshSettings {
     std::string user = "root";
     std::string identity;     // empty: ssh's default identities
     std::string known_hosts;  // empty: ssh's default known-hosts files
+    unsigned connect_timeout_s = 5;  // ssh's ConnectTimeout, whole seconds
 };
 std::unique_ptr<Transport> make_ssh_transport(SshSettings settings);
 

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -57,10 +58,62 @@ bool host_key_failure(const std::string& text) {
     return false;
 }
 
+// The ssh processes of one transport. A closed stream's ssh ends by itself
+// once its input is closed; it is collected without waiting where
+// possible, and whatever is left when the transport goes is given about a
+// second in all, then SIGTERM, then SIGKILL. So no target's close waits on
+// its ssh, and no ssh outlives the run.
+class Reaper {
+public:
+    Reaper() = default;
+    Reaper(const Reaper&) = delete;
+    Reaper& operator=(const Reaper&) = delete;
+    ~Reaper() {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        bool termed = false;
+        while (!pids_.empty()) {
+            collect();
+            if (pids_.empty()) {
+                break;
+            }
+            if (std::chrono::steady_clock::now() >= until) {
+                for (const pid_t pid : pids_) {
+                    kill(pid, termed ? SIGKILL : SIGTERM);
+                }
+                if (termed) {
+                    for (const pid_t pid : pids_) {
+                        int status = 0;
+                        waitpid(pid, &status, 0);
+                    }
+                    break;
+                }
+                termed = true;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+
+    void add(pid_t pid) {
+        pids_.push_back(pid);
+        collect();
+    }
+
+private:
+    void collect() {
+        std::erase_if(pids_, [](pid_t pid) {
+            int status = 0;
+            return waitpid(pid, &status, WNOHANG) != 0;  // done, or not ours any more
+        });
+    }
+
+    std::vector<pid_t> pids_;
+};
+
 class SshStream final : public Stream {
 public:
-    SshStream(stream_protocol::socket io, asio::posix::stream_descriptor err, pid_t pid)
-        : io_(std::move(io)), err_(std::move(err)), pid_(pid) {}
+    SshStream(stream_protocol::socket io, asio::posix::stream_descriptor err, pid_t pid,
+              std::shared_ptr<Reaper> reaper)
+        : io_(std::move(io)), err_(std::move(err)), pid_(pid), reaper_(std::move(reaper)) {}
     ~SshStream() override { close(); }
 
     asio::awaitable<std::size_t> read_some(std::span<char> buffer) override {
@@ -110,31 +163,21 @@ private:
         co_return text;
     }
 
-    // ssh ends when its input closes; a stuck one is terminated. Bounded:
-    // at most about a second before SIGKILL.
     void reap() noexcept {
-        if (pid_ <= 0) {
-            return;
-        }
-        int status = 0;
-        for (int i = 0; i < 100; ++i) {
-            if (waitpid(pid_, &status, WNOHANG) != 0) {
-                pid_ = -1;
-                return;
+        if (pid_ > 0) {
+            try {
+                reaper_->add(pid_);
+            } catch (...) {
+                kill(pid_, SIGKILL);  // out of memory: do not leave it running
             }
-            if (i == 20) {
-                kill(pid_, SIGTERM);
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            pid_ = -1;
         }
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        pid_ = -1;
     }
 
     stream_protocol::socket io_;
     asio::posix::stream_descriptor err_;
     pid_t pid_;
+    std::shared_ptr<Reaper> reaper_;
 };
 
 class SshTransport final : public Transport {
@@ -157,6 +200,7 @@ private:
                                          "-o", "ForwardAgent=no",
                                          "-o", "ForwardX11=no",
                                          "-o", "PermitLocalCommand=no",
+                                         "-o", "ConnectTimeout=" + std::to_string(s_.connect_timeout_s),
                                          "-p", std::to_string(target.port),
                                          "-l", s_.user};
         if (!s_.identity.empty()) {
@@ -219,10 +263,11 @@ private:
         asio::posix::stream_descriptor errors(ex);
         sock.assign(stream_protocol(), io[0]);
         errors.assign(err[0]);
-        return std::make_unique<SshStream>(std::move(sock), std::move(errors), pid);
+        return std::make_unique<SshStream>(std::move(sock), std::move(errors), pid, reaper_);
     }
 
     SshSettings s_;
+    std::shared_ptr<Reaper> reaper_ = std::make_shared<Reaper>();
 };
 
 }  // namespace

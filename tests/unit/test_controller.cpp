@@ -171,6 +171,9 @@ TEST(ControllerConfig, TransportKeys) {
     EXPECT_EQ(c.ssh_command, "/opt/ssh");
     EXPECT_EQ(c.target_defaults().via, Via::ssh);
     EXPECT_EQ(c.ssh_settings().user, "mctp");
+    EXPECT_EQ(c.ssh_settings().connect_timeout_s, 5U);  // connect_timeout, whole seconds
+    TempFile f2("secret = s3cret-value\nconnect_timeout = 1.5\n");
+    EXPECT_EQ(load_controller_config(f2.path()).ssh_settings().connect_timeout_s, 2U);
     EXPECT_EQ(config_error("secret = x1\ntransport = udp\n"),
               ":2: transport: must be tcp, tls or ssh");
     EXPECT_EQ(config_error("secret = x1\ntls_certificate = /c.pem\n"),
