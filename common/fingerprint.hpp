@@ -2,6 +2,7 @@
 // and as OpenSSL computes them; shared by the responder and the controller.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +10,9 @@
 using X509 = struct x509_st;
 
 namespace mctp {
+
+// The largest TLS private-key file read (PEM).
+inline constexpr std::size_t tls_key_file_max = std::size_t{64} * 1024;
 
 // "AB:CD:..." or "abcd...": 32 octets as 64 lower-case hex digits, or
 // nullopt for anything else.

@@ -88,7 +88,7 @@ public:
             }
             std::string pem;
             try {
-                pem = mctp::cfg::read_private(s.key, 64 * 1024);
+                pem = mctp::cfg::read_private(s.key, mctp::tls_key_file_max);
             } catch (const mctp::cfg::ConfigError& e) {
                 throw TransportError(std::string("tls_key: ") + e.what());
             }

@@ -124,7 +124,7 @@ private:
 void use_private_key(SSL_CTX* ctx, const std::string& path) {
     std::string pem;
     try {
-        pem = mctp::cfg::read_private(path, 64 * 1024);
+        pem = mctp::cfg::read_private(path, mctp::tls_key_file_max);
     } catch (const mctp::cfg::ConfigError& e) {
         throw TlsError(std::string("tls_key: ") + e.what());
     }
