@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""The second half of the README demonstration: mpasswd changes alice's
+"""The first part of the README demonstration: mpasswd changes alice's
 password on several socket-activated responders on 127.0.0.1 at once (each
 its own "host", with pam_matrix as its password store), one of which is
-down, and one of which refuses alice by policy."""
+down, and one of which refuses alice by policy; then the same over TLS
+with a throwaway CA, where one responder's certificate names another host
+and gets nothing."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fleet import Fleet, fleet_env  # noqa: E402
+from pki import Pki  # noqa: E402
 
 NEW = "Fleet-N3w-Pw!"
 
@@ -47,5 +52,46 @@ def main():
         fleet.remove()
 
 
+def tls_demo(mpasswd):
+    folder = tempfile.mkdtemp(prefix="mpasswd-demo-pki-", dir="/var/tmp")
+    try:
+        pki = Pki(folder, "demo")
+        good = pki.issue("server", "/CN=localhost", "DNS:localhost,IP:127.0.0.1")
+        other = pki.issue("other", "/CN=other.example", "DNS:other.example")
+        fleet = Fleet(fleet_env(), 3, "Demo-Tls-Secret-1", tls={0: good, 1: good, 2: other})
+    except BaseException:
+        shutil.rmtree(folder)
+        raise
+    try:
+        fleet.write_config("tls_ca = %s\n" % pki.ca, options="tls")
+        with open(os.path.join(fleet.dir, "hosts")) as f:
+            hosts = f.read()
+        print("== over TLS: three responders with tls = yes; the third's certificate "
+              "names other.example")
+        print("== the hosts file")
+        print(hosts, end="")
+        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf --stdin alice   "
+              "(tls_ca = the demo CA)" % NEW)
+        r = subprocess.run([mpasswd, "-c", fleet.config, "--stdin", "alice"],
+                           input=NEW + "\n", capture_output=True, text=True, timeout=120)
+        print(r.stdout + r.stderr, end="")
+        print("== exit status %d" % r.returncode)
+        changed = [fleet.password_of(i, "alice") == NEW for i in range(3)]
+        auth_seen = "AUTH" in fleet.log_text(2)
+        for i, target in enumerate(fleet.targets()):
+            print("  %-16s %s" % (target, "changed" if changed[i] else "unchanged"))
+        print("  the third responder's log has %s" % ("an AUTH" if auth_seen else "no AUTH: "
+                                                        "nothing was sent to it"))
+        ok = r.returncode == 1 and changed == [True, True, False] and not auth_seen
+        print("ok: changed over TLS on two, the untrusted one got nothing" if ok else "FAILED")
+        return 0 if ok else 1
+    finally:
+        fleet.stop()
+        fleet.remove()
+        shutil.rmtree(folder)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    print()
+    sys.exit(status or tls_demo(os.environ["MPASSWD"]))

@@ -46,7 +46,8 @@ class Fleet:
     alice)."""
 
     def __init__(self, env, n, secret, kinds=None, old_password="Old-Passw0rd-1",
-                 workdir=None, cheap=True):
+                 workdir=None, cheap=True, tls=None):
+        """tls maps an index to (certificate, key): that responder does TLS."""
         self.env = env  # MPASSWDD, PAM_WRAPPER_LIB, NSS_WRAPPER_LIB, PAM_MATRIX_MODULE
         # Not under /tmp: each responder gets a private /tmp (see below).
         self.dir = workdir or tempfile.mkdtemp(prefix="mpasswd-fleet-", dir="/var/tmp")
@@ -97,10 +98,12 @@ class Fleet:
                    "password required pam_permit.so\n" % (env["PAM_MATRIX_MODULE"], passdb), 0o644)
             _write(os.path.join(services, "other"), "password required pam_deny.so\n", 0o644)
             conf = os.path.join(tdir, "mpasswdd.conf")
-            _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n%s"
+            tls_lines = ("tls = yes\ntls_certificate = %s\ntls_key = %s\n" % tls[i]
+                         if tls and i in tls else "")
+            _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n%s%s"
                    "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
                    % (i, SERVICE, "deny_users = alice\n" if kind == "deny-alice" else "",
-                      other_hash if kind == "other-secret" else good_hash))
+                      tls_lines, other_hash if kind == "other-secret" else good_hash))
             log_path = os.path.join(tdir, "log")
             self.logs.append(log_path)
             cmd = ["-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
@@ -146,13 +149,14 @@ class Fleet:
                                 stdout=subprocess.DEVNULL, stderr=log)
         return proc, log
 
-    def write_config(self, extra="", ports=None):
+    def write_config(self, extra="", ports=None, options=""):
         """ports: what the hosts file names instead of the responders' own
-        (a relay in front of them)."""
+        (a relay in front of them); options: words after each host."""
         _write(self.config, "name = control-test\nsecret_file = %s\nhosts = %s\n%s"
                % (self.secret_file, os.path.join(self.dir, "hosts"), extra))
         _write(os.path.join(self.dir, "hosts"), "# the test fleet\n" + "".join(
-            "127.0.0.1:%d\n" % p for p in (ports or self.ports)), 0o644)
+            "127.0.0.1:%d%s\n" % (p, " " + options if options else "")
+            for p in (ports or self.ports)), 0o644)
 
     def passdb(self, i):
         return os.path.join(self.dir, "t%d" % i, "passdb")
