@@ -82,10 +82,14 @@ public:
 
     asio::awaitable<Result> run(Transport& transport) {
         Result r;
+        bool say_quit = false;
         try {
             r = co_await talk(transport);
         } catch (const Ended& e) {
             r = e.result;
+            // After a refusal the session is still open (421 and 521 close
+            // it): end it properly, as SMTP clients do.
+            say_quit = r.outcome == Outcome::refused && r.code != 421 && r.code != 521;
         } catch (const StepTimeout& t) {
             r = make(Outcome::timeout, 0, t.what);
         } catch (const UntrustedError& e) {
@@ -96,6 +100,9 @@ public:
             r = from_system_error(e);
         } catch (const std::exception& e) {
             r = make(Outcome::protocol_error, 0, e.what());
+        }
+        if (say_quit && stream_) {
+            co_await quit();
         }
         if (stream_) {
             stream_->close();

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -440,7 +441,11 @@ ScriptServer::Script responder(ScriptServer* self, std::string at = "", std::str
                     return false;
                 }
                 say(fd, instead);
-                return instead.starts_with("2") || instead.starts_with("3");
+                // Like mpasswdd: only 421 and 521 end the session; other
+                // refusals leave it open for the next command.
+                return !instead.starts_with("421") && !instead.starts_with("521") &&
+                       std::isdigit(static_cast<unsigned char>(instead[0])) &&
+                       instead.size() > 3 && instead[3] == ' ';
             }
             say(fd, normal);
             return true;
@@ -549,6 +554,10 @@ TEST_F(EngineFixture, RefusalsKeepCodeTextAndStep) {
         EXPECT_EQ(r.code, c.code);
         EXPECT_EQ(r.step, c.step);
         EXPECT_EQ(r.text, c.reply.substr(4));
+        // The session still open after the refusal is ended with QUIT;
+        // after 521 the responder has closed it already.
+        const std::string got = server.received();
+        EXPECT_EQ(got.ends_with("QUIT\n"), c.code != 521) << c.at << ": " << got;
     }
 }
 
