@@ -62,10 +62,13 @@ class PamMctp(unittest.TestCase):
                     % (os.environ["PAM_MATRIX_MODULE"], self.local, MODULE, self.fleet.config,
                        args))
 
-    def chauthtok(self, answers, silent=False):
+    def chauthtok(self, answers, silent=False, debuglevel="0"):
+        # PAM_WRAPPER_USE_SYSLOG=0: pam_wrapper prints what modules give
+        # pam_syslog on stderr (at debug level 2 for LOG_INFO and LOG_NOTICE,
+        # 1 for LOG_WARNING) instead of sending it to syslog.
         e = dict(os.environ, LD_PRELOAD=os.environ["PAM_WRAPPER_LIB"], PAM_WRAPPER="1",
                  PAM_WRAPPER_SERVICE_DIR=self.services, PAM_WRAPPER_USE_SYSLOG="0",
-                 PAM_WRAPPER_DEBUGLEVEL="0")
+                 PAM_WRAPPER_DEBUGLEVEL=debuglevel)
         r = subprocess.run([DRIVER, SERVICE, "alice"] + (["silent"] if silent else []),
                            input="".join(a + "\n" for a in answers), capture_output=True,
                            text=True, env=e, timeout=60)
@@ -117,6 +120,25 @@ class PamMctp(unittest.TestCase):
         self.assertIn("error: Password not changed on 1 of 4 other hosts.", r.stdout)
         self.assertEqual(self.local_password(), NEW)
         self.assertEqual(self.remote_passwords(), [NEW] * 3)
+
+    def test_one_syslog_line_per_target_and_no_password(self):
+        self.stack("hosts=" + self.all + " best_effort")
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="2")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        lines = [l for l in r.stderr.splitlines() if "change of alice on " in l]
+        for i, target in enumerate(self.fleet.targets()):
+            mine = [l for l in lines if "on %s:" % target in l]
+            self.assertEqual(len(mine), 1, (target, lines))
+            # LOG_WARNING (4) for a failed target, LOG_INFO (6) for a changed one.
+            self.assertIn("SYSLOG(4): change of alice on %s: unreachable" % target if i == 3
+                          else "SYSLOG(6): change of alice on %s: ok (250 password changed "
+                               "for alice)" % target, mine[0])
+        # The failed preliminary check of the dead one is logged too; the
+        # good checks only with debug.
+        checks = [l for l in r.stderr.splitlines() if "check of alice on " in l]
+        self.assertEqual(len(checks), 1, checks)
+        self.assertIn(self.fleet.targets([3])[0], checks[0])
+        # chauthtok() itself asserts the secret and the password are absent.
 
     def test_silent_tells_nothing(self):
         self.stack("hosts=" + self.all + " best_effort")
