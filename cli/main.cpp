@@ -219,11 +219,9 @@ int run(const Options& o) {
     settings.parallel = fit_descriptors(o.parallel.value_or(config.parallel));
 
     // TLS files are checked before a password is asked for.
-    const bool any_tls = std::any_of(targets.begin(), targets.end(),
-                                     [](const Target& t) { return t.via == Via::tls; });
     std::unique_ptr<Transport> transport;
     try {
-        transport = make_transport(config.ssh_settings(), config.tls_settings(), any_tls);
+        transport = make_transport(config.ssh_settings(), config.tls_settings(), targets);
     } catch (const TransportError& e) {
         throw ConfigError(config.path + ": " + e.what());
     }

@@ -9,6 +9,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "target.hpp"
 
@@ -84,10 +85,11 @@ struct TlsSettings {
 // Throws TransportError when a file cannot be used.
 std::unique_ptr<Transport> make_tls_transport(const TlsSettings& settings);
 
-// TCP, TLS or SSH, by each target's `via`. With tls_now the TLS context
-// is made here (throwing TransportError for a file it cannot use), else
-// on first use, so that targets without TLS never read TLS files.
-std::unique_ptr<Transport> make_transport(SshSettings ssh, TlsSettings tls = {},
-                                          bool tls_now = false);
+// TCP, TLS or SSH, by each target's `via`, for these targets. When one of
+// them uses TLS the TLS context is made here, so a TLS file that cannot be
+// used throws TransportError before anything is sent; without TLS targets
+// no TLS file is read.
+std::unique_ptr<Transport> make_transport(SshSettings ssh, const TlsSettings& tls,
+                                          const std::vector<Target>& targets);
 
 }  // namespace mpasswd

@@ -129,46 +129,4 @@ public:
 
 std::unique_ptr<Transport> make_tcp_transport() { return std::make_unique<TcpTransport>(); }
 
-namespace {
-
-class ViaTransport final : public Transport {
-public:
-    ViaTransport(SshSettings ssh, TlsSettings tls, bool tls_now)
-        : tcp_(make_tcp_transport()), ssh_(make_ssh_transport(std::move(ssh))),
-          tls_settings_(std::move(tls)) {
-        if (tls_now) {
-            tls_ = make_tls_transport(tls_settings_);
-        }
-    }
-
-    asio::awaitable<std::unique_ptr<Stream>> connect(const Target& target) override {
-        co_return co_await pick(target.via).connect(target);
-    }
-
-private:
-    Transport& pick(Via via) {
-        switch (via) {
-        case Via::ssh: return *ssh_;
-        case Via::tls:
-            if (!tls_) {
-                tls_ = make_tls_transport(tls_settings_);  // throws TransportError
-            }
-            return *tls_;
-        case Via::tcp: break;
-        }
-        return *tcp_;
-    }
-
-    std::unique_ptr<Transport> tcp_;
-    std::unique_ptr<Transport> ssh_;
-    TlsSettings tls_settings_;
-    std::unique_ptr<Transport> tls_;
-};
-
-}  // namespace
-
-std::unique_ptr<Transport> make_transport(SshSettings ssh, TlsSettings tls, bool tls_now) {
-    return std::make_unique<ViaTransport>(std::move(ssh), std::move(tls), tls_now);
-}
-
 }  // namespace mpasswd

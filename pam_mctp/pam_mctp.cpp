@@ -5,7 +5,6 @@
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
 
-#include <algorithm>
 #include <syslog.h>
 
 #include <cstdarg>
@@ -122,9 +121,7 @@ int chauthtok(Module& m) {
             std::to_string(targets.size()) + " targets");
     std::unique_ptr<Transport> transport;
     try {
-        const bool any_tls = std::any_of(targets.begin(), targets.end(),
-                                         [](const Target& t) { return t.via == Via::tls; });
-        transport = make_transport(config.ssh_settings(), config.tls_settings(), any_tls);
+        transport = make_transport(config.ssh_settings(), config.tls_settings(), targets);
     } catch (const TransportError& e) {
         return setup_failure(m, config.path + ": " + e.what());
     }

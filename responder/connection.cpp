@@ -15,14 +15,31 @@
 #include "secret.hpp"
 
 namespace mpasswdd {
-namespace {
-
 using std::chrono::milliseconds;
 
 int millis_until(Clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
     return static_cast<int>(std::clamp<long long>(left, 0, 24LL * 3600 * 1000));
 }
+
+bool wait_fd(int fd, short events, Clock::time_point deadline) {
+    pollfd p{fd, events, 0};
+    for (;;) {
+        const int wait = millis_until(deadline);
+        if (wait == 0) {
+            return false;
+        }
+        const int rc = poll(&p, 1, wait);
+        if (rc > 0) {
+            return true;
+        }
+        if (rc == 0 || errno != EINTR) {
+            return false;
+        }
+    }
+}
+
+namespace {
 
 void sleep_for(milliseconds ms) {
     const auto until = Clock::now() + ms;
@@ -43,9 +60,7 @@ bool write_fd(int fd, std::string_view data, Clock::time_point deadline) {
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            pollfd p{fd, POLLOUT, 0};
-            const int wait = millis_until(deadline);
-            if (wait == 0 || poll(&p, 1, wait) <= 0) {
+            if (!wait_fd(fd, POLLOUT, deadline)) {
                 return false;
             }
             continue;
@@ -190,16 +205,7 @@ void linger_close(int in_fd, int out_fd) {
     const auto deadline = Clock::now() + mctp::limits::linger_max;
     std::vector<char> buf(mctp::limits::read_chunk);
     std::size_t total = 0;
-    while (total < mctp::limits::linger_bytes_max) {
-        pollfd p{in_fd, POLLIN, 0};
-        const int wait = millis_until(deadline);
-        const int rc = wait == 0 ? 0 : poll(&p, 1, wait);
-        if (rc < 0 && errno == EINTR) {
-            continue;
-        }
-        if (rc <= 0) {
-            break;
-        }
+    while (total < mctp::limits::linger_bytes_max && wait_fd(in_fd, POLLIN, deadline)) {
         const ssize_t n = read(in_fd, buf.data(), buf.size());
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
             continue;

@@ -18,6 +18,13 @@ namespace mpasswdd {
 
 using Clock = std::chrono::steady_clock;
 
+// Milliseconds left until deadline, for poll() (0 once it has passed).
+int millis_until(Clock::time_point deadline);
+
+// Waits until fd is ready for events (POLLIN, POLLOUT) or deadline passes.
+// False on timeout or error; EINTR is retried.
+bool wait_fd(int fd, short events, Clock::time_point deadline);
+
 // The byte stream of one connection: plain file descriptors, or TLS on
 // the inherited socket.
 class Channel {

@@ -9,7 +9,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <string>
@@ -21,12 +20,6 @@
 
 namespace mpasswdd {
 namespace {
-
-int millis_until(Clock::time_point deadline) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return static_cast<int>(std::clamp<long long>(left, 0, 24LL * 3600 * 1000));
-}
 
 // The first queued OpenSSL error as text, and the queue cleared.
 std::string ssl_reason(const char* fallback) {
@@ -42,20 +35,7 @@ std::string ssl_reason(const char* fallback) {
 
 // Waits for what OpenSSL asked for (read or write) until deadline.
 bool wait_for(int fd, int ssl_error, Clock::time_point deadline) {
-    pollfd p{fd, static_cast<short>(ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN), 0};
-    for (;;) {
-        const int wait = millis_until(deadline);
-        if (wait == 0) {
-            return false;
-        }
-        const int rc = poll(&p, 1, wait);
-        if (rc > 0) {
-            return true;
-        }
-        if (rc == 0 || errno != EINTR) {
-            return false;
-        }
-    }
+    return wait_fd(fd, ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
 }
 
 struct CtxFree {
