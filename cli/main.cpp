@@ -15,6 +15,7 @@
 #include "fanout.hpp"
 #include "password_input.hpp"
 #include "report.hpp"
+#include "resources.hpp"
 
 namespace {
 
@@ -137,22 +138,6 @@ void no_core_dumps() {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-// One descriptor per connection in flight: make room for them.
-unsigned fit_descriptors(unsigned parallel) {
-    rlimit r{};
-    if (getrlimit(RLIMIT_NOFILE, &r) != 0) {
-        return parallel;
-    }
-    constexpr rlim_t reserve = 64;  // stdio, the resolver, libraries
-    if (r.rlim_cur < parallel + reserve) {
-        r.rlim_cur = std::min<rlim_t>(parallel + reserve, r.rlim_max);
-        setrlimit(RLIMIT_NOFILE, &r);
-        getrlimit(RLIMIT_NOFILE, &r);
-    }
-    const rlim_t room = r.rlim_cur > reserve ? r.rlim_cur - reserve : 1;
-    return static_cast<unsigned>(std::min<rlim_t>(parallel, room));
-}
-
 class Progress {
 public:
     Progress(bool on, std::size_t total) : on_(on), total_(total) { draw(); }
@@ -216,7 +201,8 @@ int run(const Options& o) {
     settings.connect_timeout = o.timeout.value_or(config.connect_timeout);
     settings.reply_timeout = o.timeout.value_or(config.reply_timeout);
     settings.target_timeout = std::max(config.target_timeout, settings.connect_timeout);
-    settings.parallel = fit_descriptors(o.parallel.value_or(config.parallel));
+    const DescriptorRoom room(o.parallel.value_or(config.parallel));
+    settings.parallel = room.parallel();
 
     // TLS files are checked before a password is asked for.
     std::unique_ptr<Transport> transport;

@@ -108,13 +108,15 @@ bool on_key(Parser& p, std::string_view key, std::string_view value) {
     if (key == "insecure_plaintext") {
         return cfg::parse_bool(value, &c.insecure_plaintext) || p.fail(key, "must be yes or no");
     }
-    if (key == "ssh_command" || key == "ssh_identity" || key == "ssh_known_hosts") {
+    if (key == "ssh_command" || key == "ssh_identity" || key == "ssh_known_hosts" ||
+        key == "ssh_config") {
         if (value.empty()) {
             return p.fail(key, "must name a file");
         }
-        std::string& out = key == "ssh_command"    ? c.ssh_command
-                           : key == "ssh_identity" ? c.ssh_identity
-                                                   : c.ssh_known_hosts;
+        std::string& out = key == "ssh_command"      ? c.ssh_command
+                           : key == "ssh_identity"    ? c.ssh_identity
+                           : key == "ssh_known_hosts" ? c.ssh_known_hosts
+                                                      : c.ssh_config;
         out = relative_to(c.path, value);
         return true;
     }
@@ -158,7 +160,8 @@ TlsSettings ControllerConfig::tls_settings() const {
 SshSettings ControllerConfig::ssh_settings() const {
     // ssh takes whole seconds; round up so that it never gives up first.
     const auto ms = static_cast<unsigned>(connect_timeout.count());
-    return SshSettings{ssh_command, ssh_user, ssh_identity, ssh_known_hosts, (ms + 999) / 1000};
+    return SshSettings{ssh_command,        ssh_user,  ssh_identity, ssh_known_hosts,
+                       (ms + 999) / 1000, ssh_config};
 }
 
 bool is_sendable_secret(std::string_view s) noexcept {

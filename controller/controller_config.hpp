@@ -39,6 +39,7 @@ struct ControllerConfig {
     std::string ssh_user = "root";
     std::string ssh_identity;
     std::string ssh_known_hosts;
+    std::string ssh_config;  // for ssh -F; empty: none at all (/dev/null)
     // The tls transport: CA file for server certificates (empty: the
     // system store), and an optional client certificate and key (PEM).
     std::string tls_ca;

@@ -10,10 +10,16 @@ namespace {
 class ViaTransport final : public Transport {
 public:
     ViaTransport(SshSettings ssh, const TlsSettings& tls, const std::vector<Target>& targets)
-        : tcp_(make_tcp_transport()), ssh_(make_ssh_transport(std::move(ssh))) {
-        if (std::any_of(targets.begin(), targets.end(),
-                        [](const Target& t) { return t.via == Via::tls; })) {
+        : tcp_(make_tcp_transport()) {
+        const auto uses = [&](Via via) {
+            return std::any_of(targets.begin(), targets.end(),
+                               [via](const Target& t) { return t.via == via; });
+        };
+        if (uses(Via::tls)) {
             tls_ = make_tls_transport(tls);  // throws TransportError
+        }
+        if (uses(Via::ssh)) {
+            ssh_ = make_ssh_transport(std::move(ssh));  // throws TransportError
         }
     }
 
@@ -24,7 +30,11 @@ public:
 private:
     Transport& pick(Via via) {
         switch (via) {
-        case Via::ssh: return *ssh_;
+        case Via::ssh:
+            if (!ssh_) {
+                throw TransportError("an ssh target that the transport was not made for");
+            }
+            return *ssh_;
         case Via::tls:
             if (!tls_) {
                 throw TransportError("a tls target that the transport was not made for");

@@ -55,19 +55,27 @@ public:
 // (UntrustedError) unless its insecure_plaintext is set.
 std::unique_ptr<Transport> make_tcp_transport();
 
-// The system ssh client (-T, BatchMode, no forwarding, strict host key
-// checking) to a target whose authorized_keys runs "mpasswdd --ssh" as a
-// forced command; MCTP runs over ssh's standard input and output. ssh's
-// own messages become the reason of a failure; a host key that does not
-// verify is an UntrustedError. Nothing is written before ssh has
+// The system ssh client to a target whose authorized_keys runs "mpasswdd
+// --ssh" as a forced command; MCTP runs over ssh's standard input and
+// output. ssh is started so that nothing of the calling user's reaches it
+// (pam_mctp runs inside setuid passwd): -F with the configured file or
+// /dev/null (never ~/.ssh/config), real and effective uid root, a clean
+// environment, no descriptors but its three, its own session (no
+// terminal), default signals and limits, no control master, proxy, agent
+// or forwarding, BatchMode and strict host key checking (see ssh_argv).
+// ssh's own messages become the reason of a failure; a host key that
+// does not verify is an UntrustedError. Nothing is written before ssh has
 // authenticated the host, since the engine first reads the banner.
 struct SshSettings {
     std::string command = "/usr/bin/ssh";
     std::string user = "root";
-    std::string identity;     // empty: ssh's default identities
-    std::string known_hosts;  // empty: ssh's default known-hosts files
+    std::string identity;     // empty: ssh's default identities (root's)
+    std::string known_hosts;  // empty: ssh's default known-hosts files (root's)
     unsigned connect_timeout_s = 5;  // ssh's ConnectTimeout, whole seconds
+    std::string config;       // ssh -F FILE; empty: /dev/null
 };
+// Throws TransportError when `config` is not a regular file that only root
+// (or the caller) may write.
 std::unique_ptr<Transport> make_ssh_transport(SshSettings settings);
 
 // TLS 1.2 or later over TCP (OpenSSL through asio::ssl). The server
@@ -86,9 +94,9 @@ struct TlsSettings {
 std::unique_ptr<Transport> make_tls_transport(const TlsSettings& settings);
 
 // TCP, TLS or SSH, by each target's `via`, for these targets. When one of
-// them uses TLS the TLS context is made here, so a TLS file that cannot be
-// used throws TransportError before anything is sent; without TLS targets
-// no TLS file is read.
+// them uses TLS (ssh) the TLS context (ssh settings) is made here, so a
+// TLS file or ssh_config that cannot be used throws TransportError before
+// anything is sent; without such targets no such file is read.
 std::unique_ptr<Transport> make_transport(SshSettings ssh, const TlsSettings& tls,
                                           const std::vector<Target>& targets);
 

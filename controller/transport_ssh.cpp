@@ -3,7 +3,9 @@
 // command. ssh does the authentication both ways (host key, user key).
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <grp.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -25,10 +28,9 @@
 #include <thread>
 #include <vector>
 
+#include "config_file.hpp"
 #include "controller_limits.hpp"
 #include "transport.hpp"
-
-extern char** environ;
 
 namespace mpasswd {
 namespace {
@@ -180,6 +182,130 @@ private:
     std::shared_ptr<Reaper> reaper_;
 };
 
+// What ssh is told on its command line. Options given with -o come
+// before any configuration file, and for ssh the first value obtained
+// wins, so none of these can be undone by ssh_config either. With -F
+// ssh reads no ~/.ssh/config and no /etc/ssh/ssh_config: inside a setuid
+// program (pam_mctp in passwd) the former would be the calling user's.
+std::vector<std::string> ssh_argv(const SshSettings& s, const Target& target) {
+    std::vector<std::string> args = {
+        s.command, "-F", s.config.empty() ? "/dev/null" : s.config, "-T", "-e", "none",
+        // Nothing of anyone's own: no multiplexing onto a master
+        // connection (which would skip the host key check), no proxy or
+        // jump host, no command that decides host keys, no local command.
+        "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ControlPersist=no",
+        "-o", "ProxyCommand=none", "-o", "ProxyJump=none", "-o", "KnownHostsCommand=none",
+        "-o", "PermitLocalCommand=no",
+        // Authentication: only the configured identity (or root's own
+        // default files), no agent, no PKCS#11, no DNS for host keys.
+        "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none", "-o", "AddKeysToAgent=no", "-o", "PKCS11Provider=none",
+        "-o", "VerifyHostKeyDNS=no", "-o", "UpdateHostKeys=no", "-o", "CanonicalizeHostname=no",
+        // No channel but the session.
+        "-o", "ClearAllForwardings=yes", "-o", "ForwardAgent=no", "-o", "ForwardX11=no",
+        "-o", "Tunnel=no", "-o", "RequestTTY=no", "-o", "ForkAfterAuthentication=no",
+        "-o", "ConnectTimeout=" + std::to_string(s.connect_timeout_s),
+        "-p", std::to_string(target.port),
+        "-l", s.user};
+    if (!s.identity.empty()) {
+        args.insert(args.end(), {"-i", s.identity});
+    }
+    if (!s.known_hosts.empty()) {
+        args.insert(args.end(), {"-o", "UserKnownHostsFile=" + s.known_hosts,
+                                 "-o", "GlobalKnownHostsFile=/dev/null"});
+    }
+    // The host was checked by parse_target (no leading '-'); "--" ends
+    // the options anyway. No secret is ever in argv or the environment.
+    args.insert(args.end(), {"--", target.host});
+    return args;
+}
+
+// Runs in the child between fork and exec: async-signal-safe calls only.
+// ssh must owe nothing to whoever started the program that loaded us:
+// inside setuid passwd the real uid, the limits, the signal dispositions,
+// the terminal, the working folder and the open descriptors are the
+// calling user's.
+// A failed execve is told to the parent through `status` (close-on-exec,
+// so nothing arrives there once ssh runs).
+[[noreturn]] void exec_ssh(const char* path, char* const* argv, char* const* envp, int io,
+                           int err, int status) {
+    // Its own session: no controlling terminal (ssh cannot open /dev/tty
+    // to ask anything) and no signals from the user's keyboard.
+    setsid();
+    int report = status;
+    const auto fail = [&report](int e) {
+        [[maybe_unused]] const ssize_t n = write(report, &e, sizeof e);
+        _exit(127);
+    };
+    // Copies at 3 or above first, so that filling 0, 1 and 2 cannot
+    // overwrite one of them (the caller may have started us with 0, 1 or
+    // 2 closed, and then a pipe end sits there).
+    status = fcntl(status, F_DUPFD_CLOEXEC, 3);
+    if (status < 0) {
+        fail(errno);
+    }
+    report = status;
+    io = fcntl(io, F_DUPFD, 3);
+    err = fcntl(err, F_DUPFD, 3);
+    if (io < 0 || err < 0 || dup2(io, 0) < 0 || dup2(io, 1) < 0 || dup2(err, 2) < 0) {
+        fail(errno);
+    }
+    // No descriptor but these (passwd's own, PAM's and the other
+    // targets' connections are closed).
+    for (const auto& [from, to] : {std::pair<unsigned, unsigned>{3, static_cast<unsigned>(status) - 1},
+                                   {static_cast<unsigned>(status) + 1, ~0U}}) {
+        if (from <= to && close_range(from, to, 0) != 0) {
+            for (unsigned fd = from; fd <= to && fd < 65536; ++fd) {
+                close(static_cast<int>(fd));
+            }
+        }
+    }
+    // ssh finds its configuration, known hosts and keys in the home of the
+    // REAL uid (getpwuid(getuid())), not $HOME: make it root's too.
+    const uid_t euid = geteuid();
+    if (euid == 0) {
+        if (setgroups(0, nullptr) != 0 || setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) {
+            fail(errno);
+        }
+    } else if (setresgid(getegid(), getegid(), getegid()) != 0 ||
+               setresuid(euid, euid, euid) != 0) {
+        fail(errno);
+    }
+    // Limits: none of the caller's (a tiny RLIMIT_FSIZE, NOFILE or CPU),
+    // and no core file (ssh holds the password in its buffers).
+    const rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    for (const int resource : {RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_AS}) {
+        const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+        setrlimit(resource, &unlimited);
+    }
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 1024) {
+        files.rlim_cur = 1024;
+        files.rlim_max = std::max<rlim_t>(files.rlim_max, 1024);
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
+    // Default dispositions and no blocked signal: an ignored SIGPIPE or
+    // a caught SIGTERM of the caller's must not change how ssh ends.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            sigaction(sig, &dfl, nullptr);
+        }
+    }
+    sigset_t none_blocked;
+    sigemptyset(&none_blocked);
+    sigprocmask(SIG_SETMASK, &none_blocked, nullptr);
+    umask(077);
+    if (chdir("/") != 0) {
+        fail(errno);
+    }
+    execve(path, argv, envp);
+    fail(errno);
+    _exit(127);  // fail() does not return
+}
+
 class SshTransport final : public Transport {
 public:
     explicit SshTransport(SshSettings s) : s_(std::move(s)) {}
@@ -191,31 +317,14 @@ public:
 private:
     // Starts ssh; not a coroutine (nothing here waits).
     std::unique_ptr<Stream> open(const asio::any_io_executor& ex, const Target& target) const {
-        // The host was checked by parse_target (no leading '-'); "--" ends
-        // the options anyway. No secret is ever in argv or the environment.
-        std::vector<std::string> args = {s_.command, "-T", "-e", "none",
-                                         "-o", "BatchMode=yes",
-                                         "-o", "StrictHostKeyChecking=yes",
-                                         "-o", "ClearAllForwardings=yes",
-                                         "-o", "ForwardAgent=no",
-                                         "-o", "ForwardX11=no",
-                                         "-o", "PermitLocalCommand=no",
-                                         "-o", "ConnectTimeout=" + std::to_string(s_.connect_timeout_s),
-                                         "-p", std::to_string(target.port),
-                                         "-l", s_.user};
-        if (!s_.identity.empty()) {
-            args.insert(args.end(), {"-i", s_.identity, "-o", "IdentitiesOnly=yes"});
-        }
-        if (!s_.known_hosts.empty()) {
-            args.insert(args.end(), {"-o", "UserKnownHostsFile=" + s_.known_hosts,
-                                     "-o", "GlobalKnownHostsFile=/dev/null"});
-        }
-        args.insert(args.end(), {"--", target.host});
+        std::vector<std::string> args = ssh_argv(s_, target);
         std::vector<char*> argv;
         for (auto& a : args) {
             argv.push_back(a.data());
         }
         argv.push_back(nullptr);
+        // A clean environment: no SSH_AUTH_SOCK, no HOME, nothing of the
+        // caller's.
         std::array<char, 32> path_env{"PATH=/usr/bin:/bin"};
         std::array<char, 16> lang_env{"LC_ALL=C"};
         std::array<char*, 3> envp{path_env.data(), lang_env.data(), nullptr};
@@ -231,33 +340,42 @@ private:
             ::close(io[1]);
             throw std::system_error(e, std::generic_category(), "pipe");
         }
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, io[1], 0);
-        posix_spawn_file_actions_adddup2(&fa, io[1], 1);
-        posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-        posix_spawnattr_t attr;
-        posix_spawnattr_init(&attr);
-        sigset_t none;
-        sigemptyset(&none);
-        sigset_t reset;  // what a caller (mpasswd, passwd) may ignore or catch
-        sigemptyset(&reset);
-        for (const int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD}) {
-            sigaddset(&reset, sig);
+        // Whether ssh could be run at all is told through a close-on-exec
+        // pipe: nothing arrives when execve succeeded.
+        int status[2];
+        if (pipe2(status, O_CLOEXEC) != 0) {
+            const int e = errno;
+            for (const int fd : {io[0], io[1], err[0], err[1]}) {
+                ::close(fd);
+            }
+            throw std::system_error(e, std::generic_category(), "pipe");
         }
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &reset);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        pid_t pid = -1;
-        const int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
+        const pid_t pid = fork();
+        if (pid == 0) {
+            exec_ssh(argv[0], argv.data(), envp.data(), io[1], err[1], status[1]);
+        }
+        int exec_errno = pid < 0 ? errno : 0;
+        ::close(status[1]);
         ::close(io[1]);
         ::close(err[1]);
-        if (rc != 0) {
+        if (pid > 0) {
+            // Until execve succeeds (the pipe closes) or fails (an errno).
+            ssize_t n = 0;
+            do {
+                n = ::read(status[0], &exec_errno, sizeof exec_errno);
+            } while (n < 0 && errno == EINTR);
+            if (n != static_cast<ssize_t>(sizeof exec_errno)) {
+                exec_errno = 0;
+            } else {
+                int ignored = 0;
+                waitpid(pid, &ignored, 0);
+            }
+        }
+        ::close(status[0]);
+        if (exec_errno != 0) {
             ::close(io[0]);
             ::close(err[0]);
-            throw TransportError("cannot run " + s_.command + ": " + std::strerror(rc));
+            throw TransportError("cannot run " + s_.command + ": " + std::strerror(exec_errno));
         }
         stream_protocol::socket sock(ex);
         asio::posix::stream_descriptor errors(ex);
@@ -273,6 +391,15 @@ private:
 }  // namespace
 
 std::unique_ptr<Transport> make_ssh_transport(SshSettings settings) {
+    if (!settings.config.empty()) {
+        // ssh reads it itself; checked here so that a file anyone else may
+        // write (or a FIFO) is refused before anything starts.
+        try {
+            (void)mctp::cfg::read_checked(settings.config, "", true);
+        } catch (const mctp::cfg::ConfigError& e) {
+            throw TransportError(std::string("ssh_config: ") + e.what());
+        }
+    }
     return std::make_unique<SshTransport>(std::move(settings));
 }
 

@@ -16,6 +16,7 @@
 #include "fanout.hpp"
 #include "options.hpp"
 #include "report.hpp"
+#include "resources.hpp"
 
 namespace pam_mctp {
 namespace {
@@ -91,7 +92,10 @@ int chauthtok(Module& m) {
     settings.connect_timeout = config.connect_timeout;
     settings.reply_timeout = config.reply_timeout;
     settings.target_timeout = config.target_timeout;
-    settings.parallel = config.parallel;
+    // The calling user's RLIMIT_NOFILE (passwd cannot raise it to
+    // unlimited) must not fail the targets: room for them, for this call.
+    const DescriptorRoom room(config.parallel);
+    settings.parallel = room.parallel();
 
     Job job;
     job.user = user;

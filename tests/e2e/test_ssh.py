@@ -206,6 +206,30 @@ class SshTransport(unittest.TestCase):
         self.assertEqual(self.password(), OLD)
         self.assertEqual(self.log_text(), before)  # mpasswdd never started
 
+    def test_ssh_config_is_read_but_cannot_undo_the_forced_options(self):
+        ctl = os.path.join(self.dir, "ctl")
+        probe = os.path.join(ctl, "probe-ran")
+        ssh_config = os.path.join(ctl, "ssh_config")
+        # A site option that is needed (the alias resolves only through
+        # HostName), and lines that the command line must override.
+        write(ssh_config, "Host sshalias\n  HostName 127.0.0.1\n"
+              "Host *\n  ProxyCommand sh -c 'touch %s'\n  ControlMaster auto\n"
+              "  ControlPath %s/ctl-%%r\n  IdentityAgent %s/agent\n  BatchMode no\n"
+              % (probe, ctl, ctl), 0o644)
+        self.write_config("ssh_config = %s\n" % ssh_config)
+        status, results, err = self.mpasswd("-H", "sshalias:%d" % self.port, "alice")
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual(results[0]["result"], "ok", results)
+        self.assertEqual(self.password(), "Ssh-N3w-Passw0rd!")
+        self.assertFalse(os.path.exists(probe), "the ProxyCommand of ssh_config ran")
+        self.assertEqual([f for f in os.listdir(ctl) if f.startswith("ctl-")], [])
+        # One that others may write is refused before anything starts.
+        os.chmod(ssh_config, 0o666)
+        status, results, err = self.mpasswd("-H", "sshalias:%d" % self.port, "alice")
+        self.assertEqual(status, 2, (results, err))
+        self.assertEqual(results, [])
+        self.assertIn("ssh_config: %s: writable by other users" % ssh_config, err)
+
     def test_key_not_authorized_is_unreachable(self):
         stranger = os.path.join(self.dir, "ctl", "stranger")
         keygen(stranger)

@@ -7,7 +7,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@
 #include "options.hpp"
 #include "reply.hpp"
 #include "report.hpp"
+#include "resources.hpp"
 #include "target.hpp"
 
 namespace {
@@ -162,8 +165,9 @@ TEST(ControllerConfig, Defaults) {
 TEST(ControllerConfig, TransportKeys) {
     TempFile f("secret = s3cret-value\ntransport = ssh\ninsecure_plaintext = yes\n"
                "ssh_user = mctp\nssh_identity = keys/id\nssh_known_hosts = /etc/kh\n"
-               "ssh_command = /opt/ssh\n");
+               "ssh_command = /opt/ssh\nssh_config = ssh.conf\n");
     const auto c = load_controller_config(f.path());
+    EXPECT_EQ(c.ssh_settings().config, "/tmp/ssh.conf");
     EXPECT_EQ(c.transport, Via::ssh);
     EXPECT_TRUE(c.insecure_plaintext);
     EXPECT_EQ(c.ssh_user, "mctp");
@@ -719,3 +723,75 @@ TEST_F(EngineFixture, BadJobsSendNothing) {
 }
 
 }  // namespace
+
+// ssh reads ssh_config itself: it is checked before anything starts, and
+// only when a target uses ssh.
+TEST(SshTransport, SshConfigIsChecked) {
+    const auto ssh_target = parse_hosts("web1 ssh\n", "hosts", TargetDefaults(4242));
+    const auto tcp_target = parse_hosts("web1\n", "hosts", TargetDefaults(4242));
+    SshSettings s;
+    s.config = "/nonexistent/ssh_config";
+    EXPECT_NO_THROW(make_transport(s, TlsSettings{}, tcp_target));  // not read without ssh
+    try {
+        make_transport(s, TlsSettings{}, ssh_target);
+        ADD_FAILURE() << "a missing ssh_config was accepted";
+    } catch (const TransportError& e) {
+        EXPECT_NE(std::string(e.what()).find("ssh_config: /nonexistent/ssh_config"),
+                  std::string::npos)
+            << e.what();
+    }
+    TempFile writable("Host *\n  ProxyCommand /tmp/x\n", 0666);
+    s.config = writable.path();
+    EXPECT_THROW(make_transport(s, TlsSettings{}, ssh_target), TransportError);
+    TempFile good("Host *\n  ServerAliveInterval 5\n", 0644);
+    s.config = good.path();
+    EXPECT_NO_THROW(make_transport(s, TlsSettings{}, ssh_target));
+}
+
+// A caller's low soft RLIMIT_NOFILE (a user's `ulimit -Sn 16` before
+// setuid passwd) is raised for the connections and put back afterwards.
+TEST(DescriptorRoom, RaisesTheSoftLimitAndPutsItBack) {
+    rlimit saved{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max < 64 * DescriptorRoom::per_connection + DescriptorRoom::reserve) {
+        GTEST_SKIP() << "hard RLIMIT_NOFILE " << saved.rlim_max << " is too low for this test";
+    }
+    const rlimit low{16, saved.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    {
+        const DescriptorRoom room(64);
+        EXPECT_EQ(room.parallel(), 64U);
+        rlimit now{};
+        getrlimit(RLIMIT_NOFILE, &now);
+        EXPECT_GE(now.rlim_cur, 64 * DescriptorRoom::per_connection + DescriptorRoom::reserve);
+    }
+    rlimit after{};
+    getrlimit(RLIMIT_NOFILE, &after);
+    EXPECT_EQ(after.rlim_cur, 16U);
+    setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+// Where even the hard limit is low and cannot be raised, fewer targets
+// are talked to at once rather than some failing (in a child: a lowered
+// hard limit cannot come back without CAP_SYS_RESOURCE).
+TEST(DescriptorRoom, LowersParallelToTheHardLimit) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        if (setresuid(65534, 65534, 65534) != 0 && geteuid() == 0) {
+            _exit(3);
+        }
+        const rlimit low{100, 100};
+        if (setrlimit(RLIMIT_NOFILE, &low) != 0) {
+            _exit(4);
+        }
+        const DescriptorRoom room(64);
+        _exit(room.parallel() == (100 - DescriptorRoom::reserve) / DescriptorRoom::per_connection
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
