@@ -275,16 +275,24 @@ std::vector<std::string> ssh_argv(const SshSettings& s, const Target& target) {
     // and no core file (ssh holds the password in its buffers).
     const rlimit none{0, 0};
     setrlimit(RLIMIT_CORE, &none);
+    // Unlimited where the process may raise the hard limit (root with
+    // CAP_SYS_RESOURCE), else at least the soft limit up to the hard one.
+    const auto at_least = [](int resource, rlim_t want) {
+        rlimit r{};
+        if (getrlimit(resource, &r) != 0 || r.rlim_cur >= want) {  // RLIM_INFINITY is the largest
+            return;
+        }
+        const rlimit both{want, r.rlim_max == RLIM_INFINITY ? RLIM_INFINITY
+                                                            : std::max(want, r.rlim_max)};
+        if (setrlimit(resource, &both) != 0) {
+            r.rlim_cur = r.rlim_max;
+            setrlimit(resource, &r);
+        }
+    };
     for (const int resource : {RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_AS}) {
-        const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
-        setrlimit(resource, &unlimited);
+        at_least(resource, RLIM_INFINITY);
     }
-    rlimit files{};
-    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 1024) {
-        files.rlim_cur = 1024;
-        files.rlim_max = std::max<rlim_t>(files.rlim_max, 1024);
-        setrlimit(RLIMIT_NOFILE, &files);
-    }
+    at_least(RLIMIT_NOFILE, 1024);
     // Default dispositions and no blocked signal: an ignored SIGPIPE or
     // a caught SIGTERM of the caller's must not change how ssh ends.
     struct sigaction dfl {};

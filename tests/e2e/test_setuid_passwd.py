@@ -478,10 +478,10 @@ def inside(scratch):
 
     # 3. Her limits and signals: a tiny descriptor limit, SIGPIPE ignored
     # and a pending alarm, with the master still in her config.
-    OLD_LOCAL = bed.attempt("ulimit -Sn 16 -Sf 8 -Sc 1000, umask 0, SIGPIPE and SIGTERM "
-                            "ignored", "L1mits-N3w-Pass!",
+    OLD_LOCAL = bed.attempt("ulimit -Sn 16 -Sf 8 -Sc 1000, umask 0, SIGPIPE, SIGTERM and "
+                            "SIGCHLD ignored", "L1mits-N3w-Pass!",
                             prelude="ulimit -Sn 16; ulimit -Sf 8; ulimit -Sc 1000; umask 0; "
-                                    "trap '' PIPE TERM; ")
+                                    "trap '' PIPE TERM CHLD; ")
     if bed.failures:
         print("FAIL: %d checks failed" % len(bed.failures))
         return 1
