@@ -102,7 +102,8 @@ std::string tally_source(const Peer& peer) {
     if (peer.local) {
         return "local";
     }
-    static constexpr std::array<std::uint8_t, 12> v4_mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static constexpr std::array<std::uint8_t, 12> v4_mapped{0, 0, 0, 0, 0, 0,
+                                                            0, 0, 0, 0, 0xff, 0xff};
     if (std::equal(v4_mapped.begin(), v4_mapped.end(), peer.address.begin())) {
         char buf[INET_ADDRSTRLEN] = {};
         inet_ntop(AF_INET, peer.address.data() + 12, buf, sizeof buf);

@@ -83,9 +83,10 @@ mctp::AuthResult SystemHost::authenticate(const mctp::Secret& secret) {
     if (charged && *charged == config_.max_auth_failures_per_source) {
         log::write(mctp::LogLevel::warning,
                    "source " + source_ + " locked out: " + std::to_string(*charged) +
-                       " failed AUTHs within " + mctp::cfg::seconds_text(config_.auth_failure_window) +
-                       " s (max_auth_failures_per_source); its connections get 421 until the "
-                       "window has passed");
+                       " failed AUTHs within " +
+                       mctp::cfg::seconds_text(config_.auth_failure_window) +
+                       " s (max_auth_failures_per_source); its connections get 421 until "
+                       "the window has passed");
     }
     return {};
 }

@@ -296,7 +296,8 @@ TEST(AuthTallySession, LockedVerdictAndLockedAuthGet421) {
     w.host.locked = true;
     EXPECT_EQ(w.line("HELO ctl"), 250);
     EXPECT_EQ(w.line("AUTH good-secret-1"), 421);
-    EXPECT_EQ(w.last().text, "target too many authentication failures from your address; try later");
+    EXPECT_EQ(w.last().text,
+              "target too many authentication failures from your address; try later");
     EXPECT_TRUE(w.session.closed());
     EXPECT_EQ(w.last().delay.count(), 0);
     EXPECT_EQ(w.host.auth_checks, 0U);
