@@ -23,6 +23,27 @@ inline constexpr std::size_t host_name_max = 64;
 inline constexpr unsigned max_auth_failures_default = 3;
 inline constexpr unsigned max_auth_failures_max = 100;
 
+// Failed AUTHs from one source (an IPv4 address, an IPv6 /64), counted
+// across connections in the responder's tally file, within a window.
+inline constexpr unsigned max_auth_failures_per_source_default = 10;
+inline constexpr unsigned max_auth_failures_per_source_max = 10'000;
+inline constexpr milliseconds auth_failure_window_default{15 * 60'000};
+inline constexpr milliseconds auth_failure_window_min{1'000};
+inline constexpr milliseconds auth_failure_window_max{7 * 86'400'000LL};
+// Sources the tally keeps (when full, the expired go first, then the
+// oldest window), and the octets of one line and of the whole file.
+inline constexpr std::size_t tally_entries_max = 1024;
+inline constexpr std::size_t tally_line_max = 96;
+inline constexpr std::size_t tally_file_max = (tally_entries_max + 1) * tally_line_max;
+// How long a responder waits for another one's lock on the tally.
+inline constexpr milliseconds tally_lock_wait_max{2'000};
+
+// From connect until AUTH succeeds (TLS handshake included); no command
+// extends it.
+inline constexpr milliseconds login_grace_time_default{30'000};
+inline constexpr milliseconds login_grace_time_min{100};
+inline constexpr milliseconds login_grace_time_max{3'600'000};
+
 inline constexpr milliseconds idle_timeout_default{60'000};
 inline constexpr milliseconds session_timeout_default{300'000};
 inline constexpr milliseconds auth_failure_delay_default{2'000};

@@ -24,6 +24,9 @@ std::string_view to_string(State s) {
 
 namespace {
 
+constexpr const char* locked_text =
+    "too many authentication failures from your address; try later";
+
 constexpr unsigned bit(State s) { return 1U << static_cast<unsigned>(s); }
 constexpr unsigned any_state =
     bit(State::connected) | bit(State::greeted) | bit(State::authed) | bit(State::pending);
@@ -145,6 +148,11 @@ Reply Session::start(PeerVerdict verdict) {
     case PeerVerdict::disabled:
         host_.log(LogLevel::notice, "connect from " + peer_ + " refused: service disabled");
         return close_with(Code::unavailable, settings_.host_name + " service disabled");
+    case PeerVerdict::locked:
+        host_.log(LogLevel::notice, "connect from " + peer_ +
+                                        " refused: too many authentication failures from this "
+                                        "address (locked out)");
+        return close_with(Code::unavailable, settings_.host_name + " " + locked_text);
     }
     return close_with(Code::unavailable, settings_.host_name + " service not available");
 }
@@ -170,6 +178,15 @@ Reply Session::on_overflow() {
     host_.log(LogLevel::notice, "command line too long");
     return reply(Code::syntax_error,
                  "line too long (at most " + std::to_string(settings_.line_max) + " octets)");
+}
+
+Reply Session::on_login_timeout() {
+    if (state_ == State::closed) {
+        return reply(Code::unavailable, settings_.host_name + " timeout");
+    }
+    host_.log(LogLevel::notice, "no successful AUTH within the login grace time");
+    return close_with(Code::unavailable,
+                      settings_.host_name + " login grace time over; authenticate sooner");
 }
 
 Reply Session::on_timeout() {
@@ -231,11 +248,18 @@ Reply Session::cmd_helo(std::string_view arg) {
 
 Reply Session::cmd_auth(std::string_view arg) {
     const Secret secret(arg);
-    if (auto controller = host_.authenticate(secret)) {
-        controller_ = std::move(*controller);
+    AuthResult result = host_.authenticate(secret);
+    if (result.kind == AuthResult::Kind::accepted) {
+        controller_ = std::move(result.controller);
         host_.log(LogLevel::info, "AUTH ok: controller " + controller_);
         set_state(State::authed);
         return reply(Code::ok, "authenticated as " + controller_);
+    }
+    if (result.kind == AuthResult::Kind::locked) {
+        host_.log(LogLevel::notice, "AUTH from " + peer_ +
+                                        " not checked: too many authentication failures from "
+                                        "this address (locked out)");
+        return close_with(Code::unavailable, settings_.host_name + " " + locked_text);
     }
     ++auth_failures_;
     host_.log(LogLevel::notice, "AUTH failed (" + std::to_string(auth_failures_) + " of " +

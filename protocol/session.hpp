@@ -24,6 +24,17 @@ enum class PeerVerdict {
     accepted,  // some controller entry may connect from this peer
     rejected,  // no controller entry matches the peer: 521
     disabled,  // the service is switched off: 421
+    locked,    // too many failed AUTHs from the peer's address lately: 421
+};
+
+// What checking a secret gave.
+struct AuthResult {
+    enum class Kind {
+        accepted,  // `controller` holds this secret: 250
+        rejected,  // no controller entry allowed from the peer holds it: 530
+        locked,    // not checked: too many failed AUTHs from the peer's address: 421
+    } kind = Kind::rejected;
+    std::string controller;
 };
 
 enum class UserVerdict {
@@ -47,8 +58,9 @@ struct ChangeResult {
 class Host {
 public:
     virtual ~Host() = default;
-    // The name of the controller whose secret this is, or nothing.
-    virtual std::optional<std::string> authenticate(const Secret& secret) = 0;
+    // Which controller's secret this is, if any; or that the peer's
+    // address may not try one now.
+    virtual AuthResult authenticate(const Secret& secret) = 0;
     virtual UserVerdict check_user(std::string_view controller, std::string_view user) = 0;
     virtual ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                          const Secret& password) = 0;
@@ -75,6 +87,8 @@ public:
     Reply on_overflow();
     // No input for idle_timeout, or the session outlived session_timeout.
     Reply on_timeout();
+    // No successful AUTH within the login grace time since connect.
+    Reply on_login_timeout();
     // The peer closed the connection (or it broke).
     void on_end_of_input();
 

@@ -102,6 +102,34 @@ bool global_key(Parser& p, std::string_view key, std::string_view value) {
         return parse_uint(value, 1U, limits::max_auth_failures_max, &c.max_auth_failures) ||
                range("a number from 1 to " + std::to_string(limits::max_auth_failures_max));
     }
+    if (key == "login_grace_time") {
+        return parse_seconds(value, limits::login_grace_time_min, limits::login_grace_time_max,
+                             &c.login_grace_time) ||
+               range("seconds from 0.1 to 3600");
+    }
+    if (key == "max_auth_failures_per_source") {
+        return parse_uint(value, 0U, limits::max_auth_failures_per_source_max,
+                          &c.max_auth_failures_per_source) ||
+               range("a number from 0 (not counted) to " +
+                     std::to_string(limits::max_auth_failures_per_source_max));
+    }
+    if (key == "auth_failure_window") {
+        return parse_seconds(value, limits::auth_failure_window_min,
+                             limits::auth_failure_window_max, &c.auth_failure_window) ||
+               range("seconds from 1 to 604800");
+    }
+    if (key == "state_directory") {
+        if (!value.starts_with('/') || value.size() > 1024 || value.find("/../") != value.npos ||
+            value.ends_with("/..") || !mctp::is_printable_ascii(value) ||
+            value.find(' ') != value.npos) {
+            return range("an absolute path without spaces or '..'");
+        }
+        c.state_directory = value;
+        while (c.state_directory.size() > 1 && c.state_directory.ends_with('/')) {
+            c.state_directory.pop_back();
+        }
+        return true;
+    }
     if (key == "min_uid") {
         return parse_uint(value, uid_t{0}, uid_t{4294967294U}, &c.policy.min_uid) ||
                range("a user id");
@@ -293,6 +321,11 @@ std::string describe(const Config& c) {
       << "session_timeout = " << seconds_text(c.session_timeout) << "\n"
       << "auth_failure_delay = " << seconds_text(c.auth_failure_delay) << "\n"
       << "max_auth_failures = " << c.max_auth_failures << "\n"
+      << "login_grace_time = " << seconds_text(c.login_grace_time) << "\n"
+      << "max_auth_failures_per_source = " << c.max_auth_failures_per_source
+      << (c.max_auth_failures_per_source == 0 ? " (not counted)" : "") << "\n"
+      << "auth_failure_window = " << seconds_text(c.auth_failure_window) << "\n"
+      << "state_directory = " << c.state_directory << "\n"
       << "min_uid = " << c.policy.min_uid << "\n"
       << "max_uid = " << c.policy.max_uid << "\n"
       << "allow_users = " << list(c.policy.allow_users) << "\n"

@@ -49,6 +49,14 @@ struct Config {
     std::chrono::milliseconds session_timeout{300'000};
     std::chrono::milliseconds auth_failure_delay{2'000};
     unsigned max_auth_failures = 3;
+    // From connect (TLS handshake included) until AUTH succeeds.
+    std::chrono::milliseconds login_grace_time{30'000};
+    // Failed AUTHs from one source across connections within the window;
+    // then 421 at connect until the window has passed. 0: not counted.
+    unsigned max_auth_failures_per_source = 10;
+    std::chrono::milliseconds auth_failure_window{15 * 60'000};
+    // Where the count is kept (auth-failures in it).
+    std::string state_directory = "/var/lib/mpasswdd";
     UserPolicy policy;
     std::vector<Controller> controllers;
     // Implicit TLS before the banner (as SMTPS): server certificate chain

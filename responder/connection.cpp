@@ -146,6 +146,31 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
     };
 
     send(session.start(verdict));
+    // The login grace time ends at the first successful AUTH; a later
+    // RSET does not bring it back.
+    bool logged_in = false;
+    const auto in_grace = [&] {
+        logged_in = logged_in || (session.state() != mctp::State::connected &&
+                                  session.state() != mctp::State::greeted);
+        return !logged_in;
+    };
+    const auto wait_until = [&] {
+        return in_grace() ? std::min(idle_deadline, timeouts.login_deadline) : idle_deadline;
+    };
+    // Sends the timeout reply and returns true once a deadline has passed,
+    // even for a peer that never stops sending. Between the lines of one
+    // read the peer is not idle: only the session and login deadlines.
+    const auto timed_out = [&](bool idle_too) {
+        if (session.closed()) {
+            return true;
+        }
+        const auto now = Clock::now();
+        const bool login_over = in_grace() && now >= timeouts.login_deadline;
+        if (login_over || now >= session_deadline || (idle_too && now >= idle_deadline)) {
+            send(login_over ? session.on_login_timeout() : session.on_timeout());
+        }
+        return session.closed();
+    };
     mctp::LineFramer framer(session.settings().line_max);
     std::vector<char> buf(mctp::limits::read_chunk);
     struct Wipe {
@@ -154,15 +179,20 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
     } wipe_buf{buf};
 
     while (!session.closed()) {
+        if (timed_out(true)) {
+            break;
+        }
         if (!channel.pending()) {
             pollfd p{channel.poll_fd(), POLLIN, 0};
-            const int rc = poll(&p, 1, millis_until(idle_deadline));
+            const int rc = poll(&p, 1, millis_until(wait_until()));
             if (rc < 0 && errno == EINTR) {
                 continue;
             }
             if (rc == 0) {
-                send(session.on_timeout());
-                break;
+                if (timed_out(true)) {
+                    break;
+                }
+                continue;  // poll's milliseconds ended just short of the deadline
             }
             if (rc < 0) {
                 session.on_end_of_input();
@@ -171,11 +201,7 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
         }
         const ssize_t n = channel.read(buf.data(), buf.size());
         if (n == -2) {
-            if (Clock::now() >= idle_deadline) {
-                send(session.on_timeout());
-                break;
-            }
-            continue;
+            continue;  // timed_out() at the top of the loop
         }
         if (n <= 0) {
             session.on_end_of_input();
@@ -183,6 +209,9 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
         }
         framer.feed(std::span<const char>(buf.data(), static_cast<std::size_t>(n)),
                     [&](mctp::FrameEvent ev, std::string_view line) {
+                        if (timed_out(false)) {
+                            return false;
+                        }
                         send(ev == mctp::FrameEvent::line ? session.on_line(line)
                                                           : session.on_overflow());
                         return !session.closed();

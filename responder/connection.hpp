@@ -53,20 +53,26 @@ struct TlsError : std::runtime_error {
 // 1.2 at least, no compression or renegotiation, the library's default
 // ciphers; with tls_client_ca a verified client certificate is required,
 // and its subject and fingerprint are put into *peer. Throws TlsError
-// with the reason when the handshake fails or does not finish by deadline.
+// with the reason when the handshake fails or does not finish by deadline
+// (the idle timeout or the end of the login grace time, the sooner).
 std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
                                      Peer* peer);
 
 struct Timeouts {
     std::chrono::milliseconds idle{60'000};
     std::chrono::milliseconds session{300'000};
+    // The end of the login grace time (connect + login_grace_time): until
+    // the first successful AUTH, no command extends it.
+    Clock::time_point login_deadline = Clock::time_point::max();
 };
 
 enum class ConnectionEnd { closed, peer_gone, io_error };
 
 // Sends the banner for verdict, then reads lines until the session
 // closes, the peer goes, or a timeout fires. Every wait is bounded by the
-// idle and session timeouts, writes included.
+// idle and session timeouts, writes included, and until the first
+// successful AUTH by the login deadline; a peer that keeps sending is
+// stopped by them too.
 ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, Channel& channel,
                              Timeouts timeouts);
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "auth_tally.hpp"
 #include "config.hpp"
 #include "connection.hpp"
 #include "limits.hpp"
@@ -178,6 +179,9 @@ int refuse_for_config(const std::string& message) {
 
 int main(int argc, char** argv) {
     harden();
+    // The login grace time counts from here: the connection is already
+    // accepted when this process starts.
+    const auto connected_at = mpasswdd::Clock::now();
     std::string config_path = mpasswdd::default_config_path;
     bool check_config = false;
     bool hash_secret = false;
@@ -263,13 +267,37 @@ int main(int argc, char** argv) {
     } else {
         peer = mpasswdd::peer_of_fd(0);
     }
+    // Failed AUTHs from this source across connections: a locked-out
+    // source gets 421 before any secret is checked. A tally that is unsafe
+    // or cannot be opened is a configuration error, not a reason to stop
+    // counting silently.
+    std::unique_ptr<mpasswdd::AuthTally> tally;
+    bool locked = false;
+    if (config.max_auth_failures_per_source > 0 && config.enabled &&
+        !config.controllers.empty()) {
+        try {
+            tally = std::make_unique<mpasswdd::AuthTally>(config.state_directory,
+                                                          config.max_auth_failures_per_source,
+                                                          config.auth_failure_window);
+            locked = tally->locked(mpasswdd::tally_source(peer), mpasswdd::wall_ms());
+        } catch (const mpasswdd::TallyError& e) {
+            return refuse_for_config(std::string("state_directory: ") + e.what() +
+                                     " (max_auth_failures_per_source = 0 turns the count off)");
+        }
+    }
+    const auto login_deadline = connected_at + config.login_grace_time;
     // Over ssh the channel is already encrypted and authenticated: tls
-    // applies to the socket only.
+    // applies to the socket only. The handshake is bounded by the login
+    // grace time too; a locked-out source still gets it, so that the 421
+    // can be read.
     std::unique_ptr<mpasswdd::Channel> channel;
     if (config.tls && !ssh) {
         try {
             channel = mpasswdd::tls_channel(
-                config, 0, mpasswdd::Clock::now() + std::min(config.idle_timeout, config.session_timeout),
+                config, 0,
+                std::min(login_deadline,
+                         mpasswdd::Clock::now() +
+                             std::min(config.idle_timeout, config.session_timeout)),
                 &peer);
         } catch (const mpasswdd::TlsError& e) {
             mpasswdd::log::write(mctp::LogLevel::warning,
@@ -284,7 +312,7 @@ int main(int argc, char** argv) {
     } else {
         channel = mpasswdd::fd_channel(0, 1);
     }
-    mpasswdd::SystemHost host(config, peer);
+    mpasswdd::SystemHost host(config, peer, tally.get());
     mctp::SessionSettings settings;
     settings.host_name = config.host_name.empty() ? system_host_name() : config.host_name;
     settings.line_max = config.line_max;
@@ -292,8 +320,13 @@ int main(int argc, char** argv) {
     settings.auth_failure_delay = config.auth_failure_delay;
     mctp::Session session(settings, host, peer.text);
 
-    const auto end = mpasswdd::run_connection(session, host.verdict(), *channel,
-                                              {config.idle_timeout, config.session_timeout});
+    auto verdict = host.verdict();
+    if (verdict == mctp::PeerVerdict::accepted && locked) {
+        verdict = mctp::PeerVerdict::locked;
+    }
+    const auto end = mpasswdd::run_connection(
+        session, verdict, *channel,
+        {config.idle_timeout, config.session_timeout, login_deadline});
     mpasswdd::log::write(mctp::LogLevel::info, "session closed");
     return end == mpasswdd::ConnectionEnd::io_error ? exit_failure : 0;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "config_file.hpp"
 #include "log.hpp"
 #include "pam_change.hpp"
 #include "secret_hash.hpp"
@@ -9,7 +10,8 @@
 
 namespace mpasswdd {
 
-SystemHost::SystemHost(const Config& config, Peer peer) : config_(config), peer_(std::move(peer)) {}
+SystemHost::SystemHost(const Config& config, Peer peer, AuthTally* tally)
+    : config_(config), peer_(std::move(peer)), tally_(tally), source_(tally_source(peer_)) {}
 
 bool SystemHost::may_connect(const Controller& c) const {
     if (!c.tls_client_subject.empty() && c.tls_client_subject != peer_.tls_subject) {
@@ -31,7 +33,21 @@ mctp::PeerVerdict SystemHost::verdict() const {
     return any ? mctp::PeerVerdict::accepted : mctp::PeerVerdict::rejected;
 }
 
-std::optional<std::string> SystemHost::authenticate(const mctp::Secret& secret) {
+mctp::AuthResult SystemHost::authenticate(const mctp::Secret& secret) {
+    // Counted before the check, so that parallel connections from one
+    // source cannot have more secrets checked than the limit between them.
+    std::optional<unsigned> charged;
+    if (tally_ != nullptr) {
+        try {
+            charged = tally_->charge(source_, wall_ms());
+            if (!charged) {
+                return {mctp::AuthResult::Kind::locked, ""};
+            }
+        } catch (const TallyError& e) {
+            // The per-connection limit and delay still hold.
+            log::error(std::string("failed AUTHs from ") + source_ + " not counted: " + e.what());
+        }
+    }
     // Every controller that may connect from here is tried, so the time
     // taken does not tell which entry, if any, came close.
     std::optional<std::string> found;
@@ -53,7 +69,26 @@ std::optional<std::string> SystemHost::authenticate(const mctp::Secret& secret) 
             break;
         }
     }
-    return found;
+    if (found) {
+        if (charged) {
+            try {
+                tally_->refund(source_, wall_ms());
+            } catch (const TallyError& e) {
+                log::error(std::string("a right AUTH from ") + source_ +
+                           " stays counted as a failure: " + e.what());
+            }
+        }
+        return {mctp::AuthResult::Kind::accepted, std::move(*found)};
+    }
+    if (charged && *charged == config_.max_auth_failures_per_source) {
+        log::write(mctp::LogLevel::warning,
+                   "source " + source_ + " locked out: " + std::to_string(*charged) +
+                       " failed AUTHs within " +
+                       mctp::cfg::seconds_text(config_.auth_failure_window) +
+                       " s (max_auth_failures_per_source); its connections get 421 until "
+                       "the window has passed");
+    }
+    return {};
 }
 
 mctp::UserVerdict SystemHost::check_user(std::string_view controller, std::string_view user) {

@@ -2,6 +2,7 @@
 // configuration, users from NSS, changes through PAM, lines to syslog.
 #pragma once
 
+#include "auth_tally.hpp"
 #include "config.hpp"
 #include "peer.hpp"
 #include "session.hpp"
@@ -10,12 +11,14 @@ namespace mpasswdd {
 
 class SystemHost final : public mctp::Host {
 public:
-    SystemHost(const Config& config, Peer peer);
+    // tally: the per-source count of failed AUTHs, or null when
+    // max_auth_failures_per_source is 0.
+    SystemHost(const Config& config, Peer peer, AuthTally* tally = nullptr);
 
     // Whether any controller may connect from this peer at all.
     [[nodiscard]] mctp::PeerVerdict verdict() const;
 
-    std::optional<std::string> authenticate(const mctp::Secret& secret) override;
+    mctp::AuthResult authenticate(const mctp::Secret& secret) override;
     mctp::UserVerdict check_user(std::string_view controller, std::string_view user) override;
     mctp::ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                        const mctp::Secret& password) override;
@@ -26,6 +29,8 @@ private:
 
     const Config& config_;
     Peer peer_;
+    AuthTally* tally_;
+    std::string source_;
 };
 
 }  // namespace mpasswdd

@@ -171,7 +171,7 @@ std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_p
         const int err = SSL_get_error(ssl.get(), rc);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
             if (!wait_for(fd, err, deadline)) {
-                throw TlsError("no handshake within the idle timeout");
+                throw TlsError("no handshake within the idle timeout or the login grace time");
             }
             continue;
         }

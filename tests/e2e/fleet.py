@@ -100,9 +100,10 @@ class Fleet:
             conf = os.path.join(tdir, "mpasswdd.conf")
             tls_lines = ("tls = yes\ntls_certificate = %s\ntls_key = %s\n" % tls[i]
                          if tls and i in tls else "")
-            _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n%s%s"
+            _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n"
+                   "state_directory = %s\n%s%s"
                    "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                   % (i, SERVICE, "deny_users = alice\n" if kind == "deny-alice" else "",
+                   % (i, SERVICE, os.path.join(tdir, "state"), "deny_users = alice\n" if kind == "deny-alice" else "",
                       tls_lines, other_hash if kind == "other-secret" else good_hash))
             log_path = os.path.join(tdir, "log")
             self.logs.append(log_path)

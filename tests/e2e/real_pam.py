@@ -132,7 +132,10 @@ def inside(mode):
     conf = "/etc/mpasswd/mpasswdd.conf"
     with open(conf, "w") as f:
         f.write("# throwaway configuration of the demonstration\n"
-                "host_name = target1\n\n"
+                "host_name = target1\n"
+                # The failed-AUTH tally in the namespace's /etc overlay,
+                # never the host's /var/lib.
+                "state_directory = /etc/mpasswd/state\n\n"
                 "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
                 % hash_secret(mpasswdd, SECRET))
     os.chmod(conf, 0o600)
@@ -200,6 +203,7 @@ def bypass_control(mpasswdd, check):
     conf = "/etc/mpasswd/noenforce.conf"
     with open(conf, "w") as f:
         f.write("host_name = target1\npam_service = mpasswdd-noenforce\n"
+                "state_directory = /etc/mpasswd/state\n"
                 "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
                 % hash_secret(mpasswdd, SECRET))
     os.chmod(conf, 0o600)

@@ -66,8 +66,9 @@ class SocketActivation(unittest.TestCase):
         path = os.path.join(cls.dir, name + ".conf")
         with open(path, "w") as f:
             f.write("host_name = t1\npam_service = mpasswdd-e2e\nauth_failure_delay = 0.05\n"
-                    "deny_users = carol\n%s\n"
-                    "[controller ctl]\n%s\nsecret_hash = %s\n" % (extra, from_line, cls.hash))
+                    "deny_users = carol\n%s\nstate_directory = %s\n"
+                    "[controller ctl]\n%s\nsecret_hash = %s\n"
+                    % (extra, os.path.join(cls.dir, "state-" + name), from_line, cls.hash))
         os.chmod(path, mode)
         return path
 
@@ -284,8 +285,9 @@ class CommandLine(unittest.TestCase):
         self.assertIn("readable by every user", r.stderr)
 
     def test_pipe_session_is_local(self):
-        conf = self.write("local.conf", "host_name = p1\n[controller c]\nfrom = local\n"
-                                        "secret_hash = %s\n" % hash_secret(MPASSWDD, SECRET))
+        conf = self.write("local.conf", "host_name = p1\nstate_directory = %s\n"
+                                        "[controller c]\nfrom = local\nsecret_hash = %s\n"
+                          % (os.path.join(self.dir, "state"), hash_secret(MPASSWDD, SECRET)))
         r = self.run_mpasswdd("-c", conf, stdin="HELO ctl\r\nAUTH %s\r\nQUIT\r\n" % SECRET)
         self.assertEqual(r.returncode, 0)
         self.assertEqual(r.stdout, "220 p1 MCTP ready\r\n250 p1 hello ctl [local]\r\n"

@@ -74,9 +74,13 @@ class SshTransport(unittest.TestCase):
         cls.groups = os.path.join(target, "group")
         write(cls.groups, "mctp:x:%d:\nalice:x:1001:\nroot:x:0:\n" % RUN_GID, 0o644)
         conf = os.path.join(target, "mpasswdd.conf")
+        # The tally folder is made by mpasswdd itself, owned by the user
+        # it runs as (as under inetd, ssh has no StateDirectory=).
         write(conf, "host_name = sshtarget\npam_service = %s\nauth_failure_delay = 0.05\n"
+              "state_directory = %s\n"
               "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-              % (SERVICE, hash_secret(MPASSWDD, SECRET)), 0o600, owner)
+              % (SERVICE, os.path.join(target, "state"), hash_secret(MPASSWDD, SECRET)),
+              0o600, owner)
         cls.log = os.path.join(target, "log")
         write(cls.log, "", 0o600, owner)
         host_key = os.path.join(target, "host_key")
@@ -291,8 +295,8 @@ class ResponderSshOption(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="mpasswdd-ssh-opt-")
         try:
             conf = os.path.join(d, "c.conf")
-            write(conf, "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                  % hash_secret(MPASSWDD, SECRET))
+            write(conf, "state_directory = %s\n[controller ctl]\nfrom = 127.0.0.1\n"
+                  "secret_hash = %s\n" % (os.path.join(d, "state"), hash_secret(MPASSWDD, SECRET)))
             env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
             p = subprocess.run([MPASSWDD, "--ssh", "-c", conf], input="QUIT\r\n",
                                capture_output=True, text=True, env=env)

@@ -69,9 +69,10 @@ class Tls(unittest.TestCase):
                   "password required pam_permit.so\n" % (PAM_MATRIX, passdb), 0o644)
             mutual = name.startswith("mutual")
             conf = os.path.join(d, name + ".conf")
-            write(conf, "host_name = %s\npam_service = %s\ntls = yes\ntls_certificate = %s\n"
+            write(conf, "host_name = %s\npam_service = %s\nstate_directory = %s\n"
+                  "tls = yes\ntls_certificate = %s\n"
                   "tls_key = %s\n%s[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n%s"
-                  % (name, service, cert, key,
+                  % (name, service, os.path.join(d, "state-" + name), cert, key,
                      "tls_client_ca = %s\n" % cls.pki.ca if mutual else "", cls.hash, extra))
             env = ["LD_PRELOAD=%s %s" % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB), "PAM_WRAPPER=1",
                    "PAM_WRAPPER_SERVICE_DIR=" + services, "NSS_WRAPPER_PASSWD=" + users,

@@ -19,11 +19,14 @@ namespace {
 constexpr const char* kSecret = "fuzz-secret-1";
 
 struct FuzzHost : mctp::Host {
-    std::optional<std::string> authenticate(const mctp::Secret& s) override {
+    mctp::AuthResult authenticate(const mctp::Secret& s) override {
         if (s.view() == kSecret) {
-            return std::string("ctl");
+            return {mctp::AuthResult::Kind::accepted, "ctl"};
         }
-        return std::nullopt;
+        // A secret ending in '!' stands for a locked-out address.
+        return {s.view().ends_with('!') ? mctp::AuthResult::Kind::locked
+                                        : mctp::AuthResult::Kind::rejected,
+                ""};
     }
     mctp::UserVerdict check_user(std::string_view, std::string_view user) override {
         return user.size() % 3 == 0   ? mctp::UserVerdict::allowed

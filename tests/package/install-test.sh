@@ -82,6 +82,13 @@ in_root() {
     local caps
     caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/mpasswdd@.service |
            tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+    # StateDirectory= (and its mode), as systemd makes it before the start.
+    local state_dir state_mode
+    state_dir=/var/lib/$(sed -n 's/^StateDirectory=//p' /lib/systemd/system/mpasswdd@.service)
+    state_mode=$(sed -n 's/^StateDirectoryMode=//p' /lib/systemd/system/mpasswdd@.service)
+    [ "$state_dir" = /var/lib/mpasswdd ] && [ "$state_mode" = 0700 ] ||
+        fail "the unit's StateDirectory= is not mpasswdd, 0700"
+    mkdir -p -m "$state_mode" "$state_dir"
     ip link set lo up
     # syslog: mpasswdd logs there (the journal's /dev/log under systemd).
     /usr/bin/python3 -c '
@@ -95,12 +102,14 @@ with open(sys.argv[2], "ab", buffering=0) as out:
 ' /run/test-syslog /tmp/syslog > /tmp/syslog.ready &
     local syslogd=$!
     for _ in $(seq 100); do grep -q ready /tmp/syslog.ready 2>/dev/null && break; sleep 0.05; done
-    # ProtectSystem=strict + ReadWritePaths=/etc, PrivateTmp, ProtectHome,
-    # PrivateDevices (a /dev of a few nodes), then per connection
-    # NoNewPrivileges, CapabilityBoundingSet, UMask and LimitCORE.
+    # ProtectSystem=strict + ReadWritePaths=/etc + StateDirectory=,
+    # PrivateTmp, ProtectHome, PrivateDevices (a /dev of a few nodes), then
+    # per connection NoNewPrivileges, CapabilityBoundingSet, UMask and
+    # LimitCORE.
     unshare --mount -- sh -c '
         set -e
         mount --bind /etc /etc
+        mount --bind /var/lib/mpasswdd /var/lib/mpasswdd
         mount -o remount,bind,ro /
         mount -o remount,bind,ro /run 2>/dev/null || mount --bind -o ro /run /run
         mount -t tmpfs -o mode=1777 tmpfs /tmp
@@ -166,6 +175,19 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     verifies "$pw2" || fail "the second password does not verify"
     ok "a strong password passes the installed quality policy"
 
+    local wrong=0
+    for _ in 1 2; do
+        printf 'HELO control\r\nAUTH wrong-Secret-000\r\nQUIT\r\n' |
+            timeout 10 nc -q 5 127.0.0.1 "$port" > /dev/null || wrong=1
+    done
+    [ "$wrong" = 0 ] || fail "a session with a wrong secret did not end"
+    [ "$(stat -c %a:%U /var/lib/mpasswdd)" = "700:root" ] || fail "/var/lib/mpasswdd mode"
+    [ "$(stat -c %a:%U /var/lib/mpasswdd/auth-failures)" = "600:root" ] ||
+        fail "auth-failures mode"
+    grep -q '^127\.0\.0\.1 2 ' /var/lib/mpasswdd/auth-failures ||
+        { cat /var/lib/mpasswdd/auth-failures; fail "two failed AUTHs not counted for 127.0.0.1"; }
+    ok "failed AUTHs counted in /var/lib/mpasswdd/auth-failures (0600 in a 0700 folder)"
+
     if grep -aF -e "$(cat /etc/mpasswd/secret)" -e "$pw1" -e "$pw2" /tmp/journal /tmp/syslog; then
         fail "a secret or password reached the responder's log"
     fi
@@ -187,6 +209,7 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     [ ! -e /etc/systemd/system/sockets.target.wants/mpasswdd.socket ] || fail "socket still enabled"
     [ ! -e /etc/mpasswd/mpasswdd.conf ] && [ ! -e /etc/pam.d/mpasswdd ] || fail "conffiles left"
     [ ! -e /usr/sbin/mpasswdd ] && [ ! -e "$module" ] || fail "files left"
+    [ ! -e /var/lib/mpasswdd ] || fail "/var/lib/mpasswdd left after purge"
     ok "purged: no PAM stack names pam_mctp, socket disabled, conffiles gone"
     echo "install test: all checks passed"
 }

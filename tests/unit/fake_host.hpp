@@ -19,11 +19,19 @@ struct FakeHost : mctp::Host {
     std::vector<Change> changes;
     std::vector<std::string> log_lines;
 
-    std::optional<std::string> authenticate(const mctp::Secret& s) override {
-        if (s.view() == secret) {
-            return std::string("ctl");
+    // locked: the peer's address is locked out (no secret is checked).
+    bool locked = false;
+    unsigned auth_checks = 0;
+
+    mctp::AuthResult authenticate(const mctp::Secret& s) override {
+        if (locked) {
+            return {mctp::AuthResult::Kind::locked, ""};
         }
-        return std::nullopt;
+        ++auth_checks;
+        if (s.view() == secret) {
+            return {mctp::AuthResult::Kind::accepted, "ctl"};
+        }
+        return {};
     }
     mctp::UserVerdict check_user(std::string_view, std::string_view user) override {
         if (user == "alice" || user == "bob") {
