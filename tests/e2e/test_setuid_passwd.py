@@ -256,8 +256,8 @@ class Bed:
         write(services + "/other", "password required pam_deny.so\n", 0o644)
         conf = t + "/mpasswdd.conf"
         write(conf, "host_name = realtarget\npam_service = mpasswdd-test\n"
-              "auth_failure_delay = 0.05\n[controller ctl]\nfrom = 127.0.0.1\n"
-              "secret_hash = %s\n" % hash_secret(os.environ["MPASSWDD"], SECRET), 0o600,
+              "auth_failure_delay = 0.05\nstate_directory = %s/state\n[controller ctl]\nfrom = 127.0.0.1\n"
+              "secret_hash = %s\n" % (t, hash_secret(os.environ["MPASSWDD"], SECRET)), 0o600,
               self.mctp)
         self.target_log = t + "/log"
         write(self.target_log, "", 0o600, self.mctp)
