@@ -127,7 +127,10 @@ Options parse_options(int argc, char** argv) {
         case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
         case ':': usage_error("option '" + std::string(argv[optind - 1]) + "' needs an argument");
         default:
-            if (optopt > 0 && optopt < 256 && std::strchr(short_options + 2, optopt) == nullptr) {
+            // A short option's letter (a char: negative from 0x80), or a
+            // long option's value, or 0 for an unknown long option.
+            if (optopt != 0 && optopt < 256 &&
+                std::strchr(short_options + 2, static_cast<unsigned char>(optopt)) == nullptr) {
                 usage_error("invalid option -- '" + std::string(1, static_cast<char>(optopt)) +
                             "'");
             }
