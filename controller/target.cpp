@@ -13,14 +13,17 @@
 namespace mpasswd {
 namespace {
 
+// inet_pton reads a C string: a NUL inside would let "::\0anything" pass
+// as "::" (read_checked refuses a file with a NUL, parse_hosts alone does
+// not).
 bool is_ipv4(const std::string& s) {
     in_addr a{};
-    return inet_pton(AF_INET, s.c_str(), &a) == 1;
+    return s.find('\0') == std::string::npos && inet_pton(AF_INET, s.c_str(), &a) == 1;
 }
 
 bool is_ipv6(const std::string& s) {
     in6_addr a{};
-    return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+    return s.find('\0') == std::string::npos && inet_pton(AF_INET6, s.c_str(), &a) == 1;
 }
 
 bool is_host_name(std::string_view s) {

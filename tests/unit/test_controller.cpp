@@ -68,6 +68,11 @@ TEST(Targets, ParsesEveryForm) {
     EXPECT_EQ(t("").substr(0, 3), "ERR");
     EXPECT_EQ(t(std::string(64, 'a') + ".org").substr(0, 3), "ERR");
     EXPECT_EQ(t("1:2:3").substr(0, 3), "ERR");
+    // Found by fuzz-controller: inet_pton stops at a NUL.
+    EXPECT_EQ(t(std::string("::\0x", 4)), "ERR '::\\x00x' is not an IPv6 address (write "
+                                          "[ADDRESS]:PORT for a port)");
+    EXPECT_EQ(t(std::string("[::1\0x]", 7)).substr(0, 3), "ERR");
+    EXPECT_EQ(t(std::string("127.0.0.1\0x", 11)).substr(0, 3), "ERR");
     Target v6{"::1", 5000, ""};
     EXPECT_EQ(v6.label(), "[::1]:5000");
 }
