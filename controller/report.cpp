@@ -64,7 +64,7 @@ std::string failure_table(const std::vector<Target>& targets, const std::vector<
     }
     // Every cell reaches a terminal: escaped, whatever made it (the
     // engine escapes its texts already; this is the last line of defence).
-    // (A label is at most a 253-octet host name and a port.)
+    // A label is at most a 253-octet host name and a port.
     const auto cell = [](std::string_view s) { return mctp::printable(s, 320); };
     std::size_t target_w = 6;
     std::size_t step_w = 4;
