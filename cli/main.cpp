@@ -16,6 +16,7 @@
 #include "password_input.hpp"
 #include "report.hpp"
 #include "resources.hpp"
+#include "text.hpp"
 
 namespace {
 
@@ -59,8 +60,16 @@ struct Options {
     std::string user;
 };
 
+// Every message mpasswd writes to standard error goes through here: what
+// it quotes (an argument, a file's line, ssh's or a library's words) is
+// shown escaped, so nothing can write control sequences to the terminal.
+void error_line(std::string_view message) {
+    std::cerr << "mpasswd: " << mctp::printable(message, mctp::limits::shown_text_max) << "\n";
+}
+
 [[noreturn]] void usage_error(const std::string& message) {
-    std::cerr << "mpasswd: " << message << "\n" << "Try 'mpasswd --help'.\n";
+    error_line(message);
+    std::cerr << "Try 'mpasswd --help'.\n";
     std::exit(exit_usage);
 }
 
@@ -80,9 +89,11 @@ Options parse_options(int argc, char** argv) {
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0},
     };
+    static const char short_options[] = "+:c:H:qhV";
     Options o;
     int c = 0;
-    while ((c = getopt_long(argc, argv, "+c:H:qhV", long_options, nullptr)) != -1) {
+    opterr = 0;  // getopt's own messages would quote the argument raw
+    while ((c = getopt_long(argc, argv, short_options, long_options, nullptr)) != -1) {
         switch (c) {
         case 'c': o.config = optarg; break;
         case 'H':
@@ -115,7 +126,16 @@ Options parse_options(int argc, char** argv) {
         case 'q': o.quiet = true; break;
         case 'h': std::cout << usage_text; std::exit(exit_all_ok);
         case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
-        default: std::cerr << "Try 'mpasswd --help'.\n"; std::exit(exit_usage);
+        case ':': usage_error("option '" + std::string(argv[optind - 1]) + "' needs an argument");
+        default:
+            // A short option's letter (a char: negative from 0x80), or a
+            // long option's value, or 0 for an unknown long option.
+            if (optopt != 0 && optopt < 256 &&
+                std::strchr(short_options + 2, static_cast<unsigned char>(optopt)) == nullptr) {
+                usage_error("invalid option -- '" + std::string(1, static_cast<char>(optopt)) +
+                            "'");
+            }
+            usage_error("unrecognized option '" + std::string(argv[optind - 1]) + "'");
         }
     }
     if (optind + 1 != argc) {
@@ -258,7 +278,7 @@ int main(int argc, char** argv) {
         return run(o);
     } catch (const std::exception& e) {
         // Configuration, job and input errors, all thrown before anything is sent.
-        std::cerr << "mpasswd: " << e.what() << "\n";
+        error_line(e.what());
     }
     return exit_usage;
 }

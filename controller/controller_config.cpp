@@ -20,7 +20,8 @@ struct Parser {
 
     bool fail(std::string_view key, std::string message) {
         if (error.empty()) {
-            error = std::string(key) + ": " + std::move(message);
+            // The key and section are the file's text: shown escaped.
+            error = mctp::printable(key, 128) + ": " + std::move(message);
         }
         return false;
     }
@@ -138,7 +139,7 @@ int on_entry(void* user, const char* section, const char* name, const char* valu
         return p.fail(key, "given twice") ? 1 : 0;
     }
     if (!sect.empty() && sect != "mpasswd") {
-        return p.fail(key, "in unknown section [" + std::string(sect) +
+        return p.fail(key, "in unknown section [" + mctp::printable(sect, 128) +
                                "]; the only section is [mpasswd]") ? 1 : 0;
     }
     return on_key(p, key, value) ? 1 : 0;

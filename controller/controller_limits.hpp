@@ -38,5 +38,9 @@ inline constexpr std::size_t secret_max = 121;
 // target with a smaller line_max answers 501 for a longer one.
 inline constexpr std::size_t password_max = 4093;
 inline constexpr std::size_t secret_file_max = 4096;
+// A result's text (a reply's text, or what went wrong: ssh's last line of
+// errors, an exception), escaped by mctp::printable: a reply's text fits
+// whole.
+inline constexpr std::size_t result_text_max = reply_line_max;
 
 }  // namespace mpasswd::limits

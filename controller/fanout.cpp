@@ -144,7 +144,9 @@ private:
         Result r;
         r.outcome = o;
         r.code = code;
-        r.text = std::move(text);
+        // Whatever the target, ssh or a library said, it reaches the table,
+        // JSON, PAM messages and syslog only as printable ASCII.
+        r.text = mctp::printable(text, limits::result_text_max);
         r.step = step_;
         if (o == Outcome::timeout && Clock::now() >= target_deadline_) {
             r.text = "not done within target_timeout (" + seconds(settings_.target_timeout) + ")";
@@ -200,8 +202,7 @@ private:
         const auto reply = mctp::parse_reply(line);
         if (!reply) {
             throw Ended{make(Outcome::protocol_error, 0,
-                             "not an MCTP reply: '" +
-                                 mctp::printable_ascii(line.substr(0, 64)) + "'")};
+                             "not an MCTP reply: '" + mctp::printable(line, 64) + "'")};
         }
         last_ = *reply;
         if (reply->code == want) {
@@ -276,11 +277,11 @@ std::string_view outcome_name(Outcome o) noexcept {
 
 void check_job(const EngineSettings& settings, const Job& job) {
     if (!mctp::is_user_name(job.user)) {
-        throw JobError("'" + mctp::printable_ascii(job.user) +
+        throw JobError("'" + mctp::printable(job.user, 64) +
                        "' is not a valid user name (letters, digits, '.', '_', '-', at most 32)");
     }
     if (!mctp::is_helo_name(settings.helo_name)) {
-        throw JobError("the controller name '" + mctp::printable_ascii(settings.helo_name) +
+        throw JobError("the controller name '" + mctp::printable(settings.helo_name, 128) +
                        "' is not a valid host name");
     }
     if (settings.secret == nullptr || settings.secret->empty()) {

@@ -4,6 +4,9 @@
 #include <map>
 #include <sstream>
 
+#include "controller_limits.hpp"
+#include "text.hpp"
+
 namespace mpasswd {
 namespace {
 
@@ -16,7 +19,9 @@ std::string json_string(std::string_view s) {
             out += c;
         } else if (u < 0x20 || u >= 0x7f) {
             // Texts are printable ASCII already; this keeps the line valid
-            // JSON whatever comes.
+            // JSON (and free of control bytes) whatever comes: an octet
+            // from 0x7F, even one of invalid UTF-8, becomes the code point
+            // of the same number.
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", u);
             out += buf;
@@ -57,11 +62,15 @@ std::string failure_table(const std::vector<Target>& targets, const std::vector<
     if (failed.empty()) {
         return {};
     }
+    // Every cell reaches a terminal: escaped, whatever made it (the
+    // engine escapes its texts already; this is the last line of defence).
+    // A label is at most a 253-octet host name and a port.
+    const auto cell = [](std::string_view s) { return mctp::printable(s, 320); };
     std::size_t target_w = 6;
     std::size_t step_w = 4;
     for (const auto i : failed) {
-        target_w = std::max(target_w, targets[i].label().size());
-        step_w = std::max(step_w, results[i].step.size());
+        target_w = std::max(target_w, cell(targets[i].label()).size());
+        step_w = std::max(step_w, cell(results[i].step).size());
     }
     const auto pad = [](std::string s, std::size_t w) {
         s.resize(std::max(s.size(), w), ' ');
@@ -71,10 +80,11 @@ std::string failure_table(const std::vector<Target>& targets, const std::vector<
                       pad("STEP", step_w) + "  REASON\n";
     for (const auto i : failed) {
         const Result& r = results[i];
-        out += pad(targets[i].label(), target_w) + "  " +
+        out += pad(cell(targets[i].label()), target_w) + "  " +
                pad(std::string(outcome_name(r.outcome)), 14) + "  " +
-               pad(r.code != 0 ? std::to_string(r.code) : "-", 4) + "  " + pad(r.step, step_w) +
-               "  " + r.text + "\n";
+               pad(r.code != 0 ? std::to_string(r.code) : "-", 4) + "  " +
+               pad(cell(r.step), step_w) + "  " +
+               mctp::printable(r.text, limits::result_text_max + 64) + "\n";
     }
     return out;
 }
@@ -89,7 +99,7 @@ std::string summary_line(const Job& job, const std::vector<Result>& results) {
             ++why[outcome_name(r.outcome)];
         }
     }
-    std::string out = job.user + ": " +
+    std::string out = mctp::printable(job.user, 64) + ": " +
                       (job.action == Action::change ? "password changed on " : "verified on ") +
                       std::to_string(ok) + " of " + std::to_string(results.size()) +
                       (results.size() == 1 ? " target" : " targets");

@@ -8,18 +8,22 @@
 #include "config_file.hpp"
 #include "controller_limits.hpp"
 #include "fingerprint.hpp"
+#include "text.hpp"
 
 namespace mpasswd {
 namespace {
 
+// inet_pton reads a C string: a NUL inside would let "::\0anything" pass
+// as "::" (read_checked refuses a file with a NUL, parse_hosts alone does
+// not).
 bool is_ipv4(const std::string& s) {
     in_addr a{};
-    return inet_pton(AF_INET, s.c_str(), &a) == 1;
+    return s.find('\0') == std::string::npos && inet_pton(AF_INET, s.c_str(), &a) == 1;
 }
 
 bool is_ipv6(const std::string& s) {
     in6_addr a{};
-    return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+    return s.find('\0') == std::string::npos && inet_pton(AF_INET6, s.c_str(), &a) == 1;
 }
 
 bool is_host_name(std::string_view s) {
@@ -91,7 +95,7 @@ std::optional<Target> parse_target(std::string_view text, std::uint16_t default_
         }
         t.host = host;
         if (!is_ipv6(t.host)) {
-            *why = "'" + t.host + "' in brackets is not an IPv6 address";
+            *why = "'" + mctp::printable(t.host, 128) + "' in brackets is not an IPv6 address";
             return std::nullopt;
         }
         return t;
@@ -101,7 +105,8 @@ std::optional<Target> parse_target(std::string_view text, std::uint16_t default_
         // Two colons or more: a bare IPv6 address, no port.
         t.host = text;
         if (!is_ipv6(t.host)) {
-            *why = "'" + t.host + "' is not an IPv6 address (write [ADDRESS]:PORT for a port)";
+            *why = "'" + mctp::printable(t.host, 128) +
+                   "' is not an IPv6 address (write [ADDRESS]:PORT for a port)";
             return std::nullopt;
         }
         return t;
@@ -109,13 +114,14 @@ std::optional<Target> parse_target(std::string_view text, std::uint16_t default_
     if (colon != std::string_view::npos) {
         host = text.substr(0, colon);
         if (!parse_port(text.substr(colon + 1), &t.port)) {
-            *why = "'" + std::string(text.substr(colon + 1)) + "' is not a port from 1 to 65535";
+            *why = "'" + mctp::printable(text.substr(colon + 1), 128) +
+                   "' is not a port from 1 to 65535";
             return std::nullopt;
         }
     }
     t.host = host;
     if (!is_ipv4(t.host) && !is_host_name(t.host)) {
-        *why = "'" + t.host + "' is neither a host name nor an IP address";
+        *why = "'" + mctp::printable(t.host, 128) + "' is neither a host name nor an IP address";
         return std::nullopt;
     }
     return t;
@@ -131,7 +137,7 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
     int n = 0;
     while (std::getline(in, line)) {
         ++n;
-        const std::string where = path + ":" + std::to_string(n) + ": ";
+        const std::string where = mctp::printable(path) + ":" + std::to_string(n) + ": ";
         if (line.size() > limits::hosts_line_max) {
             throw ConfigError(where + "line longer than " +
                               std::to_string(limits::hosts_line_max) + " characters");
@@ -169,7 +175,7 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
                 pin = *hex;
                 via = Via::tls;
             } else {
-                throw ConfigError(where + "unknown option '" + option +
+                throw ConfigError(where + "unknown option '" + mctp::printable(option, 128) +
                                   "' (HOST[:PORT] then tcp, tls, ssh, insecure_plaintext or "
                                   "tls_fingerprint=SHA256)");
             }

@@ -17,11 +17,24 @@
 #include "options.hpp"
 #include "report.hpp"
 #include "resources.hpp"
+#include "text.hpp"
 
 namespace pam_mctp {
 namespace {
 
 using namespace mpasswd;
+
+// Every text this module gives the user (pam_error, pam_info: they reach
+// the terminal of passwd) or syslog goes through here: what it quotes (a
+// target's reply, ssh's words, a file's line, a user name) is shown
+// escaped, so it carries no control character and no line break.
+std::string shown(std::string_view text) {
+    return mctp::printable(text, mctp::limits::shown_text_max);
+}
+
+void log(pam_handle_t* pamh, int priority, std::string_view text) {
+    pam_syslog(pamh, priority, "%s", shown(text).c_str());
+}
 
 struct Module {
     pam_handle_t* pamh;
@@ -32,17 +45,17 @@ struct Module {
 
     void error(const std::string& text) const {
         if (!silent()) {
-            pam_error(pamh, "%s", text.c_str());
+            pam_error(pamh, "%s", shown(text).c_str());
         }
     }
     void info(const std::string& text) const {
         if (!silent()) {
-            pam_info(pamh, "%s", text.c_str());
+            pam_info(pamh, "%s", shown(text).c_str());
         }
     }
     void debug(const std::string& text) const {
         if (options.debug) {
-            pam_syslog(pamh, LOG_DEBUG, "%s", text.c_str());
+            log(pamh, LOG_DEBUG, text);
         }
     }
 };
@@ -50,7 +63,7 @@ struct Module {
 // A failure that is not about one target (configuration, user name):
 // require_all refuses the change; best_effort lets the local change go on.
 int setup_failure(const Module& m, const std::string& why) {
-    pam_syslog(m.pamh, LOG_ERR, "%s", why.c_str());
+    log(m.pamh, LOG_ERR, why);
     if (m.options.require_all) {
         m.error("Cannot reach the other hosts (" + why + "); password not changed.");
         return PAM_SERVICE_ERR;
@@ -135,13 +148,12 @@ int chauthtok(Module& m) {
                                  const std::string code =
                                      r.code != 0 ? std::to_string(r.code) + " " : "";
                                  if (!prelim || !ok || m.options.debug) {
-                                     pam_syslog(m.pamh, ok ? LOG_INFO : LOG_WARNING,
-                                                "%s %s on %s: %s (%s%s) in %lld ms",
-                                                prelim ? "check of" : "change of",
-                                                job.user.c_str(), targets[i].label().c_str(),
-                                                std::string(outcome_name(r.outcome)).c_str(),
-                                                code.c_str(), r.text.c_str(),
-                                                static_cast<long long>(r.elapsed.count()));
+                                     log(m.pamh, ok ? LOG_INFO : LOG_WARNING,
+                                         std::string(prelim ? "check of " : "change of ") +
+                                             job.user + " on " + targets[i].label() + ": " +
+                                             std::string(outcome_name(r.outcome)) + " (" +
+                                             code + r.text + ") in " +
+                                             std::to_string(r.elapsed.count()) + " ms");
                                  }
                              });
     password.reset();
@@ -185,14 +197,18 @@ extern "C" int pam_sm_chauthtok(pam_handle_t* pamh, int flags, int argc,
         std::vector<std::string> ignored;
         pam_mctp::Module m{pamh, flags, pam_mctp::parse_options(argc, argv, &ignored)};
         for (const auto& arg : ignored) {
-            pam_syslog(pamh, LOG_ERR, "ignoring module argument %s", arg.c_str());
+            pam_mctp::log(pamh, LOG_ERR, "ignoring module argument " + arg);
         }
         return pam_mctp::chauthtok(m);
     } catch (const std::bad_alloc&) {
         pam_syslog(pamh, LOG_CRIT, "out of memory");
         return PAM_BUF_ERR;
     } catch (const std::exception& e) {
-        pam_syslog(pamh, LOG_ERR, "internal error: %s", e.what());
+        try {
+            pam_mctp::log(pamh, LOG_ERR, std::string("internal error: ") + e.what());
+        } catch (...) {
+            pam_syslog(pamh, LOG_ERR, "internal error");
+        }
         return PAM_SERVICE_ERR;
     } catch (...) {
         pam_syslog(pamh, LOG_ERR, "internal error");

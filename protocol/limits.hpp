@@ -56,6 +56,10 @@ inline constexpr unsigned pam_prompts_max = 16;
 inline constexpr unsigned pam_messages_max = 8;
 inline constexpr std::size_t pam_message_max = 512;
 
+// Octets of a text from a peer, a file or an argument shown in a message,
+// after escaping (mctp::printable), unless the caller says otherwise.
+inline constexpr std::size_t shown_text_max = 1024;
+
 // Controllers and list entries in one configuration file.
 inline constexpr std::size_t controllers_max = 256;
 inline constexpr std::size_t list_entries_max = 1024;

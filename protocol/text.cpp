@@ -99,4 +99,36 @@ bool is_password_text(std::string_view s) noexcept {
     return true;
 }
 
+std::string printable(std::string_view s, std::size_t max) {
+    static constexpr char hex[] = "0123456789abcdef";
+    const auto shown = [](unsigned char c) { return c >= 0x20 && c <= 0x7E; };
+    std::size_t full = 0;
+    for (const char ch : s) {
+        full += shown(static_cast<unsigned char>(ch)) ? 1 : 4;
+    }
+    static constexpr std::string_view cut = "...";
+    const bool fits = full <= max;
+    const std::size_t room = fits ? full : (max > cut.size() ? max - cut.size() : 0);
+    std::string out;
+    out.reserve(fits ? full : max);
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        const std::size_t n = shown(c) ? 1 : 4;
+        if (out.size() + n > room) {
+            break;
+        }
+        if (n == 1) {
+            out.push_back(ch);
+        } else {
+            out += "\\x";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xF]);
+        }
+    }
+    if (!fits) {
+        out += cut.substr(0, std::min(cut.size(), max));
+    }
+    return out;
+}
+
 }  // namespace mctp

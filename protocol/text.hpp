@@ -1,7 +1,12 @@
-// Validation of the things a controller sends.
+// Validation of the things a controller sends, and the one way any text
+// from elsewhere is shown.
 #pragma once
 
+#include <cstddef>
+#include <string>
 #include <string_view>
+
+#include "limits.hpp"
 
 namespace mctp {
 
@@ -18,5 +23,13 @@ bool is_helo_name(std::string_view s) noexcept;
 // Well-formed UTF-8 (no overlong forms, surrogates or values past
 // U+10FFFF) with no control character (C0, DEL, C1).
 bool is_password_text(std::string_view s) noexcept;
+
+// Text that came from a target, a file, ssh, PAM or an argument, made safe
+// for a terminal, a PAM message or syslog: every octet outside 0x20-0x7E
+// (C0 controls with TAB, CR and LF, DEL, and every octet from 0x80, so C1
+// controls, invalid and valid UTF-8 alike) becomes "\xHH" (lower-case hex);
+// printable ASCII is kept as it is. The result is at most max octets: a
+// longer one is cut between escapes and ends in "..." (max >= 3).
+std::string printable(std::string_view s, std::size_t max = limits::shown_text_max);
 
 }  // namespace mctp

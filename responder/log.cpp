@@ -4,9 +4,27 @@
 
 #include <string>
 
+#include "text.hpp"
+
 namespace mpasswdd::log {
 namespace {
 bool debug_enabled = false;
+
+// Octets of one log line after escaping: the longest message (a refusal
+// with PAM's messages) fits.
+constexpr std::size_t line_max = 8192;
+
+// Every line goes through here: what a message quotes (a HELO name, a
+// user, PAM's messages, a certificate's subject) is shown escaped, so a
+// line carries no control character and cannot be split in two.
+void emit(int priority, std::string_view message) noexcept {
+    try {
+        const std::string line = mctp::printable(message, line_max);
+        syslog(priority, "%s", line.c_str());
+    } catch (...) {
+        syslog(priority, "(a log line lost: out of memory)");
+    }
+}
 }
 
 void open(bool also_stderr, bool debug) {
@@ -27,11 +45,11 @@ void write(mctp::LogLevel level, std::string_view message) {
     case mctp::LogLevel::notice: priority = LOG_NOTICE; break;
     case mctp::LogLevel::warning: priority = LOG_WARNING; break;
     }
-    syslog(priority, "%.*s", static_cast<int>(message.size()), message.data());
+    emit(priority, message);
 }
 
 void error(std::string_view message) {
-    syslog(LOG_ERR, "%.*s", static_cast<int>(message.size()), message.data());
+    emit(LOG_ERR, message);
 }
 
 }  // namespace mpasswdd::log

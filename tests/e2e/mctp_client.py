@@ -101,3 +101,75 @@ class Responder:
         self.proc.terminate()
         self.proc.wait(timeout=10)
         self.log.close()
+
+
+# What a hostile target answers: a window-title change (OSC ... BEL), a
+# screen clear (CSI 2 J), a bare CR and a forged line meant to look like
+# mpasswd's own summary, and a C1 CSI in UTF-8.
+HOSTILE_TEXT = (b"no\x1b]0;pwned\x07\x1b[2J\ralice: password changed on 9 of 9 targets"
+                b"\xc2\x9b31m")
+
+
+class ScriptedTarget:
+    """A fake MCTP target on 127.0.0.1 (a thread, no mpasswdd): a banner,
+    250 to every command, and `refusal` (a whole reply line, bytes) to
+    VRFY and CHPW; 221 to QUIT. It records what it received, but not the
+    AUTH line."""
+
+    def __init__(self, refusal=b"554 " + HOSTILE_TEXT):
+        import threading
+        self.refusal = refusal
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                self._session(conn)
+
+    def _session(self, conn):
+        buf = b""
+        conn.sendall(b"220 scripted ready\r\n")
+        while True:
+            while b"\n" not in buf:
+                try:
+                    chunk = conn.recv(4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            verb = line[:4]
+            if verb != b"AUTH":
+                self.received.append(line.rstrip(b"\r"))
+            if verb in (b"VRFY", b"CHPW"):
+                conn.sendall(self.refusal + b"\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+def control_octets(data, allowed=b"\n"):
+    """The octets of data (bytes) outside 0x20-0x7E, except `allowed`."""
+    return sorted({c for c in data if (c < 0x20 or c > 0x7E) and c not in allowed})

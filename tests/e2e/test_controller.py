@@ -16,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fleet import Fleet, fleet_env  # noqa: E402
+from mctp_client import ScriptedTarget, control_octets  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 SECRET = "Fleet-Secret-0042"
@@ -183,6 +184,68 @@ class Controller(unittest.TestCase):
             os.chmod(self.fleet.secret_file, 0o600)
         after = sum(self.fleet.log_text(i).count("connect from") for i in range(N))
         self.assertEqual(connections, after, "a usage error must not connect anywhere")
+
+    def mpasswd_bytes(self, *args, stdin=b""):
+        """mpasswd with bytes for arguments and output, no terminal."""
+        r = subprocess.run([MPASSWD.encode(), b"-c", self.fleet.config.encode()] + list(args),
+                           input=stdin, capture_output=True, timeout=60, start_new_session=True)
+        for secret in (SECRET, NEW):
+            self.assertNotIn(secret.encode(), r.stdout + r.stderr)
+        return r
+
+    def test_a_hostile_targets_text_reaches_the_terminal_escaped(self):
+        target = ScriptedTarget()
+        try:
+            args = [b"-H", target.target().encode()]
+            for action in ([b"--stdin"], [b"--verify"]):
+                r = self.mpasswd_bytes(*args, *action, b"alice", stdin=NEW.encode() + b"\n")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertEqual(control_octets(r.stdout), [], r.stdout)
+                self.assertEqual(control_octets(r.stderr), [], r.stderr)
+                # Header, the target's row and mpasswd's own summary: the
+                # forged line stays inside the row.
+                lines = r.stdout.split(b"\n")
+                self.assertEqual(len(lines), 4, r.stdout)
+                self.assertIn(b"554", lines[1])
+                self.assertIn(b"pwned", lines[1])
+                self.assertTrue(lines[2].startswith(b"alice: %s on 0 of 1 target" % (
+                    b"password changed" if action == [b"--stdin"] else b"verified")), lines)
+                r = self.mpasswd_bytes(*args, *action, b"--json", b"alice",
+                                       stdin=NEW.encode() + b"\n")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertEqual(control_octets(r.stdout), [], r.stdout)
+                self.assertEqual(r.stderr, b"")
+                [o] = [json.loads(line) for line in r.stdout.decode("ascii").splitlines()]
+                self.assertEqual((o["result"], o["code"]), ("refused", 554), o)
+                self.assertIn("pwned", o["text"])
+                self.assertEqual(control_octets(o["text"].encode("utf-8")), [], o)
+        finally:
+            target.stop()
+
+    def test_arguments_and_file_lines_in_errors_are_escaped(self):
+        hosts = os.path.join(self.fleet.dir, "hostile-hosts")
+        with open(hosts, "wb") as f:
+            f.write(b"127.0.0.1:%d \x1b[2J\x9b\n" % self.fleet.ports[0])
+        config = os.path.join(self.fleet.dir, "hostile.conf")
+        with open(config, "wb") as f:
+            f.write(b"secret = s3cret\nna\x1b]0;pwned\x07me = x\n")
+        os.chmod(config, 0o600)
+        cases = [
+            ([b"-H", b"h\x1b]0;pwned\x07\x1b[2J", b"alice"], b"-H h\\x1b]0;pwned\\x07\\x1b[2J: "),
+            ([b"-H", b"h:\n9", b"alice"], b"'\\x0a9' is not a port"),
+            ([b"--bo\x1b[2Jgus", b"alice"], b"unrecognized option '--bo\\x1b[2Jgus'"),
+            ([b"-\x9b", b"alice"], b"invalid option -- '\\x9b'"),
+            ([b"--hosts", hosts.encode(), b"--verify", b"alice"],
+             b":1: unknown option '\\x1b[2J\\x9b'"),
+            ([b"-c", config.encode(), b"--verify", b"alice"], b":2: na\\x1b]0;pwned\\x07me: unknown key"),
+            ([b"--hosts", b"/nonexistent/\x1b[2J", b"--verify", b"alice"],
+             b"/nonexistent/\\x1b[2J: cannot open"),
+        ]
+        for args, message in cases:
+            r = self.mpasswd_bytes(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(control_octets(r.stderr), [], (args, r.stderr))
+            self.assertIn(message, r.stderr, args)
 
     def run_on_terminal(self, args, typed):
         """Runs mpasswd with a pseudo-terminal as its controlling terminal

@@ -12,6 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fleet import Fleet, fleet_env  # noqa: E402
+from mctp_client import ScriptedTarget, control_octets  # noqa: E402
 
 MODULE = os.environ["PAM_MCTP_MODULE"]
 DRIVER = os.environ["PAM_CHAUTHTOK"]
@@ -62,18 +63,19 @@ class PamMctp(unittest.TestCase):
                     % (os.environ["PAM_MATRIX_MODULE"], self.local, MODULE, self.fleet.config,
                        args))
 
-    def chauthtok(self, answers, silent=False, debuglevel="0"):
+    def chauthtok(self, answers, silent=False, debuglevel="0", text=True):
         # PAM_WRAPPER_USE_SYSLOG=0: pam_wrapper prints what modules give
         # pam_syslog on stderr (at debug level 2 for LOG_INFO and LOG_NOTICE,
         # 1 for LOG_WARNING) instead of sending it to syslog.
         e = dict(os.environ, LD_PRELOAD=os.environ["PAM_WRAPPER_LIB"], PAM_WRAPPER="1",
                  PAM_WRAPPER_SERVICE_DIR=self.services, PAM_WRAPPER_USE_SYSLOG="0",
                  PAM_WRAPPER_DEBUGLEVEL=debuglevel)
+        stdin = "".join(a + "\n" for a in answers)
         r = subprocess.run([DRIVER, SERVICE, "alice"] + (["silent"] if silent else []),
-                           input="".join(a + "\n" for a in answers), capture_output=True,
-                           text=True, env=e, timeout=60)
+                           input=stdin if text else stdin.encode(), capture_output=True,
+                           text=text, env=e, timeout=60)
         for secret in (SECRET, NEW):
-            self.assertNotIn(secret, r.stdout + r.stderr)
+            self.assertNotIn(secret if text else secret.encode(), r.stdout + r.stderr)
         return r
 
     def local_password(self):
@@ -139,6 +141,44 @@ class PamMctp(unittest.TestCase):
         self.assertEqual(len(checks), 1, checks)
         self.assertIn(self.fleet.targets([3])[0], checks[0])
         # chauthtok() itself asserts the secret and the password are absent.
+
+    def test_hostile_texts_reach_the_user_and_syslog_escaped(self):
+        # A target whose refusal carries terminal escapes and a forged
+        # line, in the messages passwd shows and in the syslog lines
+        # (pam_wrapper prints those on stderr).
+        target = ScriptedTarget()
+        hostile_hosts = os.path.join(self.dir, "hosts-hostile")
+        try:
+            with open(hostile_hosts, "w") as f:
+                f.write(target.target() + "\n" + self.fleet.targets([0])[0] + "\n")
+            self.stack("hosts=" + hostile_hosts + " best_effort")
+            r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="2", text=False)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertEqual(control_octets(r.stdout), [], r.stdout)
+            self.assertEqual(control_octets(r.stderr), [], r.stderr)
+            errors = [l for l in r.stdout.splitlines() if l.startswith(b"error: " +
+                                                                   target.target().encode())]
+            self.assertEqual(len(errors), 2, r.stdout)  # the check and the change
+            self.assertIn(b"refused: 554 no ]0;pwned [2J alice: password changed", errors[0])
+            logged = [l for l in r.stderr.splitlines() if b"of alice on " + target.target().encode()
+                      in l]
+            self.assertEqual(len(logged), 2, r.stderr)
+            self.assertEqual(self.fleet.password_of(0, "alice"), NEW)
+        finally:
+            target.stop()
+        # A hosts file line with escapes: the error quotes it escaped, to
+        # the user and to syslog.
+        with open(hostile_hosts, "wb") as f:
+            f.write(b"web1 \x1b]0;pwned\x07\x1b[2J\xc2\x9b\n")
+        self.stack("hosts=" + hostile_hosts + " require_all")
+        self.setUp()  # the local password is the old one again
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="2", text=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(control_octets(r.stdout), [], r.stdout)
+        self.assertEqual(control_octets(r.stderr), [], r.stderr)
+        shown = b":1: unknown option '\\x1b]0;pwned\\x07\\x1b[2J\\xc2\\x9b'"
+        self.assertIn(shown, r.stdout)
+        self.assertIn(shown, r.stderr)
 
     def test_silent_tells_nothing(self):
         self.stack("hosts=" + self.all + " best_effort")

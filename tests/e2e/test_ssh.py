@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import free_port, hash_secret  # noqa: E402
+from mctp_client import control_octets, free_port, hash_secret  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 MPASSWDD = os.environ["MPASSWDD"]
@@ -95,8 +95,16 @@ class SshTransport(unittest.TestCase):
                   "NSS_WRAPPER_PASSWD=%s NSS_WRAPPER_GROUP=%s %s --ssh -c %s --log-stderr 2>>%s"
                   % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB, services, cls.users, cls.groups,
                      cls.mpasswdd, conf, cls.log))
+        # A second key whose forced command plays a hostile target: it
+        # writes terminal escapes and a forged line on standard error (ssh
+        # passes that on to the controller) and exits.
+        cls.hostile_identity = os.path.join(ctl, "id_hostile")
+        hostile_key = keygen(cls.hostile_identity)
+        hostile = (r"printf 'ready\n\033]0;pwned\007\033[2J\ralice: password changed on 9 of 9"
+                   r" targets\233\n' >&2; exit 1")
         write(os.path.join(target, "authorized_keys"),
-              'restrict,command="%s" %s\n' % (forced, " ".join(client_key)), 0o644, owner)
+              'restrict,command="%s" %s\nrestrict,command="%s" %s\n'
+              % (forced, " ".join(client_key), hostile, " ".join(hostile_key)), 0o644, owner)
         sshd_config = os.path.join(target, "sshd_config")
         cls.sshd_log = open(os.path.join(d, "sshd.log"), "wb")
         env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER_LIB, NSS_WRAPPER_PASSWD=cls.users,
@@ -233,6 +241,26 @@ class SshTransport(unittest.TestCase):
         self.assertEqual(status, 2, (results, err))
         self.assertEqual(results, [])
         self.assertIn("ssh_config: %s: writable by other users" % ssh_config, err)
+
+    def test_a_forced_commands_errors_reach_the_terminal_escaped(self):
+        self.write_config(identity=self.hostile_identity)
+        before = self.log_text()
+        cmd = [MPASSWD, "-c", self.config, "--verify"]
+        p = subprocess.run(cmd + ["alice"], capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(control_octets(p.stdout), [], p.stdout)
+        self.assertEqual(p.stderr, b"")
+        lines = p.stdout.split(b"\n")
+        self.assertEqual(len(lines), 4, p.stdout)  # header, the target, the summary
+        self.assertIn(b"unreachable", lines[1])
+        self.assertIn(b"ssh: \\x1b]0;pwned\\x07\\x1b[2J\\x0dalice: password changed on 9 of 9 "
+                      b"targets\\x9b", lines[1])
+        p = subprocess.run(cmd + ["--json", "alice"], capture_output=True, timeout=60)
+        self.assertEqual(control_octets(p.stdout), [], p.stdout)
+        [r] = [json.loads(line) for line in p.stdout.decode("ascii").splitlines()]
+        self.assertEqual(r["result"], "unreachable", r)
+        self.assertTrue(r["text"].startswith("ssh: \\x1b]0;pwned\\x07"), r)
+        self.assertEqual(self.log_text(), before)  # mpasswdd never ran
 
     def test_key_not_authorized_is_unreachable(self):
         stranger = os.path.join(self.dir, "ctl", "stranger")

@@ -25,11 +25,13 @@
 
 #include "controller_config.hpp"
 #include "fanout.hpp"
+#include "memory_transport.hpp"
 #include "options.hpp"
 #include "reply.hpp"
 #include "report.hpp"
 #include "resources.hpp"
 #include "target.hpp"
+#include "text.hpp"
 
 namespace {
 
@@ -69,6 +71,11 @@ TEST(Targets, ParsesEveryForm) {
     EXPECT_EQ(t("").substr(0, 3), "ERR");
     EXPECT_EQ(t(std::string(64, 'a') + ".org").substr(0, 3), "ERR");
     EXPECT_EQ(t("1:2:3").substr(0, 3), "ERR");
+    // Found by fuzz-controller: inet_pton stops at a NUL.
+    EXPECT_EQ(t(std::string("::\0x", 4)), "ERR '::\\x00x' is not an IPv6 address (write "
+                                          "[ADDRESS]:PORT for a port)");
+    EXPECT_EQ(t(std::string("[::1\0x]", 7)).substr(0, 3), "ERR");
+    EXPECT_EQ(t(std::string("127.0.0.1\0x", 11)).substr(0, 3), "ERR");
     Target v6{"::1", 5000, ""};
     EXPECT_EQ(v6.label(), "[::1]:5000");
 }
@@ -720,6 +727,142 @@ TEST_F(EngineFixture, BadJobsSendNothing) {
     EXPECT_EQ(attempt("alice", &empty), "the new password is empty");
     EXPECT_EQ(attempt("alice", nullptr), "the new password is empty");
     EXPECT_EQ(server.connections(), 0);
+}
+
+// ---- texts from elsewhere reach a terminal, PAM or syslog escaped ----
+
+// A target's (or ssh's) hostile text: a title change, a screen clear, a
+// forged line, and C1 CSI.
+const std::string hostile = "\x1b]0;pwned\x07\x1b[2J\nalice: password changed on 3 of 3 \x9b" "31m";
+const std::string hostile_shown =
+    "\\x1b]0;pwned\\x07\\x1b[2J\\x0aalice: password changed on 3 of 3 \\x9b31m";
+
+// No octet outside 0x20-0x7E, except the '\n' ending each of `lines` lines.
+::testing::AssertionResult clean_lines(const std::string& out, std::size_t lines) {
+    std::size_t breaks = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const auto c = static_cast<unsigned char>(out[i]);
+        if (c == '\n' && (i + 1 == out.size() || out[i + 1] != '\n')) {
+            ++breaks;
+        } else if (c < 0x20 || c > 0x7E) {
+            return ::testing::AssertionFailure() << "octet " << int(c) << " at " << i << ": " << out;
+        }
+    }
+    if (breaks != lines || (lines > 0 && !out.ends_with('\n'))) {
+        return ::testing::AssertionFailure() << breaks << " lines, not " << lines << ": " << out;
+    }
+    return ::testing::AssertionSuccess();
+}
+
+TEST(Report, HostileTextsAreEscapedInTableSummaryAndJson) {
+    const Target t{"h", 7, "-H"};
+    Job job{Action::change, "al\x1b[2Jice", nullptr};
+    Result r;
+    r.outcome = Outcome::unreachable;
+    r.text = hostile;
+    r.step = "ba\rnner";
+    const std::string table = failure_table({t}, {r});
+    EXPECT_TRUE(clean_lines(table, 2));
+    EXPECT_EQ(table,
+              "TARGET  RESULT          CODE  STEP        REASON\n"
+              "h:7     unreachable     -     ba\\x0dnner  " + hostile_shown + "\n");
+    const std::string summary = summary_line(job, {r});
+    EXPECT_TRUE(clean_lines(summary + "\n", 1));
+    EXPECT_TRUE(summary.starts_with("al\\x1b[2Jice: password changed on 0 of 1 target"));
+    // JSON keeps its own escaping: every control octet and DEL as \u00XX,
+    // and an octet of (invalid) UTF-8 as a code point, so the line stays
+    // valid JSON, ASCII only.
+    r.text = std::string("a\x1b\x7f\n\xc3(\x9b", 7);
+    const std::string json = json_line(t, job, r);
+    EXPECT_TRUE(clean_lines(json + "\n", 1));
+    EXPECT_NE(json.find("\"text\":\"a\\u001b\\u007f\\u000a\\u00c3(\\u009b\""), std::string::npos)
+        << json;
+    EXPECT_NE(json.find("\"user\":\"al\\u001b[2Jice\""), std::string::npos) << json;
+}
+
+TEST(Targets, ErrorsShowTheFileTextEscaped) {
+    const std::string line = "web1 \x1b]0;pwned\x07\x1b[2J\n";
+    const std::string e = parse_error(line);
+    EXPECT_TRUE(clean_lines(e + "\n", 1));
+    EXPECT_TRUE(e.starts_with("hosts:1: unknown option '\\x1b]0;pwned\\x07\\x1b[2J' (")) << e;
+    EXPECT_EQ(parse_error("h\x1b[2J\n"),
+              "hosts:1: 'h\\x1b[2J' is neither a host name nor an IP address");
+    EXPECT_EQ(parse_error("h:\x9b" "1\n"), "hosts:1: '\\x9b1' is not a port from 1 to 65535");
+    EXPECT_EQ(parse_error("[\x1b]\n"), "hosts:1: '\\x1b' in brackets is not an IPv6 address");
+    std::string why;
+    EXPECT_FALSE(parse_target("a\nb:1:\x07", 4242, &why));
+    EXPECT_EQ(why, "'a\\x0ab:1:\\x07' is not an IPv6 address (write [ADDRESS]:PORT for a port)");
+}
+
+TEST(ControllerConfig, ErrorsShowTheFileTextEscaped) {
+    const auto error = [](const std::string& text) {
+        try {
+            parse_controller_config(text, "c.conf");
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("(no error)");
+    };
+    EXPECT_EQ(error("secret = s3cret\nna\x1b[2Jme = x\n"), "c.conf:2: na\\x1b[2Jme: unknown key");
+    EXPECT_EQ(error("[w\x1b[2J\x07]\nport = 1\n"),
+              "c.conf:2: port: in unknown section [w\\x1b[2J\\x07]; the only section is [mpasswd]");
+}
+
+// ---- the engine over an in-memory stream ----
+
+struct MemoryEngine : ::testing::Test {
+    mctp::Secret secret{"test-secret-1"};
+    mctp::Secret password{"New-Pw-1"};
+    Result run_one(const fake::MemoryScript& script, Action action = Action::change) {
+        EngineSettings s;
+        s.helo_name = "ctl";
+        s.secret = &secret;
+        fake::MemoryTransport transport(script);
+        Job job{action, "alice", action == Action::change ? &password : nullptr};
+        return run({Target{"h", 1, "test"}}, s, job, transport, nullptr).at(0);
+    }
+};
+
+TEST_F(MemoryEngine, SshErrorTextsAreKeptEscaped) {
+    // As the ssh transport ends a stream: ssh's last line of errors, which
+    // a target's forced command writes, as the exception's text.
+    fake::MemoryScript script;
+    script.end = fake::MemoryScript::End::transport_error;
+    script.end_text = "ssh: " + hostile;
+    Result r = run_one(script);
+    EXPECT_EQ(r.outcome, Outcome::unreachable);
+    EXPECT_EQ(r.step, "banner");
+    EXPECT_EQ(r.text, "ssh: " + hostile_shown);
+    script.end = fake::MemoryScript::End::untrusted;
+    script.fail_connect = true;
+    r = run_one(script);
+    EXPECT_EQ(r.outcome, Outcome::untrusted);
+    EXPECT_EQ(r.step, "connect");
+    EXPECT_EQ(r.text, "ssh: " + hostile_shown);
+    // After the password was sent, the warning comes after the escaped text.
+    script = fake::MemoryScript{};
+    script.bytes = "220 t\r\n250 hi\r\n250 ok\r\n250 ok\r\n354 go\r\n355 ok\r\n";
+    script.end = fake::MemoryScript::End::transport_error;
+    script.end_text = "ssh: \x1b[2J";
+    r = run_one(script);
+    EXPECT_EQ(r.outcome, Outcome::unreachable);
+    EXPECT_EQ(r.step, "end of data");
+    EXPECT_EQ(r.text, "ssh: \\x1b[2J; the password was sent and may have been changed");
+}
+
+TEST_F(MemoryEngine, ReplyTextsCarryNoControlOctet) {
+    fake::MemoryScript script;
+    // A refusal whose text has escapes and a bare CR; and a reply that is
+    // not MCTP at all.
+    script.bytes = "220 t\r\n250 hi\r\n530 no\x1b]0;pwned\x07\x1b[2J\rforged\x9b" "1m\r\n";
+    Result r = run_one(script);
+    EXPECT_EQ(r.outcome, Outcome::refused);
+    EXPECT_EQ(r.code, 530);
+    EXPECT_TRUE(clean_lines(r.text + "\n", 1)) << r.text;
+    script.bytes = "\x1b[2J\x07SSH-2.0\r\n";
+    r = run_one(script);
+    EXPECT_EQ(r.outcome, Outcome::protocol_error);
+    EXPECT_EQ(r.text, "not an MCTP reply: '\\x1b[2J\\x07SSH-2.0'");
 }
 
 }  // namespace

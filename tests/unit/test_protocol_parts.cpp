@@ -1,6 +1,7 @@
 // The protocol engine's parts: framer, text rules, replies, secrets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,69 @@ TEST(Secret, ConstantTimeEqual) {
     EXPECT_FALSE(mctp::constant_time_equal("abc", "abd"));
     EXPECT_FALSE(mctp::constant_time_equal("abc", "abcd"));
     EXPECT_TRUE(mctp::constant_time_equal("", ""));
+}
+
+// ---- mctp::printable: how any outside text is shown ----
+
+bool only_printable_ascii(const std::string& s) {
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) <= 0x7E;
+    });
+}
+
+TEST(Printable, KeepsPrintableAsciiAsItIs) {
+    const std::string all = [] {
+        std::string s;
+        for (int c = 0x20; c <= 0x7E; ++c) {
+            s.push_back(static_cast<char>(c));
+        }
+        return s;
+    }();
+    EXPECT_EQ(mctp::printable(all), all);
+    EXPECT_EQ(mctp::printable(""), "");
+    EXPECT_EQ(mctp::printable("a\\x1b b"), "a\\x1b b");  // a backslash stays one
+}
+
+TEST(Printable, EscapesTerminalSequencesAndLineBreaks) {
+    // A title change (OSC ... BEL) and a screen clear (CSI 2 J), a forged
+    // second line, a TAB, a CR.
+    EXPECT_EQ(mctp::printable("\x1b]0;pwned\x07\x1b[2J"), "\\x1b]0;pwned\\x07\\x1b[2J");
+    EXPECT_EQ(mctp::printable("bad\nalice: password changed"),
+              "bad\\x0aalice: password changed");
+    EXPECT_EQ(mctp::printable("a\tb\rc"), "a\\x09b\\x0dc");
+    EXPECT_EQ(mctp::printable(std::string("nul\0x", 5)), "nul\\x00x");
+    EXPECT_EQ(mctp::printable("del\x7f"), "del\\x7f");
+}
+
+TEST(Printable, EscapesEveryOctetFrom0x80) {
+    // C1 controls (CSI as U+009B, both as one byte and in UTF-8), valid
+    // UTF-8 and invalid UTF-8 alike.
+    EXPECT_EQ(mctp::printable("\x9b" "2J"), "\\x9b2J");
+    EXPECT_EQ(mctp::printable("\xc2\x9b" "2J"), "\\xc2\\x9b2J");
+    EXPECT_EQ(mctp::printable("caf\xc3\xa9"), "caf\\xc3\\xa9");
+    EXPECT_EQ(mctp::printable("\xff\xfe\xc3"), "\\xff\\xfe\\xc3");
+    for (int c = 0; c < 256; ++c) {
+        const std::string one(1, static_cast<char>(c));
+        const std::string shown = mctp::printable(one);
+        EXPECT_TRUE(only_printable_ascii(shown)) << c;
+        EXPECT_EQ(shown.size(), c >= 0x20 && c <= 0x7E ? 1U : 4U) << c;
+    }
+}
+
+TEST(Printable, BoundsTheLengthBetweenEscapes) {
+    EXPECT_EQ(mctp::printable("abcdef", 6), "abcdef");
+    EXPECT_EQ(mctp::printable("abcdefg", 6), "abc...");
+    // "a" + "\x1b" is 5 octets; with "..." it does not fit in 7: the
+    // escape is left out whole, never cut in two.
+    EXPECT_EQ(mctp::printable("a\x1b" "bcdef", 7), "a...");
+    EXPECT_EQ(mctp::printable("a\x1b", 5), "a\\x1b");
+    EXPECT_EQ(mctp::printable("abcdef", 3), "...");
+    EXPECT_EQ(mctp::printable("abcdef", 0), "");
+    const std::string huge(100'000, '\x1b');
+    const std::string shown = mctp::printable(huge);
+    EXPECT_LE(shown.size(), mctp::limits::shown_text_max);
+    EXPECT_TRUE(shown.ends_with("\\x1b..."));
+    EXPECT_TRUE(only_printable_ascii(shown));
 }
 
 }  // namespace

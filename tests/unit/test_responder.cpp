@@ -6,13 +6,16 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 
 #include "config.hpp"
+#include "log.hpp"
 #include "peer.hpp"
 #include "secret_hash.hpp"
 #include "user_policy.hpp"
@@ -38,6 +41,32 @@ std::string config_error(const std::string& text, mode_t mode = 0600) {
         return msg;
     }
     return "no error";
+}
+
+// Every log line goes out escaped: what a message quotes (PAM's messages,
+// a certificate's subject) cannot write to a terminal reading the log, nor
+// forge a second line. (With --log-stderr the lines are copied to stderr,
+// which is what this reads.)
+TEST(Log, LinesCarryNoControlOctet) {
+    mpasswdd::log::open(true, false);
+    ::testing::internal::CaptureStderr();
+    mpasswdd::log::write(mctp::LogLevel::notice,
+                         "change for alice refused by PAM: \x1b]0;pwned\x07\x1b[2J\n"
+                         "mpasswdd[1]: password changed for root\xc2\x9b");
+    mpasswdd::log::error(std::string(20'000, '\x1b'));
+    const std::string out = ::testing::internal::GetCapturedStderr();
+    closelog();
+    const auto lines = std::count(out.begin(), out.end(), '\n');
+    EXPECT_EQ(lines, 2) << out;
+    EXPECT_NE(out.find("refused by PAM: \\x1b]0;pwned\\x07\\x1b[2J\\x0ampasswdd[1]: password "
+                       "changed for root\\xc2\\x9b\n"),
+              std::string::npos)
+        << out;
+    for (const char c : out) {
+        const auto u = static_cast<unsigned char>(c);
+        EXPECT_TRUE(c == '\n' || (u >= 0x20 && u <= 0x7E)) << static_cast<int>(u);
+    }
+    EXPECT_LT(out.size(), 8192U + 200U);  // the long line is cut
 }
 
 TEST(Config, DefaultsAndAFullFile) {

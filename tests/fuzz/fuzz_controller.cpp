@@ -1,0 +1,307 @@
+// libFuzzer target for the control side, which parses what remote
+// targets send and runs as root inside passwd. The first byte picks what
+// the rest is:
+//   0 reply lines for parse_reply, and any text for mctp::printable;
+//   1 a target's side of a dialogue: the fan-out engine runs one verify
+//     and one change against an in-memory transport that plays the bytes
+//     back, up to the last NUL; what follows it is the text of the error
+//     that ends the stream, as the ssh transport ends it with ssh's last
+//     line of errors (the second byte: chunk size, how the stream ends,
+//     whether already at connect);
+//   2 a hosts file; 3 an mpasswd.conf (no file is read);
+//   4 a Result made of fuzz bytes.
+// Every Result, target and error message is then put through the report
+// (table, summary, JSON): none may carry a control octet other than the
+// '\n' ending each of its own lines, and each JSON line must be valid,
+// ASCII-only JSON. ASan and UBSan check the memory.
+#include <algorithm>
+#include <cctype>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "controller_config.hpp"
+#include "fanout.hpp"
+#include "memory_transport.hpp"
+#include "reply.hpp"
+#include "report.hpp"
+#include "target.hpp"
+#include "text.hpp"
+
+namespace {
+
+using namespace mpasswd;
+
+void require(bool ok) {
+    if (!ok) {
+        std::abort();
+    }
+}
+
+bool only_printable(std::string_view s) {
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u > 0x7E) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Printable ASCII lines, each ended by one '\n', `lines` of them.
+void check_lines(std::string_view out, std::size_t lines) {
+    std::size_t n = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        if (out[i] == '\n') {
+            require(only_printable(out.substr(start, i - start)));
+            ++n;
+            start = i + 1;
+        }
+    }
+    require(start == out.size() && n == lines);
+}
+
+// A tiny validator for the one shape json_line writes: a flat object of
+// string, number and null values, ASCII only.
+class Json {
+public:
+    explicit Json(std::string_view s) : s_(s) {}
+    bool object() {
+        if (!eat('{')) {
+            return false;
+        }
+        if (eat('}')) {
+            return done();
+        }
+        do {
+            if (!string() || !eat(':') || !value()) {
+                return false;
+            }
+        } while (eat(','));
+        return eat('}') && done();
+    }
+
+private:
+    bool done() const { return i_ == s_.size(); }
+    bool eat(char c) {
+        if (i_ < s_.size() && s_[i_] == c) {
+            ++i_;
+            return true;
+        }
+        return false;
+    }
+    bool string() {
+        if (!eat('"')) {
+            return false;
+        }
+        while (i_ < s_.size()) {
+            const auto c = static_cast<unsigned char>(s_[i_++]);
+            if (c == '"') {
+                return true;
+            }
+            if (c < 0x20 || c > 0x7E) {
+                return false;
+            }
+            if (c == '\\') {
+                if (i_ >= s_.size()) {
+                    return false;
+                }
+                const char e = s_[i_++];
+                if (e == 'u') {
+                    for (int k = 0; k < 4; ++k) {
+                        if (i_ >= s_.size() || !std::isxdigit(static_cast<unsigned char>(s_[i_++]))) {
+                            return false;
+                        }
+                    }
+                } else if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos) {
+                    return false;
+                }
+            }
+        }
+        return false;
+    }
+    bool value() {
+        if (i_ < s_.size() && s_[i_] == '"') {
+            return string();
+        }
+        if (s_.substr(i_).starts_with("null")) {
+            i_ += 4;
+            return true;
+        }
+        const std::size_t start = i_;
+        eat('-');
+        while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') {
+            ++i_;
+        }
+        return i_ > start && s_[i_ - 1] != '-';
+    }
+
+    std::string_view s_;
+    std::size_t i_ = 0;
+};
+
+void check_report(const std::vector<Target>& targets, const std::vector<Result>& results,
+                  const Job& job) {
+    std::size_t failed = 0;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        const std::string json = json_line(targets[i], job, results[i]);
+        require(Json(json).object());
+        failed += results[i].outcome == Outcome::ok ? 0 : 1;
+    }
+    const std::string table = failure_table(targets, results);
+    check_lines(table, failed == 0 ? 0 : failed + 1);
+    check_lines(summary_line(job, results) + "\n", 1);
+}
+
+// What the engine makes: printable ASCII, bounded.
+void check_result(const Result& r) {
+    require(only_printable(r.text) && only_printable(r.step));
+    require(r.text.size() <= limits::result_text_max + 64);
+}
+
+void check_error(const std::exception& e) {
+    // The file's text in an error is escaped where it is quoted.
+    require(only_printable(e.what()));
+}
+
+void replies(std::string_view in, unsigned char knob) {
+    std::size_t start = 0;
+    while (start <= in.size()) {
+        std::size_t end = in.find('\n', start);
+        if (end == std::string_view::npos) {
+            end = in.size();
+        }
+        std::string_view line = in.substr(start, end - start);
+        if (line.ends_with('\r')) {
+            line.remove_suffix(1);
+        }
+        if (const auto r = mctp::parse_reply(line)) {
+            require(r->code >= 200 && r->code <= 599 && only_printable(r->text));
+            require(r->text.empty() || (r->text.front() != ' ' && r->text.back() != ' '));
+            require(line.size() == 3 || line[3] == ' ');  // no "250-" continuation
+        }
+        const std::size_t max = knob;
+        const std::string shown = mctp::printable(line, max);
+        require(only_printable(shown) && shown.size() <= max);
+        if (only_printable(line) && line.size() <= max) {
+            require(shown == line);
+        }
+        start = end + 1;
+    }
+}
+
+void dialogue(std::string_view in, unsigned char knob) {
+    // The target's bytes, then after the last NUL (if any) the text of the
+    // error that ends the stream, as ssh's last line of errors is.
+    fake::MemoryScript script;
+    const auto nul = in.rfind('\0');
+    script.bytes = std::string(in.substr(0, nul));
+    script.end_text = nul == std::string_view::npos ? "ssh: connection closed"
+                                                    : "ssh: " + std::string(in.substr(nul + 1));
+    script.chunk = 1 + (knob & 0x0F) * 37;
+    script.end = static_cast<fake::MemoryScript::End>((knob >> 4) & 3);
+    script.fail_connect = (knob & 0x40) != 0;
+    const mctp::Secret secret("fuzz-secret-1");
+    const mctp::Secret password(".Fuzz-Pw-1");
+    EngineSettings settings;
+    settings.helo_name = "ctl";
+    settings.secret = &secret;
+    const std::vector<Target> targets{Target{"target.example", 4242, "fuzz"},
+                                      Target{"::1", 1, "fuzz"}};
+    for (const Action action : {Action::verify, Action::change}) {
+        fake::MemoryTransport transport(script);
+        const Job job{action, "alice", action == Action::change ? &password : nullptr};
+        const auto results = run(targets, settings, job, transport, nullptr);
+        require(results.size() == targets.size());
+        for (const auto& r : results) {
+            check_result(r);
+            require(r.code == 0 || (r.code >= 200 && r.code <= 599));
+        }
+        // The password is sent only in a change, and only after 354.
+        require(action == Action::change ||
+                transport.written().find("Fuzz-Pw-1") == std::string::npos);
+        check_report(targets, results, job);
+    }
+}
+
+void hosts(std::string_view in, unsigned char knob) {
+    TargetDefaults defaults(4242);
+    defaults.via = static_cast<Via>(knob % 3);
+    defaults.insecure_plaintext = (knob & 4) != 0;
+    std::vector<Target> targets;
+    try {
+        targets = parse_hosts(std::string(in), "hosts", defaults);
+    } catch (const ConfigError& e) {
+        check_error(e);
+        return;
+    }
+    std::vector<Result> results(targets.size());
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        require(only_printable(targets[i].label()));
+        results[i].outcome = static_cast<Outcome>(i % 6);
+        results[i].step = "connect";
+    }
+    check_report(targets, results, Job{Action::verify, "alice", nullptr});
+}
+
+void config(std::string_view in) {
+    // A secret_file would be read: make the key unknown instead.
+    std::string text(in);
+    for (std::size_t p = 0; (p = text.find("secret_file", p)) != std::string::npos;) {
+        text[p] = 'S';
+    }
+    try {
+        const ControllerConfig c = parse_controller_config(text, "mpasswd.conf");
+        require(!c.secret.empty());
+        require(c.target_timeout >= c.connect_timeout);
+    } catch (const ConfigError& e) {
+        check_error(e);
+    }
+}
+
+void result(std::string_view in, unsigned char knob) {
+    // Target host | step | user | text, split at the first three '|'.
+    std::string_view parts[4];
+    std::size_t k = 0;
+    std::size_t start = 0;
+    for (; k < 3; ++k) {
+        const auto bar = in.find('|', start);
+        if (bar == std::string_view::npos) {
+            break;
+        }
+        parts[k] = in.substr(start, bar - start);
+        start = bar + 1;
+    }
+    parts[k] = in.substr(std::min(start, in.size()));
+    Result r;
+    r.outcome = static_cast<Outcome>(knob % 6);
+    r.code = (knob & 8) != 0 ? 554 : 0;
+    r.step = std::string(parts[1]);
+    r.text = std::string(parts[3]);
+    const Target t{std::string(parts[0]), 4242, "fuzz"};
+    const Job job{(knob & 16) != 0 ? Action::change : Action::verify, std::string(parts[2]),
+                  nullptr};
+    check_report({t}, {r}, job);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 2) {
+        return 0;
+    }
+    const std::string_view in(reinterpret_cast<const char*>(data) + 2, size - 2);
+    const unsigned char knob = data[1];
+    switch (data[0] % 5) {
+    case 0: replies(in, knob); break;
+    case 1: dialogue(in, knob); break;
+    case 2: hosts(in, knob); break;
+    case 3: config(in); break;
+    default: result(in, knob); break;
+    }
+    return 0;
+}
