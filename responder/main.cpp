@@ -36,6 +36,12 @@ constexpr int exit_config = 78;
 constexpr std::size_t secret_min = 12;
 constexpr std::size_t secret_max = mctp::limits::line_max_min - 7;
 
+// What reaches a terminal of a text that came from an argument or a file:
+// control characters and non-ASCII escaped (\xHH).
+std::string shown(std::string_view text) {
+    return mctp::printable(text, mctp::limits::shown_text_max);
+}
+
 void usage(std::FILE* out) {
     std::fputs(
         "usage: mpasswdd [-c FILE] [--ssh] [--log-stderr] [--debug]\n"
@@ -154,7 +160,7 @@ int hash_secret_command(unsigned long cost) {
     try {
         std::printf("%s\n", mpasswdd::hash_secret(secret, cost).c_str());
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "mpasswdd: %s\n", e.what());
+        std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
         return exit_failure;
     }
     return 0;
@@ -165,7 +171,7 @@ int hash_secret_command(unsigned long cost) {
 int refuse_for_config(const std::string& message) {
     mpasswdd::log::error(message);
     if (stderr_is_separate()) {
-        std::fprintf(stderr, "mpasswdd: %s\n", message.c_str());
+        std::fprintf(stderr, "mpasswdd: %s\n", shown(message).c_str());
     }
     const mctp::Reply r{mctp::Code::unavailable,
                         system_host_name() + " service not available (configuration error)"};
@@ -221,7 +227,8 @@ int main(int argc, char** argv) {
             return 0;
         } else {
             if (stderr_is_separate()) {
-                std::fprintf(stderr, "mpasswdd: unknown or incomplete option '%s'\n", argv[i]);
+                std::fprintf(stderr, "mpasswdd: unknown or incomplete option '%s'\n",
+                             shown(argv[i]).c_str());
                 usage(stderr);
             }
             return exit_usage;
@@ -241,7 +248,7 @@ int main(int argc, char** argv) {
         }
     } catch (const mpasswdd::ConfigError& e) {
         if (check_config) {
-            std::fprintf(stderr, "mpasswdd: %s\n", e.what());
+            std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
             return exit_config;
         }
         return refuse_for_config(e.what());

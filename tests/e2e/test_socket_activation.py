@@ -310,6 +310,16 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown or incomplete option", r.stderr)
 
+    def test_arguments_and_file_names_reach_the_terminal_escaped(self):
+        r = self.run_mpasswdd("--frob\x1b]0;pwned\x07\x1b[2J")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("'--frob\\x1b]0;pwned\\x07\\x1b[2J'", r.stderr)
+        r = self.run_mpasswdd("-c", "/nonexistent/\x1b[2J\n.conf", "--check-config")
+        self.assertEqual(r.returncode, 78)
+        self.assertIn("/nonexistent/\\x1b[2J\\x0a.conf: cannot open", r.stderr)
+        for stream in (r.stdout, r.stderr):
+            self.assertEqual([c for c in stream if ord(c) < 32 and c != "\n"], [], stream)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
