@@ -21,6 +21,11 @@ inline constexpr std::size_t config_size_max = 1 << 20;
 
 // Reads a regular file of at most size_max octets. Refuses one that is
 // world-writable or owned by someone other than root or the caller.
+// Never waits: a FIFO, a device, a directory or a socket is refused at
+// once, without being opened ("PATH: not a regular file (a FIFO)"), and
+// a file larger than size_max ("PATH: larger than N octets"), even one
+// that grows while it is read. Symbolic links are followed (the file
+// they lead to is checked).
 // When the text contains `secret_marker` (e.g. "secret"), it must not be
 // readable by other users either (group or world, as `private_to_group`
 // says), and the message names the chmod that fixes it.
