@@ -117,6 +117,16 @@ std::string read_regular(const std::string& path, std::size_t size_max, bool own
 
 }  // namespace
 
+void refuse_special(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        return;
+    }
+    if (const std::string why = not_regular(st.st_mode); !why.empty()) {
+        throw ConfigError(path + ": " + why);
+    }
+}
+
 std::string read_private(const std::string& path, std::size_t size_max) {
     mode_t mode = 0;
     return read_regular(path, size_max, true, &mode);

@@ -36,6 +36,12 @@ std::string read_checked(const std::string& path, std::string_view secret_marker
 // at all (a secret file). The caller wipes the text after use.
 std::string read_private(const std::string& path, std::size_t size_max);
 
+// For a file another program opens (ssh's identity and known-hosts
+// files): throws ConfigError "PATH: not a regular file (a FIFO)" when
+// path exists and is not a regular file (after symbolic links). A
+// missing file is left to that program.
+void refuse_special(const std::string& path);
+
 // Items separated by commas and/or blanks.
 std::vector<std::string> split_list(std::string_view value);
 
