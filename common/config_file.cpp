@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -15,22 +16,55 @@ namespace mctp::cfg {
 
 namespace {
 
+// Why a file of this mode is not read ("not a regular file (a FIFO)"),
+// or empty for a regular file.
+std::string not_regular(mode_t mode) {
+    if (S_ISREG(mode)) {
+        return {};
+    }
+    const char* kind = S_ISFIFO(mode)  ? "a FIFO"
+                       : S_ISCHR(mode) ? "a character device"
+                       : S_ISBLK(mode) ? "a block device"
+                       : S_ISDIR(mode) ? "a directory"
+                       : S_ISSOCK(mode) ? "a socket"
+                                        : "a special file";
+    return std::string("not a regular file (") + kind + ")";
+}
+
 // Opens and reads a regular file of at most size_max octets that only
 // root or the caller may write. With owner_only, group and others may not
 // read it either (checked before reading). *mode gets its permissions.
+//
+// Nothing here waits: the path is looked at (stat, following symbolic
+// links) before it is opened, so a FIFO, a device or a directory is
+// refused without being opened at all (opening a FIFO for reading blocks
+// until a writer comes, and opening some devices does things). The open
+// itself is non-blocking, in case the path was replaced in between, and
+// the descriptor is checked again with fstat. No more than size_max + 1
+// octets are ever read: a file that grew past size_max after fstat is
+// refused too.
 std::string read_regular(const std::string& path, std::size_t size_max, bool owner_only,
                          mode_t* mode) {
-    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+    }
+    if (const std::string why = not_regular(st.st_mode); !why.empty()) {
+        throw ConfigError(path + ": " + why);
+    }
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         throw ConfigError(path + ": cannot open: " + std::strerror(errno));
     }
-    struct stat st {};
     const auto fail = [&](const std::string& why) {
         close(fd);
         throw ConfigError(path + ": " + why);
     };
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail("not a regular file");
+    if (fstat(fd, &st) != 0) {
+        fail(std::string("cannot stat: ") + std::strerror(errno));
+    }
+    if (const std::string why = not_regular(st.st_mode); !why.empty()) {
+        fail(why);
     }
     if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
         fail("writable by other users; it must be owned by root and not world-writable "
@@ -43,16 +77,32 @@ std::string read_regular(const std::string& path, std::size_t size_max, bool own
     if (st.st_size > static_cast<off_t>(size_max)) {
         fail("larger than " + std::to_string(size_max) + " octets");
     }
-    // Sized once and never grown, so a caller can wipe the one buffer.
-    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    // Read up to size_max + 1 octets, whatever fstat said, so a file that
+    // grew since is refused too. The buffer starts at the size fstat gave
+    // (regular files ignore O_NONBLOCK); a bigger one replaces it only for
+    // such a file, and the old one is wiped, so a caller wiping the text
+    // leaves no copy behind.
+    std::string text(static_cast<std::size_t>(st.st_size) + 1, '\0');
     std::size_t got = 0;
-    while (got < text.size()) {
+    for (;;) {
+        if (got == text.size()) {
+            if (got > size_max) {
+                explicit_bzero(text.data(), text.size());
+                fail("larger than " + std::to_string(size_max) + " octets");
+            }
+            std::string bigger(std::min(size_max + 1, 2 * text.size()), '\0');
+            std::memcpy(bigger.data(), text.data(), got);
+            explicit_bzero(text.data(), text.size());
+            text.swap(bigger);
+        }
         const ssize_t n = read(fd, text.data() + got, text.size() - got);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
-            fail(std::string("cannot read: ") + std::strerror(errno));
+            const int e = errno;
+            explicit_bzero(text.data(), text.size());
+            fail(std::string("cannot read: ") + std::strerror(e));
         }
         if (n == 0) {
             break;
@@ -66,6 +116,16 @@ std::string read_regular(const std::string& path, std::size_t size_max, bool own
 }
 
 }  // namespace
+
+void refuse_special(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        return;
+    }
+    if (const std::string why = not_regular(st.st_mode); !why.empty()) {
+        throw ConfigError(path + ": " + why);
+    }
+}
 
 std::string read_private(const std::string& path, std::size_t size_max) {
     mode_t mode = 0;

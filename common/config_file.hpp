@@ -21,6 +21,11 @@ inline constexpr std::size_t config_size_max = 1 << 20;
 
 // Reads a regular file of at most size_max octets. Refuses one that is
 // world-writable or owned by someone other than root or the caller.
+// Never waits: a FIFO, a device, a directory or a socket is refused at
+// once, without being opened ("PATH: not a regular file (a FIFO)"), and
+// a file larger than size_max ("PATH: larger than N octets"), even one
+// that grows while it is read. Symbolic links are followed (the file
+// they lead to is checked).
 // When the text contains `secret_marker` (e.g. "secret"), it must not be
 // readable by other users either (group or world, as `private_to_group`
 // says), and the message names the chmod that fixes it.
@@ -30,6 +35,12 @@ std::string read_checked(const std::string& path, std::string_view secret_marker
 // The same checks, and the file must not be readable by group or others
 // at all (a secret file). The caller wipes the text after use.
 std::string read_private(const std::string& path, std::size_t size_max);
+
+// For a file another program opens (ssh's identity and known-hosts
+// files): throws ConfigError "PATH: not a regular file (a FIFO)" when
+// path exists and is not a regular file (after symbolic links). A
+// missing file is left to that program.
+void refuse_special(const std::string& path);
 
 // Items separated by commas and/or blanks.
 std::vector<std::string> split_list(std::string_view value);

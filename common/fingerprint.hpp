@@ -11,9 +11,6 @@ using X509 = struct x509_st;
 
 namespace mctp {
 
-// The largest TLS private-key file read (PEM).
-inline constexpr std::size_t tls_key_file_max = std::size_t{64} * 1024;
-
 // "AB:CD:..." or "abcd...": 32 octets as 64 lower-case hex digits, or
 // nullopt for anything else.
 std::optional<std::string> normalize_sha256(std::string_view text);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <set>
+#include <utility>
 
 #include "text.hpp"
 
@@ -211,6 +212,17 @@ ControllerConfig parse_controller_config(const std::string& text, const std::str
     }
     if (c.tls_certificate.empty() != c.tls_key.empty()) {
         throw ConfigError(path + ": tls_certificate and tls_key go together");
+    }
+    // ssh opens these itself, and would wait on a FIFO.
+    for (const auto& [key, file] :
+         {std::pair{"ssh_identity", &c.ssh_identity}, {"ssh_known_hosts", &c.ssh_known_hosts}}) {
+        if (!file->empty()) {
+            try {
+                cfg::refuse_special(*file);
+            } catch (const ConfigError& e) {
+                throw ConfigError(path + ": " + key + " " + e.what());
+            }
+        }
     }
     if (c.target_timeout < c.connect_timeout) {
         throw ConfigError(path + ": target_timeout (" + cfg::seconds_text(c.target_timeout) +

@@ -10,15 +10,13 @@
 #include <asio/write.hpp>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-
 #include "config_file.hpp"
 #include "fingerprint.hpp"
-#include "secret.hpp"
 #include "tcp_connect.hpp"
+#include "tls_files.hpp"
 #include "transport.hpp"
 
 namespace mpasswd {
@@ -71,33 +69,28 @@ public:
         SSL_CTX* ctx = ctx_.native_handle();
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
         SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-        asio::error_code ec;
-        if (s.ca.empty()) {
-            ctx_.set_default_verify_paths(ec);
-        } else {
-            ctx_.load_verify_file(s.ca, ec);
-        }
-        if (ec) {
-            throw TransportError("tls_ca " + (s.ca.empty() ? "(system store)" : s.ca) + ": " +
-                                 ec.message());
-        }
-        if (!s.certificate.empty()) {
-            ctx_.use_certificate_chain_file(s.certificate, ec);
-            if (ec) {
-                throw TransportError("tls_certificate " + s.certificate + ": " + ec.message());
+        // The files are read as the configuration is (a regular file,
+        // bounded, never waited for) and given to OpenSSL from memory.
+        // Without tls_ca, the system store is OpenSSL's own.
+        const char* key = "tls_ca";
+        try {
+            if (s.ca.empty()) {
+                asio::error_code ec;
+                ctx_.set_default_verify_paths(ec);
+                if (ec) {
+                    throw TransportError("tls_ca (system store): " + ec.message());
+                }
+            } else {
+                mctp::tls::load_trusted(ctx, s.ca);
             }
-            std::string pem;
-            try {
-                pem = mctp::cfg::read_private(s.key, mctp::tls_key_file_max);
-            } catch (const mctp::cfg::ConfigError& e) {
-                throw TransportError(std::string("tls_key: ") + e.what());
+            if (!s.certificate.empty()) {
+                key = "tls_certificate";
+                mctp::tls::use_certificate_chain(ctx, s.certificate);
+                key = "tls_key";
+                mctp::tls::use_private_key(ctx, s.key);
             }
-            ctx_.use_private_key(asio::buffer(pem), asio::ssl::context::pem, ec);
-            mctp::wipe(pem.data(), pem.size());
-            if (ec || SSL_CTX_check_private_key(ctx) != 1) {
-                ERR_clear_error();
-                throw TransportError("tls_key " + s.key + ": not a PEM key of tls_certificate");
-            }
+        } catch (const mctp::cfg::ConfigError& e) {
+            throw TransportError(std::string(key) + " " + e.what());
         }
     }
 

@@ -52,11 +52,23 @@ struct TlsError : std::runtime_error {
 // Server-side TLS on the socket fd (implicit TLS, before the banner): TLS
 // 1.2 at least, no compression or renegotiation, the library's default
 // ciphers; with tls_client_ca a verified client certificate is required,
-// and its subject and fingerprint are put into *peer. Throws TlsError
-// with the reason when the handshake fails or does not finish by deadline
-// (the idle timeout or the end of the login grace time, the sooner).
+// and its subject and fingerprint are put into *peer. Throws TlsFileError
+// when a TLS file cannot be used, TlsError with the reason when the
+// handshake fails or does not finish by deadline (the idle timeout or the
+// end of the login grace time, the sooner).
 std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
                                      Peer* peer);
+
+// tls_certificate, tls_key or tls_client_ca cannot be used (not a regular
+// file, unreadable, not PEM, ...): a configuration error, found before
+// anything is read from the peer. The message names the key and the file.
+struct TlsFileError : TlsError {
+    using TlsError::TlsError;
+};
+
+// Loads the TLS files as tls_channel does (for --check-config). Throws
+// TlsFileError.
+void check_tls_files(const Config& config);
 
 struct Timeouts {
     std::chrono::milliseconds idle{60'000};

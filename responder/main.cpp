@@ -245,6 +245,9 @@ int main(int argc, char** argv) {
         config = mpasswdd::load_config(config_path);
         if (check_config) {
             mpasswdd::check_hashes(config);
+            if (config.tls) {
+                mpasswdd::check_tls_files(config);
+            }
         }
     } catch (const mpasswdd::ConfigError& e) {
         if (check_config) {
@@ -252,6 +255,9 @@ int main(int argc, char** argv) {
             return exit_config;
         }
         return refuse_for_config(e.what());
+    } catch (const mpasswdd::TlsError& e) {
+        std::fprintf(stderr, "mpasswdd: %s\n", e.what());
+        return exit_config;
     }
     if (check_config) {
         std::fputs(mpasswdd::describe(config).c_str(), stdout);
@@ -306,6 +312,13 @@ int main(int argc, char** argv) {
                          mpasswdd::Clock::now() +
                              std::min(config.idle_timeout, config.session_timeout)),
                 &peer);
+        } catch (const mpasswdd::TlsFileError& e) {
+            // No 421 here: the client speaks TLS and could not read it.
+            mpasswdd::log::error(e.what());
+            if (stderr_is_separate()) {
+                std::fprintf(stderr, "mpasswdd: %s\n", e.what());
+            }
+            return exit_config;
         } catch (const mpasswdd::TlsError& e) {
             mpasswdd::log::write(mctp::LogLevel::warning,
                                  "TLS handshake with " + peer.text + " failed: " + e.what());

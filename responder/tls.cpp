@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -16,7 +15,7 @@
 #include "config_file.hpp"
 #include "connection.hpp"
 #include "fingerprint.hpp"
-#include "secret.hpp"
+#include "tls_files.hpp"
 
 namespace mpasswdd {
 namespace {
@@ -98,32 +97,6 @@ private:
     int fd_;
 };
 
-// The key file is read through the same checks as the configuration
-// (regular file, owner root or the caller, mode 0600), then handed to
-// OpenSSL from memory and wiped.
-void use_private_key(SSL_CTX* ctx, const std::string& path) {
-    std::string pem;
-    try {
-        pem = mctp::cfg::read_private(path, mctp::tls_key_file_max);
-    } catch (const mctp::cfg::ConfigError& e) {
-        throw TlsError(std::string("tls_key: ") + e.what());
-    }
-    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    EVP_PKEY* key = bio != nullptr ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr)
-                                   : nullptr;
-    BIO_free(bio);
-    mctp::wipe(pem.data(), pem.size());
-    if (key == nullptr) {
-        throw TlsError("tls_key " + path + ": " + ssl_reason("not a PEM private key"));
-    }
-    const int ok = SSL_CTX_use_PrivateKey(ctx, key);
-    EVP_PKEY_free(key);
-    if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        throw TlsError("tls_key " + path + ": " +
-                       ssl_reason("does not match tls_certificate"));
-    }
-}
-
 std::string subject_of(X509* cert) {
     BIO* bio = BIO_new(BIO_s_mem());
     X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
@@ -134,10 +107,11 @@ std::string subject_of(X509* cert) {
     return out;
 }
 
-}  // namespace
-
-std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
-                                     Peer* peer) {
+// The server context: tls_certificate, tls_key and tls_client_ca, each
+// read as the configuration is (a regular file, bounded, never waited
+// for) and given to OpenSSL from memory. Throws TlsFileError naming the
+// key and the file.
+std::unique_ptr<SSL_CTX, CtxFree> server_context(const Config& config) {
     std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) {
         throw TlsError(ssl_reason("cannot create a TLS context"));
@@ -145,18 +119,32 @@ std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_p
     SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
     SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                        SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(ctx.get(), config.tls_certificate.c_str()) != 1) {
-        throw TlsError("tls_certificate " + config.tls_certificate + ": " +
-                       ssl_reason("cannot be read"));
-    }
-    use_private_key(ctx.get(), config.tls_key);
-    if (!config.tls_client_ca.empty()) {
-        if (SSL_CTX_load_verify_locations(ctx.get(), config.tls_client_ca.c_str(), nullptr) != 1) {
-            throw TlsError("tls_client_ca " + config.tls_client_ca + ": " +
-                           ssl_reason("cannot be read"));
+    const char* key = "tls_certificate";
+    try {
+        mctp::tls::use_certificate_chain(ctx.get(), config.tls_certificate);
+        key = "tls_key";
+        mctp::tls::use_private_key(ctx.get(), config.tls_key);
+        if (!config.tls_client_ca.empty()) {
+            key = "tls_client_ca";
+            mctp::tls::load_trusted(ctx.get(), config.tls_client_ca);
+            SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                               nullptr);
         }
-        SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    } catch (const mctp::cfg::ConfigError& e) {
+        throw TlsFileError(std::string(key) + " " + e.what());
     }
+    return ctx;
+}
+
+}  // namespace
+
+void check_tls_files(const Config& config) {
+    server_context(config);
+}
+
+std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
+                                     Peer* peer) {
+    std::unique_ptr<SSL_CTX, CtxFree> ctx = server_context(config);
     std::unique_ptr<SSL, SslFree> ssl(SSL_new(ctx.get()));
     if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
         throw TlsError(ssl_reason("cannot attach TLS to the connection"));

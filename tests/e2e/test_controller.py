@@ -247,6 +247,49 @@ class Controller(unittest.TestCase):
             self.assertEqual(control_octets(r.stderr), [], (args, r.stderr))
             self.assertIn(message, r.stderr, args)
 
+    def test_fifo_device_folder_or_huge_file_is_refused_at_once(self):
+        # Opening a FIFO for reading waits for a writer: mpasswd used to
+        # hang there. Each run is bounded, so that fails instead of hanging.
+        fifo = os.path.join(self.fleet.dir, "fifo")
+        os.mkfifo(fifo, 0o600)
+        folder = os.path.join(self.fleet.dir, "folder")
+        os.mkdir(folder, 0o700)
+        huge = os.path.join(self.fleet.dir, "huge-hosts")
+        with open(huge, "w") as f:
+            f.write("# padding\n" * (1 << 17))  # 1.25 MiB
+        config = os.path.join(self.fleet.dir, "special.conf")
+        try:
+            cases = [
+                (["--hosts", fifo], None, fifo + ": not a regular file (a FIFO)"),
+                (["--hosts", "/dev/zero"], None,
+                 "/dev/zero: not a regular file (a character device)"),
+                (["--hosts", folder], None, folder + ": not a regular file (a directory)"),
+                (["--hosts", huge], None, huge + ": larger than 1048576 octets"),
+                ([], fifo, fifo + ": not a regular file (a FIFO)"),
+                ([], "secret_file = %s\nhosts = %s\n" % (fifo, os.path.join(self.fleet.dir, "hosts")),
+                 fifo + ": not a regular file (a FIFO)"),
+                ([], "secret_file = /dev/zero\n",
+                 "/dev/zero: not a regular file (a character device)"),
+            ]
+            for args, conf, message in cases:
+                if conf is None:
+                    conf = self.fleet.config
+                elif conf != fifo:
+                    with open(config, "w") as f:
+                        f.write(conf)
+                    os.chmod(config, 0o600)
+                    conf = config
+                r = subprocess.run([MPASSWD, "-c", conf] + args + ["--verify", "alice"],
+                                   capture_output=True, text=True, timeout=10)
+                self.assertEqual(r.returncode, 2, (args, conf, r.stderr))
+                self.assertIn(message, r.stderr, (args, conf))
+                self.assertEqual(r.stdout, "")
+        finally:
+            for path in (fifo, huge, config):
+                if os.path.exists(path):
+                    os.unlink(path)
+            os.rmdir(folder)
+
     def run_on_terminal(self, args, typed):
         """Runs mpasswd with a pseudo-terminal as its controlling terminal
         and stdin/stdout/stderr; answers each prompt with the next of typed."""

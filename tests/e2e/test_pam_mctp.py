@@ -63,7 +63,7 @@ class PamMctp(unittest.TestCase):
                     % (os.environ["PAM_MATRIX_MODULE"], self.local, MODULE, self.fleet.config,
                        args))
 
-    def chauthtok(self, answers, silent=False, debuglevel="0", text=True):
+    def chauthtok(self, answers, silent=False, debuglevel="0", text=True, timeout=60):
         # PAM_WRAPPER_USE_SYSLOG=0: pam_wrapper prints what modules give
         # pam_syslog on stderr (at debug level 2 for LOG_INFO and LOG_NOTICE,
         # 1 for LOG_WARNING) instead of sending it to syslog.
@@ -73,7 +73,7 @@ class PamMctp(unittest.TestCase):
         stdin = "".join(a + "\n" for a in answers)
         r = subprocess.run([DRIVER, SERVICE, "alice"] + (["silent"] if silent else []),
                            input=stdin if text else stdin.encode(), capture_output=True,
-                           text=text, env=e, timeout=60)
+                           text=text, env=e, timeout=timeout)
         for secret in (SECRET, NEW):
             self.assertNotIn(secret if text else secret.encode(), r.stdout + r.stderr)
         return r
@@ -218,7 +218,31 @@ class PamMctp(unittest.TestCase):
         self.assertIn("error: The other hosts will not get this password", r.stdout)
         self.assertEqual(self.local_password(), NEW)
 
-    def test_module_exports_only_pam_sm_chauthtok(self):
+    def test_fifo_as_hosts_or_config_fails_at_once_and_is_logged(self):
+        # Opening a FIFO for reading waits for a writer: pam_mctp used to
+        # hang there, and passwd with it. Each run is bounded, so that
+        # fails instead.
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo, 0o600)
+        why = fifo + ": not a regular file (a FIFO)"
+        try:
+            for args in ("hosts=%s require_all" % fifo, "config=%s require_all" % fifo):
+                # The later config= wins over the one stack() writes.
+                self.stack(args)
+                r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="1", timeout=10)
+                self.assertEqual(r.returncode, 1, (args, r.stdout, r.stderr))
+                self.assertIn("error: Cannot reach the other hosts (%s)" % why, r.stdout)
+                self.assertIn("SYSLOG(3)", "".join(l for l in r.stderr.splitlines()
+                                                   if why in l), r.stderr)
+                self.assertEqual(self.local_password(), LOCAL_OLD)
+        finally:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # nobody waits on it (the old code did)
+            os.unlink(fifo)
+
+
         lib = ctypes.CDLL(MODULE, mode=os.RTLD_NOW | os.RTLD_LOCAL)
         self.assertTrue(hasattr(lib, "pam_sm_chauthtok"))
         for absent in ("pam_sm_authenticate", "pam_sm_open_session", "parse_options"):

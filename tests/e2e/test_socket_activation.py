@@ -227,6 +227,24 @@ class SocketActivation(unittest.TestCase):
         finally:
             r.stop()
 
+    def test_fifo_as_config_answers_421_at_once(self):
+        # Opening a FIFO for reading waits for a writer: mpasswdd used to
+        # hang there, and the client with it (the client's 10 s timeout
+        # makes that a failure).
+        fifo = os.path.join(self.dir, "fifo.conf")
+        os.mkfifo(fifo, 0o600)
+        r = Responder(MPASSWDD, fifo, self.env)
+        try:
+            c = r.connect()
+            self.assertTrue(c.reply().endswith("service not available (configuration error)"))
+            self.assertTrue(c.closed())
+            time.sleep(0.2)
+            self.assertIn(fifo + ": not a regular file (a FIFO)", r.log_text())
+        finally:
+            r.stop()
+            release(fifo)
+            os.unlink(fifo)
+
     def test_ipv6_loopback(self):
         r = Responder(MPASSWDD, self.config("v6", "from = ::1"), self.env, address="[::1]")
         try:
@@ -253,10 +271,10 @@ class CommandLine(unittest.TestCase):
         os.chmod(path, mode)
         return path
 
-    def run_mpasswdd(self, *args, stdin=""):
+    def run_mpasswdd(self, *args, stdin="", timeout=20):
         # Bytes, so CRLF is seen as sent (text mode would fold it to LF).
         r = subprocess.run([MPASSWDD] + list(args), input=stdin.encode(), capture_output=True,
-                           timeout=20)
+                           timeout=timeout)
         r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()
         return r
 
@@ -276,6 +294,19 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(r.returncode, 78)
         self.assertRegex(r.stdout, r"^421 \S+ service not available \(configuration error\)\r\n$")
         self.assertIn("absent.conf: cannot open: No such file or directory", r.stderr)
+
+    def test_fifo_device_or_folder_as_config_exits_78_at_once(self):
+        fifo = os.path.join(self.dir, "fifo.conf")
+        os.mkfifo(fifo, 0o600)
+        try:
+            for path, kind in [(fifo, "a FIFO"), ("/dev/zero", "a character device"),
+                               (self.dir, "a directory")]:
+                r = self.run_mpasswdd("-c", path, "--check-config", timeout=10)
+                self.assertEqual(r.returncode, 78, path)
+                self.assertIn("%s: not a regular file (%s)" % (path, kind), r.stderr)
+                self.assertEqual(r.stdout, "")
+        finally:
+            release(fifo)
 
     def test_world_readable_config_with_hash_is_refused(self):
         conf = self.write("open.conf", "[controller c]\nfrom = local\nsecret_hash = %s\n"
@@ -319,6 +350,15 @@ class CommandLine(unittest.TestCase):
         self.assertIn("/nonexistent/\\x1b[2J\\x0a.conf: cannot open", r.stderr)
         for stream in (r.stdout, r.stderr):
             self.assertEqual([c for c in stream if ord(c) < 32 and c != "\n"], [], stream)
+
+
+def release(fifo):
+    """Lets a process that still waits to open fifo for reading (the bug)
+    go on, and read end of file, rather than hang for ever."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # nobody waiting
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ must fail as `untrusted` with the responder never seeing AUTH."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,12 +115,12 @@ class Tls(unittest.TestCase):
     def target(self, name, host="127.0.0.1", options="tls"):
         return "%s:%d %s" % (host, self.responders[name][0].port, options)
 
-    def run_mpasswd(self, lines, extra="", ca=None):
+    def run_mpasswd(self, lines, extra="", ca=None, timeout=60):
         write(self.config, "secret_file = secret\nhosts = hosts\nreply_timeout = 5\n"
               "tls_ca = %s\n%s" % (ca or self.pki.ca, extra))
         write(os.path.join(self.dir, "hosts"), "\n".join(lines) + "\n", 0o644)
         p = subprocess.run([MPASSWD, "-c", self.config, "--stdin", "--json", "alice"],
-                           input=NEW + "\n", capture_output=True, text=True, timeout=60)
+                           input=NEW + "\n", capture_output=True, text=True, timeout=timeout)
         results = [json.loads(line) for line in p.stdout.splitlines()]
         return p.returncode, results, p.stderr
 
@@ -228,6 +229,66 @@ class Tls(unittest.TestCase):
         self.assertEqual(results, [])
         self.assertIn("tls_ca", err)
         self.assertNotIn("Connection from", self.new_log("good1"))
+
+    def test_fifo_as_a_tls_file_is_refused_at_once(self):
+        # OpenSSL's *_file loaders open the path themselves, and opening a
+        # FIFO for reading waits for a writer: both sides used to hang
+        # there. Every run below is bounded, so that fails instead.
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo, 0o600)
+        why = fifo + ": not a regular file (a FIFO)"
+        try:
+            cert, key = self.client
+            for ca, extra, name in [
+                    (fifo, "", "tls_ca"),
+                    (None, "tls_certificate = %s\ntls_key = %s\n" % (fifo, key), "tls_certificate"),
+                    (None, "tls_certificate = %s\ntls_key = %s\n" % (cert, fifo), "tls_key")]:
+                status, results, err = self.run_mpasswd([self.target("good1")], extra, ca=ca,
+                                                        timeout=10)
+                self.assertEqual((status, results), (2, []), err)
+                self.assertIn("%s %s" % (name, why), err)
+            self.assertNotIn("Connection from", self.new_log("good1"))
+            cert, key = self.server
+            base = {"tls_certificate": cert, "tls_key": key, "tls_client_ca": self.pki.ca}
+            for name in base:
+                files = dict(base, **{name: fifo})
+                conf = os.path.join(self.dir, "fifo-%s.conf" % name)
+                write(conf, "tls = yes\nstate_directory = %s\n%s[controller ctl]\n"
+                      "from = 127.0.0.1\nsecret_hash = %s\n"
+                      % (os.path.join(self.dir, "state"),
+                         "".join("%s = %s\n" % kv for kv in files.items()), self.hash))
+                r = subprocess.run([MPASSWDD, "-c", conf, "--check-config"], capture_output=True,
+                                   text=True, timeout=10)
+                self.assertEqual(r.returncode, 78, (name, r.stderr))
+                self.assertIn("%s %s" % (name, why), r.stderr)
+                self.assertEqual(r.stdout, "")
+            # Socket-activated: the connection is closed at once (a TLS
+            # client could not read a 421) and the log says why.
+            responder = Responder(MPASSWDD, conf, log_path=os.path.join(self.dir, "fifo.log"))
+            try:
+                with socket.create_connection(("127.0.0.1", responder.port), timeout=10) as s:
+                    self.assertEqual(s.recv(100), b"")
+                log = responder.log_text()
+                deadline = time.monotonic() + 5
+                while why not in log and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    log = responder.log_text()
+                self.assertIn("tls_client_ca " + why, log)
+                self.assertNotIn("handshake", log)
+            finally:
+                responder.stop()
+        finally:
+            release(fifo)
+            os.unlink(fifo)
+
+
+def release(fifo):
+    """Lets a process that still waits to open fifo for reading (the bug)
+    go on, and read end of file, rather than hang for ever."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # nobody waiting
 
 
 if __name__ == "__main__":

@@ -196,6 +196,25 @@ TEST(ControllerConfig, TransportKeys) {
               ":2: ssh_user: must be a user name");
 }
 
+TEST(ControllerConfig, SshFilesMustNotBeFifosOrDevices) {
+    // ssh opens them itself, and would wait on a FIFO; a missing one is
+    // ssh's business.
+    char fifo[] = "/tmp/mpasswd-test-fifo-XXXXXX";
+    ASSERT_NE(mkdtemp(fifo), nullptr);
+    const std::string dir = fifo;
+    const std::string path = dir + "/known_hosts";
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    EXPECT_EQ(config_error("secret = x1\nssh_known_hosts = " + path + "\n"),
+              ": ssh_known_hosts " + path + ": not a regular file (a FIFO)");
+    unlink(path.c_str());
+    rmdir(dir.c_str());
+    EXPECT_EQ(config_error("secret = x1\nssh_identity = /dev/zero\n"),
+              ": ssh_identity /dev/zero: not a regular file (a character device)");
+    EXPECT_EQ(config_error("secret = x1\nssh_identity = /tmp\n"),
+              ": ssh_identity /tmp: not a regular file (a directory)");
+    EXPECT_EQ(config_error("secret = x1\nssh_identity = /nonexistent/id\n"), "(no error)");
+}
+
 TEST(ControllerConfig, EveryKey) {
     TempFile secret("from-file-secret\nsecond line ignored\n");
     TempFile f("[mpasswd]\nname = ctl1.example.org\nsecret_file = " + secret.path() +
