@@ -110,9 +110,12 @@ mctp::Secret read_password_from_terminal(const std::string& user) {
     struct termios quiet = saved;
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO | ECHOE | ECHOK | ECHONL);
     quiet.c_lflag |= ICANON;
+    // Echo off before the prompt, as getpass() does: an answer typed as
+    // soon as the prompt shows must be neither echoed nor thrown away by
+    // the flush.
     const auto ask = [&](std::string_view prompt, FixedBuffer& buf) {
-        (void)!write(fd, prompt.data(), prompt.size());
         tcsetattr(fd, TCSAFLUSH, &quiet);
+        (void)!write(fd, prompt.data(), prompt.size());
         const bool got = read_line(fd, buf);
         tcsetattr(fd, TCSAFLUSH, &saved);
         (void)!write(fd, "\n", 1);
