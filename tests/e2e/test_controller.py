@@ -303,7 +303,8 @@ class Controller(unittest.TestCase):
                                 close_fds=True)
         os.close(slave)
         out = b""
-        answers = list(typed)
+        since = b""  # what came after the last answer: a prompt answered
+        answers = list(typed)  # once must not be answered again
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready, _, _ = select.select([master], [], [], 0.2)
@@ -315,11 +316,16 @@ class Controller(unittest.TestCase):
                 if not chunk:
                     break
                 out += chunk
-                if answers and out.rstrip().endswith(b"password:") or \
-                        answers and out.rstrip().endswith(b"password for alice:"):
+                since += chunk
+                if answers and (since.rstrip().endswith(b"password:") or
+                                since.rstrip().endswith(b"password for alice:")):
                     os.write(master, answers.pop(0).encode() + b"\n")
+                    since = b""
             elif proc.poll() is not None:
                 break
+        if proc.poll() is None:
+            proc.kill()
+            out += b"\n[killed: still running after 30 s]"
         proc.wait(timeout=30)
         os.close(master)
         return proc.returncode, out.decode("utf-8", "replace")
