@@ -1,5 +1,6 @@
 """A tiny MCTP client and test helpers shared by the end-to-end tests."""
 import os
+import select
 import socket
 import subprocess
 import tempfile
@@ -37,6 +38,36 @@ class Client:
 
     def close(self):
         self.sock.close()
+
+
+def answer_prompts(fd, answers, is_prompt, timeout, exited=lambda: False):
+    """Reads a pseudo-terminal's master side until end of file, `timeout`
+    seconds, or exited() while no output is waiting. Each time the output
+    that came after the last answer looks like a prompt (is_prompt of it,
+    right-stripped), writes the next of answers and a newline: a prompt is
+    answered once however its output is split into reads. Returns the
+    output and whether the time ran out."""
+    answers = list(answers)
+    out = since = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            if exited():
+                return out, False
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return out, False
+        if not chunk:
+            return out, False
+        out += chunk
+        since += chunk
+        if answers and is_prompt(since.rstrip()):
+            os.write(fd, answers.pop(0).encode() + b"\n")
+            since = b""
+    return out, True
 
 
 def free_port():

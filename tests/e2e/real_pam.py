@@ -30,10 +30,13 @@ NEW_PW = "N3w-Passw0rd!"
 WEAK_PW = "abc"
 
 
-def snapshot():
-    """Digests of the host files this test must never change."""
+def snapshot(more=()):
+    """Digests of the host files this test must never change (and of the
+    files the globs in `more` match)."""
     files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
     files += sorted(glob.glob("/etc/pam.d/*")) + sorted(glob.glob("/etc/mpasswd/*"))
+    for pattern in more:
+        files += sorted(glob.glob(pattern))
     out = {}
     for f in files:
         try:

@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
 import termios
@@ -16,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fleet import Fleet, fleet_env  # noqa: E402
-from mctp_client import ScriptedTarget, control_octets  # noqa: E402
+from mctp_client import ScriptedTarget, answer_prompts, control_octets  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 SECRET = "Fleet-Secret-0042"
@@ -302,28 +301,10 @@ class Controller(unittest.TestCase):
                                 stdout=slave, stderr=slave, preexec_fn=make_controlling,
                                 close_fds=True)
         os.close(slave)
-        out = b""
-        since = b""  # what came after the last answer: a prompt answered
-        answers = list(typed)  # once must not be answered again
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-                since += chunk
-                if answers and (since.rstrip().endswith(b"password:") or
-                                since.rstrip().endswith(b"password for alice:")):
-                    os.write(master, answers.pop(0).encode() + b"\n")
-                    since = b""
-            elif proc.poll() is not None:
-                break
-        if proc.poll() is None:
+        out, timed_out = answer_prompts(
+            master, typed, lambda o: o.endswith(b"password:") or o.endswith(b"password for alice:"),
+            30, exited=lambda: proc.poll() is not None)
+        if timed_out and proc.poll() is None:
             proc.kill()
             out += b"\n[killed: still running after 30 s]"
         proc.wait(timeout=30)

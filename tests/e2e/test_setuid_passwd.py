@@ -23,11 +23,8 @@ a tiny RLIMIT_NOFILE, and with SIGPIPE ignored, from alice's shell.
 Environment: PAM_MCTP_MODULE, MPASSWDD, SSHD, PAM_WRAPPER_LIB,
 PAM_MATRIX_MODULE.
 """
-import glob
-import hashlib
 import os
 import pty
-import select
 import signal
 import subprocess
 import sys
@@ -35,7 +32,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mctp_client import hash_secret  # noqa: E402
+from mctp_client import answer_prompts, hash_secret  # noqa: E402
+import real_pam  # noqa: E402
 
 SKIP = 77
 SECRET = "setuid-Fleet-Secret-42"
@@ -47,17 +45,7 @@ HOME = "/home/alice"
 
 
 def snapshot():
-    files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"]
-    files += sorted(glob.glob("/etc/pam.d/*")) + sorted(glob.glob("/etc/mpasswd/*"))
-    files += sorted(glob.glob("/root/.ssh/*"))
-    out = {}
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                out[f] = hashlib.sha256(fh.read()).hexdigest()
-        except OSError:
-            out[f] = None
-    return out
+    return real_pam.snapshot(["/root/.ssh/*"])
 
 
 def skip_reason():
@@ -356,30 +344,10 @@ class Bed:
                    "LANG": "C", "SHELL": "/bin/sh", "TERM": "dumb"}
             os.execvpe("setpriv", as_user("alice") + ["/bin/sh", "-c", prelude + "exec passwd"],
                        env)
-        out = since = b""
-        answers = [OLD_LOCAL, new, new]
-        deadline = time.time() + 60
-        while True:
-            if time.time() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                out += b"\n[killed: passwd still running after 60 s]"
-                break
-            r, _, _ = select.select([fd], [], [], 1)
-            if not r:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            since += chunk
-            if os.environ.get("DEBUG_SETUID"):
-                print("passwd> %r" % chunk, flush=True)
-            if answers and since.rstrip().endswith(b":"):
-                os.write(fd, answers.pop(0).encode() + b"\n")
-                since = b""
+        out, timed_out = answer_prompts(fd, [OLD_LOCAL, new, new], lambda o: o.endswith(b":"), 60)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+            out += b"\n[killed: passwd still running after 60 s]"
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
 
