@@ -197,10 +197,17 @@ private:
     }
 
     // One reply line, terminator removed; a line longer than any responder
-    // may send is not MCTP.
+    // may send (terminator included) is not MCTP.
     asio::awaitable<std::string> read_line() {
+        const auto too_long = [] {
+            return NotMctp{"reply longer than " + std::to_string(limits::reply_line_max) +
+                           " octets"};
+        };
         for (;;) {
             if (const auto lf = buffer_.find('\n'); lf != std::string::npos) {
+                if (lf >= limits::reply_line_max) {
+                    throw too_long();
+                }
                 std::string line = buffer_.substr(0, lf);
                 buffer_.erase(0, lf + 1);
                 if (line.ends_with('\r')) {
@@ -209,8 +216,7 @@ private:
                 co_return line;
             }
             if (buffer_.size() >= limits::reply_line_max) {
-                throw NotMctp{"reply longer than " + std::to_string(limits::reply_line_max) +
-                              " octets"};
+                throw too_long();
             }
             char chunk[1024];
             const std::size_t n = co_await stream_->read_some(chunk);

@@ -10,6 +10,8 @@
 #include "client.hpp"
 #include "dot.hpp"
 #include "fake_host.hpp"
+#include "fanout.hpp"
+#include "memory_transport.hpp"
 
 namespace {
 
@@ -545,6 +547,67 @@ TEST(ClientAndServer, APasswordLineTooLongForTheTarget) {
     EXPECT_EQ(o.step, Step::password);
     p.session.on_end_of_input();
     EXPECT_TRUE(p.host.changes.empty());
+}
+
+// ---- the engine speaking through the client, over an in-memory stream ----
+
+mpasswd::Result engine_run(const std::string& bytes, mpasswd::Action action, std::string* written) {
+    const mctp::Secret secret("test-secret-1");
+    const mctp::Secret password(".New-Pw-1");
+    mpasswd::EngineSettings s;
+    s.helo_name = "ctl";
+    s.secret = &secret;
+    mpasswd::fake::MemoryScript script;
+    script.bytes = bytes;
+    mpasswd::fake::MemoryTransport transport(script);
+    const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr};
+    auto r = mpasswd::run({mpasswd::Target{"h", 1, "test"}}, s, job, transport, nullptr).at(0);
+    *written = transport.written();
+    return r;
+}
+
+TEST(ClientInTheEngine, MultiLineRepliesAndQuit) {
+    std::string written;
+    auto r = engine_run("220-t MCTP\r\n220 ready\r\n250-t hello\r\n250-TEST\r\n250 LINEMAX 128\r\n"
+                        "250 ok\r\n250 ok\r\n354 go\r\n355 ok\r\n250-password\r\n250 changed\r\n"
+                        "221 bye\r\n",
+                        mpasswd::Action::change, &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::ok) << r.text;
+    EXPECT_EQ(r.code, 250);
+    EXPECT_EQ(r.step, "end of data");
+    EXPECT_EQ(r.text, "password changed");
+    EXPECT_EQ(written, "HELO ctl\r\nAUTH test-secret-1\r\nCHPW alice\r\nDATA\r\n..New-Pw-1\r\n.\r\n"
+                       "QUIT\r\n");
+    // Seventeen lines in one reply: not MCTP, no QUIT.
+    std::string many = "220 t\r\n";
+    for (int i = 0; i < 16; ++i) {
+        many += "250-x\r\n";
+    }
+    r = engine_run(many + "250 x\r\n", mpasswd::Action::verify, &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::protocol_error);
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.step, "HELO");
+    EXPECT_EQ(r.text, "reply longer than 16 lines");
+    EXPECT_EQ(written, "HELO ctl\r\n");
+}
+
+TEST(ClientInTheEngine, ReplyLinesUpToTheLargestLineMax) {
+    // 4096 octets with CRLF, as a responder with line_max 4096 may send.
+    const std::string longest = "530 " + std::string(4090, 'x') + "\r\n";
+    ASSERT_EQ(longest.size(), 4096U);
+    std::string written;
+    auto r = engine_run("220 t\r\n250 hi\r\n" + longest, mpasswd::Action::verify, &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::refused);
+    EXPECT_EQ(r.code, 530);
+    EXPECT_EQ(r.text.size(), 4090U);
+    EXPECT_TRUE(written.ends_with("AUTH test-secret-1\r\nQUIT\r\n"));
+    // One octet more: not MCTP, even when its LF comes in the same read.
+    r = engine_run("220 t\r\n250 hi\r\n530 x" + longest.substr(4), mpasswd::Action::verify,
+                   &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::protocol_error);
+    EXPECT_EQ(r.text, "reply longer than 4096 octets");
+    EXPECT_EQ(r.step, "AUTH");
+    EXPECT_FALSE(written.ends_with("QUIT\r\n"));
 }
 
 }  // namespace
