@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <optional>
 
+#include "client.hpp"
 #include "controller_limits.hpp"
-#include "reply.hpp"
 #include "text.hpp"
 
 namespace mpasswd {
@@ -27,9 +27,9 @@ struct StepTimeout {
     std::string what;
 };
 
-// A reply that decides the target's result (refused, protocol error).
-struct Ended {
-    Result result;
+// The target's bytes cannot be framed into a reply line.
+struct NotMctp {
+    std::string what;
 };
 
 std::string seconds(milliseconds ms) {
@@ -71,25 +71,28 @@ asio::awaitable<void> within(asio::awaitable<void> op, Clock::time_point deadlin
     co_await within(done(std::move(op)), deadline, std::move(what));
 }
 
-// One target's session, from connect to QUIT.
+mctp::Client::Action client_action(Action a) {
+    return a == Action::verify ? mctp::Client::Action::verify : mctp::Client::Action::change;
+}
+
+// One target's session, from connect to QUIT: the stream, the deadlines
+// and the framing of reply lines. What to say and what the replies mean is
+// the MCTP client's (protocol/client.hpp).
 class Dialogue {
 public:
     Dialogue(const Target& target, const EngineSettings& settings, const Job& job,
              const mctp::Secret& auth_line, const mctp::Secret* data_line)
-        : target_(target), settings_(settings), job_(job), auth_line_(auth_line),
-          data_line_(data_line), start_(Clock::now()),
-          target_deadline_(start_ + settings.target_timeout) {}
+        : target_(target), settings_(settings),
+          client_({client_action(job.action), job.user, settings.helo_name, &auth_line,
+                   data_line}),
+          start_(Clock::now()), target_deadline_(start_ + settings.target_timeout) {}
 
     asio::awaitable<Result> run(Transport& transport) {
         Result r;
-        bool say_quit = false;
         try {
             r = co_await talk(transport);
-        } catch (const Ended& e) {
-            r = e.result;
-            // After a refusal the session is still open (421 and 521 close
-            // it): end it properly, as SMTP clients do.
-            say_quit = r.outcome == Outcome::refused && r.code != 421 && r.code != 521;
+        } catch (const NotMctp& e) {
+            r = make(Outcome::protocol_error, 0, e.what);
         } catch (const StepTimeout& t) {
             r = make(Outcome::timeout, 0, t.what);
         } catch (const UntrustedError& e) {
@@ -101,7 +104,9 @@ public:
         } catch (const std::exception& e) {
             r = make(Outcome::protocol_error, 0, e.what());
         }
-        if (say_quit && stream_) {
+        // The client ends a session it got an answer from with QUIT, when
+        // the target has not closed it; never after a timeout or an error.
+        if (stream_ && client_.finished() && !client_.done()) {
             co_await quit();
         }
         if (stream_) {
@@ -113,27 +118,42 @@ public:
 
 private:
     asio::awaitable<Result> talk(Transport& transport) {
-        step_ = "connect";
         stream_ = co_await within(transport.connect(target_), deadline(settings_.connect_timeout),
                                   "no connection within " + seconds(settings_.connect_timeout));
-        step_ = "banner";
-        co_await expect(220, "no banner");
-        co_await command("HELO", "HELO " + settings_.helo_name, 250);
-        co_await command_secret("AUTH", auth_line_, 250);
-        if (job_.action == Action::verify) {
-            co_await command("VRFY", "VRFY " + job_.user, 250);
-        } else {
-            co_await command("CHPW", "CHPW " + job_.user, 250);
-            co_await command("DATA", "DATA", 354);
-            co_await command_secret("password", *data_line_, 355);
-            // From here the target may change the password at any moment.
-            changing_ = true;
-            co_await command("end of data", ".", 250);
-            changing_ = false;
+        connected_ = true;
+        auto reply_due = deadline(settings_.reply_timeout);
+        while (!client_.finished()) {
+            if (const auto bytes = client_.next(); !bytes.empty()) {
+                co_await within(stream_->write_all(bytes), deadline(settings_.reply_timeout),
+                                "could not send " + step() + " within " +
+                                    seconds(settings_.reply_timeout));
+                reply_due = deadline(settings_.reply_timeout);
+                continue;
+            }
+            // Every line of one reply is due within the reply timeout.
+            const std::string silence = client_.step() == mctp::Client::Step::banner
+                                            ? "no banner"
+                                            : "no reply to " + step();
+            client_.on_line(co_await within(read_line(), reply_due,
+                                            silence + " within " +
+                                                seconds(settings_.reply_timeout)));
         }
-        Result done = make(Outcome::ok, last_.code, last_.text);
-        co_await quit();
-        co_return done;
+        const auto& o = client_.outcome();
+        const Outcome outcome = o.kind == mctp::Client::Outcome::Kind::ok ? Outcome::ok
+                                : o.kind == mctp::Client::Outcome::Kind::refused
+                                    ? Outcome::refused
+                                    : Outcome::protocol_error;
+        co_return make(outcome, o.code ? mctp::number(*o.code) : 0, o.text);
+    }
+
+    // The step for reports: connect, then the client's; once decided, the
+    // step that decided it.
+    std::string step() const {
+        if (!connected_) {
+            return "connect";
+        }
+        return std::string(mctp::to_string(client_.finished() ? client_.outcome().step
+                                                               : client_.step()));
     }
 
     Clock::time_point deadline(milliseconds step) const {
@@ -147,11 +167,13 @@ private:
         // Whatever the target, ssh or a library said, it reaches the table,
         // JSON, PAM messages and syslog only as printable ASCII.
         r.text = mctp::printable(text, limits::result_text_max);
-        r.step = step_;
+        r.step = step();
         if (o == Outcome::timeout && Clock::now() >= target_deadline_) {
             r.text = "not done within target_timeout (" + seconds(settings_.target_timeout) + ")";
         }
-        if (changing_ && o != Outcome::ok && o != Outcome::refused) {
+        // From the end of the data on, the target may change the password
+        // at any moment: only its reply says whether it did.
+        if (client_.end_of_data_sent() && o != Outcome::ok && o != Outcome::refused) {
             r.text += "; the password was sent and may have been changed";
         }
         return r;
@@ -159,7 +181,7 @@ private:
 
     Result from_system_error(const std::system_error& e) const {
         const auto ec = e.code();
-        if (step_ == "connect") {
+        if (!connected_) {
             std::string why = ec.message();
             if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||
                 ec == asio::error::no_data) {
@@ -174,50 +196,18 @@ private:
         return make(Outcome::protocol_error, 0, ec.message());
     }
 
-    asio::awaitable<void> send(std::span<const char> bytes, std::string_view what) {
-        co_await within(stream_->write_all(bytes), deadline(settings_.reply_timeout),
-                        "could not send " + std::string(what) + " within " +
-                            seconds(settings_.reply_timeout));
-    }
-
-    asio::awaitable<void> command(std::string_view name, std::string line, int want) {
-        step_ = name;
-        line += "\r\n";
-        co_await send(line, name);
-        co_await expect(want, "no reply to " + std::string(name));
-    }
-
-    asio::awaitable<void> command_secret(std::string_view name, const mctp::Secret& line,
-                                         int want) {
-        step_ = name;
-        co_await send(std::span<const char>(line.c_str(), line.size()), name);
-        co_await expect(want, "no reply to " + std::string(name));
-    }
-
-    // Reads one reply and ends the dialogue unless its code is `want`.
-    asio::awaitable<void> expect(int want, const std::string& silence) {
-        const std::string line =
-            co_await within(read_line(), deadline(settings_.reply_timeout),
-                            silence + " within " + seconds(settings_.reply_timeout));
-        const auto reply = mctp::parse_reply(line);
-        if (!reply) {
-            throw Ended{make(Outcome::protocol_error, 0,
-                             "not an MCTP reply: '" + mctp::printable(line, 64) + "'")};
-        }
-        last_ = *reply;
-        if (reply->code == want) {
-            co_return;
-        }
-        if (reply->code >= 400) {
-            throw Ended{make(Outcome::refused, reply->code, reply->text)};
-        }
-        throw Ended{make(Outcome::protocol_error, reply->code,
-                         "unexpected reply " + std::to_string(reply->code) + " " + reply->text)};
-    }
-
+    // One reply line, terminator removed; a line longer than any responder
+    // may send (terminator included) is not MCTP.
     asio::awaitable<std::string> read_line() {
+        const auto too_long = [] {
+            return NotMctp{"reply longer than " + std::to_string(limits::reply_line_max) +
+                           " octets"};
+        };
         for (;;) {
             if (const auto lf = buffer_.find('\n'); lf != std::string::npos) {
+                if (lf >= limits::reply_line_max) {
+                    throw too_long();
+                }
                 std::string line = buffer_.substr(0, lf);
                 buffer_.erase(0, lf + 1);
                 if (line.ends_with('\r')) {
@@ -226,9 +216,7 @@ private:
                 co_return line;
             }
             if (buffer_.size() >= limits::reply_line_max) {
-                throw Ended{make(Outcome::protocol_error, 0,
-                                 "reply longer than " + std::to_string(limits::reply_line_max) +
-                                     " octets")};
+                throw too_long();
             }
             char chunk[1024];
             const std::size_t n = co_await stream_->read_some(chunk);
@@ -240,25 +228,25 @@ private:
     asio::awaitable<void> quit() {
         try {
             const auto until = std::min(Clock::now() + limits::quit_timeout, target_deadline_);
-            static constexpr std::string_view line = "QUIT\r\n";
-            co_await within(stream_->write_all(line), until, "QUIT");
-            co_await within(read_line(), until, "QUIT");
+            while (!client_.done()) {
+                if (const auto bytes = client_.next(); !bytes.empty()) {
+                    co_await within(stream_->write_all(bytes), until, "QUIT");
+                    continue;
+                }
+                client_.on_line(co_await within(read_line(), until, "QUIT"));
+            }
         } catch (...) {
         }
     }
 
     const Target& target_;
     const EngineSettings& settings_;
-    const Job& job_;
-    const mctp::Secret& auth_line_;
-    const mctp::Secret* data_line_;
+    mctp::Client client_;
     Clock::time_point start_;
     Clock::time_point target_deadline_;
     std::unique_ptr<Stream> stream_;
     std::string buffer_;
-    std::string step_ = "connect";
-    mctp::ParsedReply last_;
-    bool changing_ = false;
+    bool connected_ = false;
 };
 
 }  // namespace
@@ -311,11 +299,10 @@ std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings
     check_job(settings, job);
     // The wire forms of the secret and password, built once, shared by
     // every session, wiped on return.
-    const auto auth_line = mctp::Secret::join({"AUTH ", settings.secret->view(), "\r\n"});
+    const auto auth_line = mctp::Client::auth_line(*settings.secret);
     std::optional<mctp::Secret> data_line;
     if (job.action == Action::change) {
-        const auto pw = job.password->view();
-        data_line = mctp::Secret::join({pw.starts_with('.') ? "." : "", pw, "\r\n"});
+        data_line = mctp::Client::data_line(*job.password);
     }
     std::vector<Result> results(targets.size());
     if (targets.empty()) {

@@ -49,11 +49,7 @@ std::string format_reply(const Reply& reply, std::size_t line_max) {
     return line;
 }
 
-}  // namespace mctp
-
-namespace mctp {
-
-std::optional<ParsedReply> parse_reply(std::string_view line) {
+std::optional<ParsedReply> parse_reply_line(std::string_view line) {
     if (line.size() < 3) {
         return std::nullopt;
     }
@@ -66,10 +62,20 @@ std::optional<ParsedReply> parse_reply(std::string_view line) {
     if (code < 200 || code > 599) {
         return std::nullopt;
     }
-    if (line.size() > 3 && line[3] != ' ') {
+    if (line.size() > 3 && line[3] != ' ' && line[3] != '-') {
         return std::nullopt;
     }
-    return ParsedReply{code, printable_ascii(line.size() > 4 ? line.substr(4) : "")};
+    return ParsedReply{static_cast<Code>(code),
+                       printable_ascii(line.size() > 4 ? line.substr(4) : ""),
+                       line.size() > 3 && line[3] == '-'};
+}
+
+std::optional<ParsedReply> parse_reply(std::string_view line) {
+    auto r = parse_reply_line(line);
+    if (r && r->more) {
+        return std::nullopt;
+    }
+    return r;
 }
 
 }  // namespace mctp

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,21 +46,20 @@ std::string printable_ascii(std::string_view text);
 // CRLF included, is at most line_max octets.
 std::string format_reply(const Reply& reply, std::size_t line_max);
 
-}  // namespace mctp
-
-#include <optional>
-
-namespace mctp {
-
-// A reply line as a controller reads it.
+// A reply line as a client reads it.
 struct ParsedReply {
-    int code = 0;
-    std::string text;  // printable ASCII, as format_reply makes it
+    Code code = Code::ok;  // any three digits 200-599, named or not
+    std::string text;      // printable ASCII, as format_reply makes it
+    bool more = false;     // a "NNN-" line: more lines of this reply follow
 };
 
-// Parses "NNN text" or "NNN" (terminator already removed). The code is
-// three digits 200-599; the text is reduced to printable ASCII. Anything
-// else (a continuation "NNN-", letters, a bare number) is nullopt.
+// Parses one reply line (terminator already removed): "NNN text", "NNN",
+// or the continuation "NNN-text" of a multi-line reply. The code is three
+// digits 200-599; the text is reduced to printable ASCII. Anything else
+// (letters, a bare number, another separator) is nullopt.
+std::optional<ParsedReply> parse_reply_line(std::string_view line);
+
+// As parse_reply_line, for a single-line reply: a continuation is nullopt.
 std::optional<ParsedReply> parse_reply(std::string_view line);
 
 }  // namespace mctp

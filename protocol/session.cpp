@@ -5,6 +5,7 @@
 #include <cctype>
 #include <utility>
 
+#include "dot.hpp"
 #include "limits.hpp"
 #include "text.hpp"
 
@@ -314,12 +315,10 @@ Reply Session::cmd_data(std::string_view) {
 }
 
 Reply Session::on_data_line(std::string_view line) {
-    if (line == ".") {
+    if (dot::is_end(line)) {
         return finish_data();
     }
-    if (line.starts_with('.')) {
-        line.remove_prefix(1);  // dot-unstuffing
-    }
+    line = dot::unstuff(line);
     if (data_lines_ < SIZE_MAX) {
         ++data_lines_;
     }

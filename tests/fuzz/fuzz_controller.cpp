@@ -9,7 +9,9 @@
 //     line of errors (the second byte: chunk size, how the stream ends,
 //     whether already at connect);
 //   2 a hosts file; 3 an mpasswd.conf (no file is read);
-//   4 a Result made of fuzz bytes.
+//   4 a Result made of fuzz bytes;
+//   5 reply lines for the MCTP client alone (protocol/client.hpp), for a
+//     verify or a change (the second byte), checked line by line.
 // Every Result, target and error message is then put through the report
 // (table, summary, JSON): none may carry a control octet other than the
 // '\n' ending each of its own lines, and each JSON line must be valid,
@@ -23,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "client.hpp"
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "memory_transport.hpp"
@@ -180,9 +183,14 @@ void replies(std::string_view in, unsigned char knob) {
             line.remove_suffix(1);
         }
         if (const auto r = mctp::parse_reply(line)) {
-            require(r->code >= 200 && r->code <= 599 && only_printable(r->text));
+            const int code = mctp::number(r->code);
+            require(code >= 200 && code <= 599 && only_printable(r->text));
             require(r->text.empty() || (r->text.front() != ' ' && r->text.back() != ' '));
             require(line.size() == 3 || line[3] == ' ');  // no "250-" continuation
+            require(!r->more);
+        }
+        if (const auto r = mctp::parse_reply_line(line)) {
+            require(r->more == (line.size() > 3 && line[3] == '-'));
         }
         const std::size_t max = knob;
         const std::string shown = mctp::printable(line, max);
@@ -225,6 +233,83 @@ void dialogue(std::string_view in, unsigned char knob) {
         require(action == Action::change ||
                 transport.written().find("Fuzz-Pw-1") == std::string::npos);
         check_report(targets, results, job);
+    }
+}
+
+// True when a line sent is one line: printable ASCII (and, in the
+// password's line, UTF-8 without controls) then CRLF, nothing else.
+bool one_clean_line(std::string_view sent) {
+    if (!sent.ends_with("\r\n")) {
+        return false;
+    }
+    sent.remove_suffix(2);
+    return std::none_of(sent.begin(), sent.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u < 0x20 || u == 0x7F;
+    });
+}
+
+// The MCTP client alone, replies as input: the input's lines, one by one,
+// each after the client has said all it would. Whatever they are, the
+// client sends nothing after its outcome but one QUIT, the password only
+// once 354 has been read at DATA, only whole clean lines, and at most one
+// line per step; an ok outcome means every step was said.
+void client(std::string_view in, unsigned char knob) {
+    const mctp::Secret secret("fuzz-secret-1");
+    const mctp::Secret password((knob & 2) != 0 ? ".Fuzz-Pw-1" : "Fuzz-Pw-\xc3\xa9");
+    const auto auth_line = mctp::Client::auth_line(secret);
+    const auto data_line = mctp::Client::data_line(password);
+    const bool change = (knob & 1) != 0;
+    mctp::Client c({change ? mctp::Client::Action::change : mctp::Client::Action::verify,
+                    "alice", "ctl", &auth_line, change ? &data_line : nullptr});
+    const std::size_t steps = change ? 6 : 3;
+    std::size_t sent = 0;
+    std::size_t after_outcome = 0;
+    bool start_data_read = false;
+    const auto drain = [&] {
+        for (std::string_view out = c.next(); !out.empty(); out = c.next()) {
+            require(one_clean_line(out));
+            require(out.find("Fuzz-Pw") == std::string_view::npos ||
+                    (change && start_data_read && out == data_line.view()));
+            if (c.finished()) {
+                require(out == "QUIT\r\n" && ++after_outcome == 1);
+                require(c.outcome().kind == mctp::Client::Outcome::Kind::ok ||
+                        (c.outcome().kind == mctp::Client::Outcome::Kind::refused &&
+                         !mctp::closes(*c.outcome().code)));
+            } else {
+                require(++sent <= steps);
+            }
+        }
+    };
+    std::size_t start = 0;
+    while (start <= in.size() && !c.done()) {
+        drain();
+        std::size_t end = in.find('\n', start);
+        if (end == std::string_view::npos) {
+            end = in.size();
+        }
+        std::string_view line = in.substr(start, end - start);
+        if (line.ends_with('\r')) {
+            line.remove_suffix(1);
+        }
+        const bool at_data = !c.finished() && c.step() == mctp::Client::Step::data;
+        c.on_line(line);
+        if (at_data && c.step() == mctp::Client::Step::password) {
+            start_data_read = true;
+            const auto r = mctp::parse_reply_line(line);
+            require(r && r->code == mctp::Code::start_data && !r->more);
+        }
+        start = end + 1;
+    }
+    drain();
+    const auto& o = c.outcome();
+    require(only_printable(o.text));
+    require(o.kind != mctp::Client::Outcome::Kind::ok || sent == steps);
+    require(o.kind != mctp::Client::Outcome::Kind::refused ||
+            (o.code && mctp::number(*o.code) >= 400));
+    require(!c.done() || c.finished());
+    if (c.done()) {
+        require(c.next().empty());
     }
 }
 
@@ -296,12 +381,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const std::string_view in(reinterpret_cast<const char*>(data) + 2, size - 2);
     const unsigned char knob = data[1];
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
     case 0: replies(in, knob); break;
     case 1: dialogue(in, knob); break;
     case 2: hosts(in, knob); break;
     case 3: config(in); break;
-    default: result(in, knob); break;
+    case 4: result(in, knob); break;
+    default: client(in, knob); break;
     }
     return 0;
 }

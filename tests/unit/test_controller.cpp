@@ -274,7 +274,7 @@ TEST(ControllerConfig, SecretsMustBePrivate) {
 TEST(Replies, Parse) {
     auto r = mctp::parse_reply("250 t1 hello ctl [127.0.0.1]");
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->code, 250);
+    EXPECT_EQ(r->code, mctp::Code::ok);
     EXPECT_EQ(r->text, "t1 hello ctl [127.0.0.1]");
     r = mctp::parse_reply("221");
     ASSERT_TRUE(r);

@@ -1,0 +1,186 @@
+#include "client.hpp"
+
+#include <utility>
+
+#include "dot.hpp"
+#include "text.hpp"
+
+namespace mctp {
+
+namespace {
+
+constexpr std::string_view crlf = "\r\n";
+constexpr std::string_view quit_line = "QUIT\r\n";
+
+// How much of a line that is not a reply is shown in the outcome.
+constexpr std::size_t shown_line_max = 64;
+
+}  // namespace
+
+std::string_view to_string(Client::Step s) noexcept {
+    switch (s) {
+    case Client::Step::banner: return "banner";
+    case Client::Step::helo: return "HELO";
+    case Client::Step::auth: return "AUTH";
+    case Client::Step::vrfy: return "VRFY";
+    case Client::Step::chpw: return "CHPW";
+    case Client::Step::data: return "DATA";
+    case Client::Step::password: return "password";
+    case Client::Step::end_of_data: return "end of data";
+    case Client::Step::quit: return "QUIT";
+    }
+    return "?";
+}
+
+Secret Client::auth_line(const Secret& secret) {
+    return Secret::join({"AUTH ", secret.view(), crlf});
+}
+
+Secret Client::data_line(const Secret& password) {
+    const auto pw = password.view();
+    return Secret::join({dot::stuffing(pw), pw, crlf});
+}
+
+Client::Client(Job job) : job_(std::move(job)) {
+    if (!is_user_name(job_.user)) {
+        throw std::invalid_argument("MCTP client: not a valid user name");
+    }
+    if (!is_helo_name(job_.helo_name)) {
+        throw std::invalid_argument("MCTP client: not a valid HELO name");
+    }
+    if (job_.auth_line == nullptr || job_.auth_line->empty()) {
+        throw std::invalid_argument("MCTP client: no AUTH line");
+    }
+    steps_ = {{Step::banner, Send::nothing, Code::ready},
+              {Step::helo, Send::helo, Code::ok},
+              {Step::auth, Send::auth, Code::ok}};
+    if (job_.action == Action::verify) {
+        steps_.push_back({Step::vrfy, Send::vrfy, Code::ok});
+        return;
+    }
+    if (job_.data_line == nullptr || job_.data_line->empty()) {
+        throw std::invalid_argument("MCTP client: no password line");
+    }
+    steps_.push_back({Step::chpw, Send::chpw, Code::ok});
+    steps_.push_back({Step::data, Send::data, Code::start_data});
+    steps_.push_back({Step::password, Send::password, Code::continue_data});
+    steps_.push_back({Step::end_of_data, Send::end, Code::ok});
+}
+
+Client::Step Client::step() const noexcept {
+    if (quit_due_ || quit_sent_) {
+        return Step::quit;
+    }
+    return steps_[at_].step;
+}
+
+std::string_view Client::next() {
+    if (done_) {
+        return {};
+    }
+    if (finished()) {
+        if (!quit_due_) {
+            return {};
+        }
+        quit_due_ = false;
+        quit_sent_ = true;
+        return quit_line;
+    }
+    if (waiting_) {
+        return {};
+    }
+    waiting_ = true;
+    const auto line = [this](std::string_view verb, std::string_view arg) -> std::string_view {
+        out_.assign(verb);
+        if (!arg.empty()) {
+            out_ += ' ';
+            out_ += arg;
+        }
+        out_ += crlf;
+        return out_;
+    };
+    switch (steps_[at_].send) {
+    case Send::nothing: break;
+    case Send::helo: return line("HELO", job_.helo_name);
+    case Send::auth: return job_.auth_line->view();
+    case Send::vrfy: return line("VRFY", job_.user);
+    case Send::chpw: return line("CHPW", job_.user);
+    case Send::data: return line("DATA", "");
+    case Send::password: return job_.data_line->view();
+    case Send::end: end_sent_ = true; return line(dot::end, "");
+    }
+    return {};
+}
+
+void Client::on_line(std::string_view line) {
+    if (done_) {
+        return;
+    }
+    if (quit_sent_) {
+        done_ = true;  // whatever the answer to QUIT is
+        return;
+    }
+    if (finished()) {
+        return;  // QUIT not yet handed out: nothing is due
+    }
+    const auto shown = [&] { return "'" + printable(line, shown_line_max) + "'"; };
+    if (!waiting_) {
+        finish(Outcome::Kind::protocol_error, std::nullopt, "a reply before the command: " + shown());
+        return;
+    }
+    auto r = parse_reply_line(line);
+    if (!r) {
+        finish(Outcome::Kind::protocol_error, std::nullopt, "not an MCTP reply: " + shown());
+        return;
+    }
+    if (!lines_.empty() && r->code != reply_code_) {
+        finish(Outcome::Kind::protocol_error, std::nullopt,
+               "a multi-line reply that changes its code: " + shown());
+        return;
+    }
+    reply_code_ = r->code;
+    lines_.push_back(std::move(r->text));
+    if (!r->more) {
+        on_reply(r->code);
+    } else if (lines_.size() >= reply_lines_max) {
+        finish(Outcome::Kind::protocol_error, std::nullopt,
+               "reply longer than " + std::to_string(reply_lines_max) + " lines");
+    }
+}
+
+void Client::on_reply(Code code) {
+    std::string text;
+    for (const auto& l : lines_) {
+        if (!text.empty() && !l.empty()) {
+            text += ' ';
+        }
+        text += l;
+    }
+    lines_.clear();
+    if (code == steps_[at_].want) {
+        if (at_ + 1 == steps_.size()) {
+            finish(Outcome::Kind::ok, code, std::move(text));
+            return;
+        }
+        ++at_;
+        waiting_ = false;
+        return;
+    }
+    if (number(code) >= 400) {
+        finish(Outcome::Kind::refused, code, std::move(text));
+        return;
+    }
+    finish(Outcome::Kind::protocol_error, code,
+           "unexpected reply " + std::to_string(number(code)) + " " + text);
+}
+
+void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string text) {
+    outcome_ = Outcome{kind, code, std::move(text), steps_[at_].step};
+    lines_.clear();
+    // A courtesy after a result, as SMTP clients end a session; not after
+    // a reply that closed it, nor to a peer that does not speak MCTP.
+    quit_due_ = kind == Outcome::Kind::ok || (kind == Outcome::Kind::refused && !closes(*code));
+    done_ = !quit_due_;
+}
+
+}  // namespace mctp

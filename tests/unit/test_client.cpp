@@ -1,0 +1,613 @@
+// The client half of MCTP (protocol/client.hpp) without Asio: every step's
+// success and failure, multi-line replies and their bound, lines that are
+// not MCTP, the QUIT courtesy, dot-stuffing; then client and server
+// (mctp::Session with the FakeHost) talking to each other in memory.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "client.hpp"
+#include "dot.hpp"
+#include "fake_host.hpp"
+#include "fanout.hpp"
+#include "memory_transport.hpp"
+
+namespace {
+
+using mctp::Client;
+using mctp::Code;
+using Kind = mctp::Client::Outcome::Kind;
+using Step = mctp::Client::Step;
+using namespace std::chrono_literals;
+
+struct Lines {
+    mctp::Secret secret{"test-secret-1"};
+    mctp::Secret password{"New-Pw-1"};
+    mctp::Secret auth = Client::auth_line(secret);
+    mctp::Secret data = Client::data_line(password);
+
+    Client make(Client::Action action, std::string user = "alice") {
+        return Client({action, std::move(user), "ctl", &auth,
+                       action == Client::Action::change ? &data : nullptr});
+    }
+};
+
+// Everything the client says now, one string per line handed out.
+std::vector<std::string> drain(Client& c) {
+    std::vector<std::string> out;
+    for (auto bytes = c.next(); !bytes.empty(); bytes = c.next()) {
+        out.emplace_back(bytes);
+        if (out.size() > 20) {
+            ADD_FAILURE() << "the client does not stop talking";
+            break;
+        }
+    }
+    return out;
+}
+
+// The happy replies, one per step, for a verify or a change.
+const std::vector<std::string> verify_replies{"220 t MCTP ready", "250 t hello ctl", "250 authed",
+                                              "250 alice may be managed"};
+const std::vector<std::string> change_replies{
+    "220 t MCTP ready", "250 t hello ctl", "250 authed",        "250 change pending",
+    "354 send it",      "355 go on",       "250 password changed"};
+const std::vector<Step> change_steps{Step::banner, Step::helo,     Step::auth,       Step::chpw,
+                                     Step::data,   Step::password, Step::end_of_data};
+
+// Feeds `replies` one by one, after the client has said all it would
+// before each; returns every line it sent.
+std::vector<std::string> converse(Client& c, const std::vector<std::string>& replies) {
+    std::vector<std::string> sent;
+    for (const auto& r : replies) {
+        for (auto& s : drain(c)) {
+            sent.push_back(std::move(s));
+        }
+        c.on_line(r);
+    }
+    for (auto& s : drain(c)) {
+        sent.push_back(std::move(s));
+    }
+    return sent;
+}
+
+TEST(Client, VerifyScript) {
+    Lines l;
+    Client c = l.make(Client::Action::verify);
+    EXPECT_EQ(c.step(), Step::banner);
+    EXPECT_TRUE(c.next().empty());  // nothing before the banner
+    const auto sent = converse(c, verify_replies);
+    EXPECT_EQ(sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH test-secret-1\r\n",
+                                              "VRFY alice\r\n", "QUIT\r\n"}));
+    ASSERT_TRUE(c.finished());
+    EXPECT_EQ(c.outcome().kind, Kind::ok);
+    EXPECT_EQ(c.outcome().code, Code::ok);
+    EXPECT_EQ(c.outcome().text, "alice may be managed");
+    EXPECT_EQ(c.outcome().step, Step::vrfy);
+    EXPECT_EQ(c.step(), Step::quit);
+    EXPECT_FALSE(c.done());  // the reply to QUIT is due
+    EXPECT_FALSE(c.end_of_data_sent());
+    c.on_line("221 bye");
+    EXPECT_TRUE(c.done());
+    EXPECT_TRUE(c.next().empty());
+}
+
+TEST(Client, ChangeScript) {
+    Lines l;
+    Client c = l.make(Client::Action::change);
+    std::vector<std::string> sent;
+    for (std::size_t i = 0; i < change_replies.size(); ++i) {
+        EXPECT_EQ(c.step(), change_steps[i]) << i;
+        // The end of data not yet out: nothing can have changed.
+        EXPECT_EQ(c.end_of_data_sent(), false) << i;
+        for (auto& s : drain(c)) {
+            sent.push_back(std::move(s));
+        }
+        EXPECT_EQ(c.end_of_data_sent(), i + 1 == change_replies.size()) << i;
+        c.on_line(change_replies[i]);
+    }
+    EXPECT_EQ(drain(c), std::vector<std::string>{"QUIT\r\n"});
+    EXPECT_EQ(sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH test-secret-1\r\n",
+                                              "CHPW alice\r\n", "DATA\r\n", "New-Pw-1\r\n",
+                                              ".\r\n"}));
+    EXPECT_EQ(c.outcome().kind, Kind::ok);
+    EXPECT_EQ(c.outcome().text, "password changed");
+    EXPECT_EQ(c.outcome().step, Step::end_of_data);
+}
+
+TEST(Client, StepNamesAreTheReportsOnes) {
+    EXPECT_EQ(mctp::to_string(Step::banner), "banner");
+    EXPECT_EQ(mctp::to_string(Step::helo), "HELO");
+    EXPECT_EQ(mctp::to_string(Step::auth), "AUTH");
+    EXPECT_EQ(mctp::to_string(Step::vrfy), "VRFY");
+    EXPECT_EQ(mctp::to_string(Step::chpw), "CHPW");
+    EXPECT_EQ(mctp::to_string(Step::data), "DATA");
+    EXPECT_EQ(mctp::to_string(Step::password), "password");
+    EXPECT_EQ(mctp::to_string(Step::end_of_data), "end of data");
+    EXPECT_EQ(mctp::to_string(Step::quit), "QUIT");
+}
+
+TEST(Client, ClosingCodes) {
+    EXPECT_TRUE(mctp::closes(Code::unavailable));
+    EXPECT_TRUE(mctp::closes(Code::controller_rejected));
+    for (const Code c : {Code::ready, Code::ok, Code::closing, Code::start_data,
+                         Code::local_error, Code::syntax_error, Code::bad_sequence,
+                         Code::access_denied, Code::user_unknown, Code::transaction_failed}) {
+        EXPECT_FALSE(mctp::closes(c)) << mctp::number(c);
+    }
+}
+
+// Every failure code at every step of a change: a refusal, with a QUIT
+// after it unless the reply closed the session.
+TEST(Client, EveryRefusalAtEveryStep) {
+    Lines l;
+    for (std::size_t at = 0; at < change_replies.size(); ++at) {
+        for (const int code : {421, 451, 500, 501, 503, 521, 530, 551, 554, 499, 599}) {
+            Client c = l.make(Client::Action::change);
+            std::vector<std::string> replies(change_replies.begin(),
+                                             change_replies.begin() + static_cast<long>(at));
+            replies.push_back(std::to_string(code) + " no \x1b[2J way");
+            const auto sent = converse(c, replies);
+            ASSERT_TRUE(c.finished()) << at << " " << code;
+            EXPECT_EQ(c.outcome().kind, Kind::refused);
+            EXPECT_EQ(mctp::number(*c.outcome().code), code);
+            EXPECT_EQ(c.outcome().text, "no [2J way");  // printable ASCII only
+            EXPECT_EQ(c.outcome().step, change_steps[at]);
+            EXPECT_EQ(sent.size(), at + (code == 421 || code == 521 ? 0 : 1)) << at << " " << code;
+            if (code == 421 || code == 521) {
+                EXPECT_TRUE(c.done());
+                EXPECT_TRUE(sent.empty() || sent.back() != "QUIT\r\n");
+            } else {
+                EXPECT_EQ(sent.back(), "QUIT\r\n");
+                EXPECT_EQ(c.step(), Step::quit);
+                EXPECT_FALSE(c.done());
+                // Whatever the answer to QUIT, the client is done.
+                c.on_line("\x01 not even MCTP");
+                EXPECT_TRUE(c.done());
+                EXPECT_EQ(c.outcome().kind, Kind::refused);
+            }
+            EXPECT_TRUE(c.next().empty());
+        }
+    }
+    // And at VRFY.
+    Client c = l.make(Client::Action::verify, "nobody");
+    const auto sent = converse(c, {"220 t", "250 hi", "250 ok", "551 nobody unknown"});
+    EXPECT_EQ(c.outcome().kind, Kind::refused);
+    EXPECT_EQ(c.outcome().code, Code::user_unknown);
+    EXPECT_EQ(c.outcome().step, Step::vrfy);
+    EXPECT_EQ(sent.back(), "QUIT\r\n");
+}
+
+// A success code that is not the one due: a protocol error, and no QUIT
+// to a peer whose state is unknown.
+TEST(Client, UnexpectedCodeAtEveryStep) {
+    Lines l;
+    const std::vector<std::string> wrong{"250 not a banner", "220 again", "354 what",
+                                         "355 eh",           "250 no data", "250 skipped",
+                                         "354 hm"};
+    for (std::size_t at = 0; at < change_replies.size(); ++at) {
+        Client c = l.make(Client::Action::change);
+        std::vector<std::string> replies(change_replies.begin(),
+                                         change_replies.begin() + static_cast<long>(at));
+        replies.push_back(wrong[at]);
+        const auto sent = converse(c, replies);
+        EXPECT_EQ(c.outcome().kind, Kind::protocol_error) << at;
+        EXPECT_EQ(c.outcome().step, change_steps[at]);
+        EXPECT_EQ(mctp::number(*c.outcome().code), std::stoi(wrong[at].substr(0, 3)));
+        EXPECT_EQ(c.outcome().text, "unexpected reply " + wrong[at]);
+        EXPECT_EQ(sent.size(), at) << "no QUIT";
+        EXPECT_TRUE(c.done());
+    }
+}
+
+TEST(Client, LinesThatAreNotReplies) {
+    Lines l;
+    const std::string esc = "\x1b]0;pwned\x07";
+    for (const auto& [line, shown] : std::vector<std::pair<std::string, std::string>>{
+             {"SSH-2.0-OpenSSH_9.2", "'SSH-2.0-OpenSSH_9.2'"},
+             {"", "''"},
+             {"25", "'25'"},
+             {"199 low", "'199 low'"},
+             {"600 high", "'600 high'"},
+             {"250x", "'250x'"},
+             {"250\t tab", "'250\\x09 tab'"},
+             {esc + "220 x", "'\\x1b]0;pwned\\x07220 x'"},
+             {std::string(100, 'a'), "'" + std::string(61, 'a') + "...'"},
+         }) {
+        for (std::size_t at : {0U, 3U}) {
+            Client c = l.make(Client::Action::verify);
+            std::vector<std::string> replies(verify_replies.begin(),
+                                             verify_replies.begin() + static_cast<long>(at));
+            replies.push_back(line);
+            const auto sent = converse(c, replies);
+            EXPECT_EQ(c.outcome().kind, Kind::protocol_error) << line;
+            EXPECT_FALSE(c.outcome().code);
+            EXPECT_EQ(c.outcome().text, "not an MCTP reply: " + shown);
+            EXPECT_EQ(sent.size(), at) << "no QUIT to a peer that is not MCTP";
+            EXPECT_TRUE(c.done());
+        }
+    }
+}
+
+TEST(Client, MultiLineReplies) {
+    Lines l;
+    // Continuations, then the final line, at HELO (as EHLO will be).
+    Client c = l.make(Client::Action::verify);
+    std::vector<std::string> replies{"220 t", "250-t hello ctl", "250-TEST", "250-", "250 LINEMAX 128",
+                                     "250 ok", "250-alice", "250 may be managed"};
+    const auto sent = converse(c, replies);
+    EXPECT_EQ(sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH test-secret-1\r\n",
+                                              "VRFY alice\r\n", "QUIT\r\n"}));
+    EXPECT_EQ(c.outcome().kind, Kind::ok);
+    EXPECT_EQ(c.outcome().text, "alice may be managed");
+
+    // A refusal over several lines keeps them all, one space between.
+    Client r = l.make(Client::Action::change);
+    converse(r, {"220 t", "250 hi", "250 ok", "250 ok", "354 go", "355 ok", "554-BAD PASSWORD:",
+                 "554 it is too short"});
+    EXPECT_EQ(r.outcome().kind, Kind::refused);
+    EXPECT_EQ(r.outcome().code, Code::transaction_failed);
+    EXPECT_EQ(r.outcome().text, "BAD PASSWORD: it is too short");
+
+    // A code that changes within one reply is not MCTP.
+    Client m = l.make(Client::Action::verify);
+    const auto m_sent = converse(m, {"220 t", "250-hello", "554 no"});
+    EXPECT_EQ(m.outcome().kind, Kind::protocol_error);
+    EXPECT_EQ(m.outcome().text, "a multi-line reply that changes its code: '554 no'");
+    EXPECT_EQ(m.outcome().step, Step::helo);
+    EXPECT_EQ(m_sent.size(), 1U);
+}
+
+TEST(Client, MultiLineRepliesAreBounded) {
+    Lines l;
+    // reply_lines_max lines in all: accepted.
+    Client c = l.make(Client::Action::verify);
+    std::vector<std::string> replies{"220 t"};
+    for (std::size_t i = 1; i < mctp::reply_lines_max; ++i) {
+        replies.push_back("250-line " + std::to_string(i));
+    }
+    replies.emplace_back("250 last");
+    converse(c, replies);
+    EXPECT_FALSE(c.finished());
+    EXPECT_EQ(c.step(), Step::auth);
+    // One continuation more: a protocol error at once, before any final line.
+    Client d = l.make(Client::Action::verify);
+    replies.pop_back();
+    replies.emplace_back("250-one too many");
+    const auto sent = converse(d, replies);
+    EXPECT_EQ(d.outcome().kind, Kind::protocol_error);
+    EXPECT_EQ(d.outcome().text, "reply longer than 16 lines");
+    EXPECT_EQ(d.outcome().step, Step::helo);
+    EXPECT_EQ(sent, std::vector<std::string>{"HELO ctl\r\n"});
+    EXPECT_TRUE(d.done());
+}
+
+TEST(Client, PasswordOnlyAfter354AndDotStuffed) {
+    Lines l;
+    l.password = mctp::Secret(".dot-first");
+    l.data = Client::data_line(l.password);
+    EXPECT_EQ(l.data.view(), "..dot-first\r\n");
+    Client c = l.make(Client::Action::change);
+    std::vector<std::string> all;
+    for (std::size_t i = 0; i < 5; ++i) {
+        for (auto& s : drain(c)) {
+            EXPECT_EQ(s.find("dot-first"), std::string::npos) << "before 354: " << s;
+            all.push_back(std::move(s));
+        }
+        c.on_line(change_replies[i]);
+    }
+    EXPECT_EQ(drain(c), std::vector<std::string>{"..dot-first\r\n"});
+    // The password is not in any outcome text.
+    c.on_line("555 .dot-first");
+    EXPECT_EQ(c.outcome().step, Step::password);
+    EXPECT_EQ(Client::data_line(mctp::Secret("plain")).view(), "plain\r\n");
+    EXPECT_EQ(Client::auth_line(l.secret).view(), "AUTH test-secret-1\r\n");
+}
+
+TEST(Client, DotStuffingRoundTrips) {
+    for (const std::string_view pw : {".", "..", ".a", "a.", "...x", "x"}) {
+        const std::string wire = std::string(mctp::dot::stuffing(pw)) + std::string(pw);
+        EXPECT_FALSE(mctp::dot::is_end(wire)) << pw;
+        EXPECT_EQ(mctp::dot::unstuff(wire), pw);
+    }
+    EXPECT_TRUE(mctp::dot::is_end("."));
+    EXPECT_EQ(mctp::dot::stuffing("x"), "");
+}
+
+TEST(Client, AReplyBeforeTheCommandAndLinesAfterTheEnd) {
+    Lines l;
+    Client c = l.make(Client::Action::verify);
+    c.on_line("220 t");
+    // HELO is due but was not asked for: a reply now is not to it.
+    c.on_line("250 pipelined?");
+    EXPECT_EQ(c.outcome().kind, Kind::protocol_error);
+    EXPECT_EQ(c.outcome().text, "a reply before the command: '250 pipelined?'");
+    EXPECT_TRUE(c.done());
+    EXPECT_TRUE(c.next().empty());
+    c.on_line("250 more");
+    EXPECT_EQ(c.outcome().text, "a reply before the command: '250 pipelined?'");
+
+    // A refusal decided: lines before QUIT went out change nothing.
+    Client r = l.make(Client::Action::verify);
+    r.on_line("530 no");
+    r.on_line("250 now yes");
+    EXPECT_EQ(r.outcome().kind, Kind::refused);
+    EXPECT_EQ(drain(r), std::vector<std::string>{"QUIT\r\n"});
+    EXPECT_FALSE(r.done());
+    r.on_line("221 bye");
+    EXPECT_TRUE(r.done());
+}
+
+TEST(Client, BadJobsAreRefusedBeforeAnything) {
+    Lines l;
+    const auto make = [&](Client::Action a, std::string user, std::string helo,
+                          const mctp::Secret* auth, const mctp::Secret* data) {
+        try {
+            Client c({a, std::move(user), std::move(helo), auth, data});
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("(made)");
+    };
+    const mctp::Secret empty;
+    EXPECT_EQ(make(Client::Action::verify, "alice", "ctl", &l.auth, nullptr), "(made)");
+    EXPECT_EQ(make(Client::Action::verify, "al ice", "ctl", &l.auth, nullptr),
+              "MCTP client: not a valid user name");
+    EXPECT_EQ(make(Client::Action::verify, "alice\r\nRSET", "ctl", &l.auth, nullptr),
+              "MCTP client: not a valid user name");
+    EXPECT_EQ(make(Client::Action::verify, "alice", "c tl", &l.auth, nullptr),
+              "MCTP client: not a valid HELO name");
+    EXPECT_EQ(make(Client::Action::verify, "alice", "ctl", nullptr, nullptr),
+              "MCTP client: no AUTH line");
+    EXPECT_EQ(make(Client::Action::verify, "alice", "ctl", &empty, nullptr),
+              "MCTP client: no AUTH line");
+    EXPECT_EQ(make(Client::Action::change, "alice", "ctl", &l.auth, nullptr),
+              "MCTP client: no password line");
+    EXPECT_EQ(make(Client::Action::change, "alice", "ctl", &l.auth, &empty),
+              "MCTP client: no password line");
+}
+
+// ---- client and server against each other, in memory ----
+
+// A Session with the FakeHost as mpasswdd runs it (framer, line_max), and
+// a Client; each one's lines go to the other until the client is done or
+// the session has closed.
+struct Pair {
+    test::FakeHost host;
+    mctp::SessionSettings settings;
+    mctp::Session session;
+    mctp::LineFramer framer;
+    Lines lines;
+    std::vector<std::string> sent;     // by the client
+    std::vector<std::string> replies;  // by the session, as on the wire
+
+    explicit Pair(unsigned max_failures = 3)
+        : settings{"target", 128, max_failures, 0ms}, session(settings, host, "192.0.2.7"),
+          framer(128) {
+        lines.secret = mctp::Secret(host.secret);
+        lines.auth = Client::auth_line(lines.secret);
+    }
+
+    void deliver(Client& c, const mctp::Reply& r) {
+        std::string wire = mctp::format_reply(r, settings.line_max);
+        replies.push_back(wire);
+        for (std::size_t at = 0; at < wire.size();) {
+            const auto crlf = wire.find("\r\n", at);
+            c.on_line(std::string_view(wire).substr(at, crlf - at));
+            at = crlf + 2;
+        }
+    }
+
+    Client::Outcome run(Client::Action action, std::string user,
+                        mctp::PeerVerdict verdict = mctp::PeerVerdict::accepted) {
+        Client c = lines.make(action, std::move(user));
+        deliver(c, session.start(verdict));
+        while (!c.done() && !session.closed()) {
+            const auto bytes = c.next();
+            if (bytes.empty()) {
+                ADD_FAILURE() << "the client waits for a reply that does not come";
+                break;
+            }
+            sent.emplace_back(bytes);
+            framer.feed(std::span<const char>(bytes.data(), bytes.size()),
+                        [&](mctp::FrameEvent ev, std::string_view line) {
+                            deliver(c, ev == mctp::FrameEvent::line ? session.on_line(line)
+                                                                    : session.on_overflow());
+                            return !session.closed();
+                        });
+        }
+        EXPECT_TRUE(c.done());
+        EXPECT_TRUE(c.next().empty());
+        return c.outcome();
+    }
+};
+
+TEST(ClientAndServer, Verify) {
+    Pair p;
+    const auto o = p.run(Client::Action::verify, "alice");
+    EXPECT_EQ(o.kind, Kind::ok);
+    EXPECT_EQ(o.code, Code::ok);
+    EXPECT_EQ(o.text, "alice may be managed");
+    EXPECT_EQ(p.sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH good-secret-1\r\n",
+                                                "VRFY alice\r\n", "QUIT\r\n"}));
+    EXPECT_EQ(p.replies.back(), "221 target closing\r\n");
+    EXPECT_TRUE(p.session.closed());
+    EXPECT_TRUE(p.host.changes.empty());
+}
+
+TEST(ClientAndServer, ChangeAndADotFirstPassword) {
+    for (const std::string pw : {"New-Pw-1", ".dot-first", "..two", "Pässwörd"}) {
+        Pair p;
+        p.lines.password = mctp::Secret(pw);
+        p.lines.data = Client::data_line(p.lines.password);
+        const auto o = p.run(Client::Action::change, "bob");
+        EXPECT_EQ(o.kind, Kind::ok) << pw << ": " << o.text;
+        EXPECT_EQ(o.text, "password changed for bob");
+        EXPECT_EQ(o.step, Step::end_of_data);
+        ASSERT_EQ(p.host.changes.size(), 1U);
+        EXPECT_EQ(p.host.changes[0].user, "bob");
+        EXPECT_EQ(p.host.changes[0].helo, "ctl");
+        EXPECT_EQ(p.host.changes[0].password, pw);  // stuffed, then unstuffed
+        EXPECT_EQ(p.sent.size(), 7U);
+        EXPECT_EQ(p.sent.back(), "QUIT\r\n");
+        EXPECT_TRUE(p.session.closed());
+    }
+}
+
+TEST(ClientAndServer, RefusalsFromTheSession) {
+    struct Case {
+        Client::Action action;
+        std::string user;
+        mctp::ChangeResult::Kind change;
+        Code code;
+        Step step;
+        std::string text;
+    };
+    using CR = mctp::ChangeResult::Kind;
+    const auto change = Client::Action::change;
+    const auto verify = Client::Action::verify;
+    for (const auto& k : {
+             Case{verify, "nobody", CR::changed, Code::user_unknown, Step::vrfy, "nobody unknown"},
+             Case{change, "nobody", CR::changed, Code::user_unknown, Step::chpw, "nobody unknown"},
+             Case{verify, "root", CR::changed, Code::access_denied, Step::vrfy,
+                  "root may not be managed from here"},
+             Case{change, "root", CR::changed, Code::access_denied, Step::chpw,
+                  "root may not be managed from here"},
+             Case{change, "alice", CR::refused, Code::transaction_failed, Step::end_of_data,
+                  "BAD PASSWORD: it is too short"},
+             Case{change, "alice", CR::failed, Code::local_error, Step::end_of_data,
+                  "change aborted: BAD PASSWORD: it is too short"},
+             Case{change, "alice", CR::unknown, Code::user_unknown, Step::end_of_data,
+                  "alice unknown"},
+             Case{change, "alice", CR::forbidden, Code::access_denied, Step::end_of_data,
+                  "BAD PASSWORD: it is too short"},
+         }) {
+        Pair p;
+        p.host.next_result = {k.change, "BAD PASSWORD: it is too short"};
+        const auto o = p.run(k.action, k.user);
+        EXPECT_EQ(o.kind, Kind::refused) << k.user << " " << mctp::number(k.code);
+        EXPECT_EQ(o.code, k.code);
+        EXPECT_EQ(o.step, k.step);
+        EXPECT_EQ(o.text, k.text);
+        // The session was still open: ended with QUIT, 221.
+        EXPECT_EQ(p.sent.back(), "QUIT\r\n");
+        EXPECT_EQ(p.replies.back(), "221 target closing\r\n");
+    }
+}
+
+TEST(ClientAndServer, WrongSecretAndLockOut) {
+    Pair p;
+    p.lines.secret = mctp::Secret("wrong-secret");
+    p.lines.auth = Client::auth_line(p.lines.secret);
+    auto o = p.run(Client::Action::change, "alice");
+    EXPECT_EQ(o.kind, Kind::refused);
+    EXPECT_EQ(o.code, Code::access_denied);
+    EXPECT_EQ(o.step, Step::auth);
+    EXPECT_EQ(p.sent.back(), "QUIT\r\n");
+    EXPECT_TRUE(p.host.changes.empty());
+    // The last failure allowed closes the session with 421: no QUIT.
+    Pair last(1);
+    last.lines.secret = mctp::Secret("wrong-secret");
+    last.lines.auth = Client::auth_line(last.lines.secret);
+    o = last.run(Client::Action::change, "alice");
+    EXPECT_EQ(o.code, Code::unavailable);
+    EXPECT_EQ(o.step, Step::auth);
+    EXPECT_EQ(last.sent.back(), "AUTH wrong-secret\r\n");
+    // So does a locked-out address.
+    Pair locked;
+    locked.host.locked = true;
+    o = locked.run(Client::Action::verify, "alice");
+    EXPECT_EQ(o.code, Code::unavailable);
+    EXPECT_EQ(locked.sent.back(), "AUTH good-secret-1\r\n");
+}
+
+TEST(ClientAndServer, BannerRefusals) {
+    for (const auto& [verdict, code] :
+         {std::pair{mctp::PeerVerdict::rejected, Code::controller_rejected},
+          std::pair{mctp::PeerVerdict::disabled, Code::unavailable},
+          std::pair{mctp::PeerVerdict::locked, Code::unavailable}}) {
+        Pair p;
+        const auto o = p.run(Client::Action::change, "alice", verdict);
+        EXPECT_EQ(o.kind, Kind::refused);
+        EXPECT_EQ(o.code, code);
+        EXPECT_EQ(o.step, Step::banner);
+        EXPECT_TRUE(p.sent.empty());
+    }
+}
+
+TEST(ClientAndServer, APasswordLineTooLongForTheTarget) {
+    // 200 octets against line_max 128: 501 at once; the QUIT that follows
+    // is a data line to the session, and nothing changes.
+    Pair p;
+    p.lines.password = mctp::Secret(std::string(200, 'p'));
+    p.lines.data = Client::data_line(p.lines.password);
+    const auto o = p.run(Client::Action::change, "alice");
+    EXPECT_EQ(o.kind, Kind::refused);
+    EXPECT_EQ(o.code, Code::syntax_error);
+    EXPECT_EQ(o.step, Step::password);
+    p.session.on_end_of_input();
+    EXPECT_TRUE(p.host.changes.empty());
+}
+
+// ---- the engine speaking through the client, over an in-memory stream ----
+
+mpasswd::Result engine_run(const std::string& bytes, mpasswd::Action action, std::string* written) {
+    const mctp::Secret secret("test-secret-1");
+    const mctp::Secret password(".New-Pw-1");
+    mpasswd::EngineSettings s;
+    s.helo_name = "ctl";
+    s.secret = &secret;
+    mpasswd::fake::MemoryScript script;
+    script.bytes = bytes;
+    mpasswd::fake::MemoryTransport transport(script);
+    const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr};
+    auto r = mpasswd::run({mpasswd::Target{"h", 1, "test"}}, s, job, transport, nullptr).at(0);
+    *written = transport.written();
+    return r;
+}
+
+TEST(ClientInTheEngine, MultiLineRepliesAndQuit) {
+    std::string written;
+    auto r = engine_run("220-t MCTP\r\n220 ready\r\n250-t hello\r\n250-TEST\r\n250 LINEMAX 128\r\n"
+                        "250 ok\r\n250 ok\r\n354 go\r\n355 ok\r\n250-password\r\n250 changed\r\n"
+                        "221 bye\r\n",
+                        mpasswd::Action::change, &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::ok) << r.text;
+    EXPECT_EQ(r.code, 250);
+    EXPECT_EQ(r.step, "end of data");
+    EXPECT_EQ(r.text, "password changed");
+    EXPECT_EQ(written, "HELO ctl\r\nAUTH test-secret-1\r\nCHPW alice\r\nDATA\r\n..New-Pw-1\r\n.\r\n"
+                       "QUIT\r\n");
+    // Seventeen lines in one reply: not MCTP, no QUIT.
+    std::string many = "220 t\r\n";
+    for (int i = 0; i < 16; ++i) {
+        many += "250-x\r\n";
+    }
+    r = engine_run(many + "250 x\r\n", mpasswd::Action::verify, &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::protocol_error);
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.step, "HELO");
+    EXPECT_EQ(r.text, "reply longer than 16 lines");
+    EXPECT_EQ(written, "HELO ctl\r\n");
+}
+
+TEST(ClientInTheEngine, ReplyLinesUpToTheLargestLineMax) {
+    // 4096 octets with CRLF, as a responder with line_max 4096 may send.
+    const std::string longest = "530 " + std::string(4090, 'x') + "\r\n";
+    ASSERT_EQ(longest.size(), 4096U);
+    std::string written;
+    auto r = engine_run("220 t\r\n250 hi\r\n" + longest, mpasswd::Action::verify, &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::refused);
+    EXPECT_EQ(r.code, 530);
+    EXPECT_EQ(r.text.size(), 4090U);
+    EXPECT_TRUE(written.ends_with("AUTH test-secret-1\r\nQUIT\r\n"));
+    // One octet more: not MCTP, even when its LF comes in the same read.
+    r = engine_run("220 t\r\n250 hi\r\n530 x" + longest.substr(4), mpasswd::Action::verify,
+                   &written);
+    EXPECT_EQ(r.outcome, mpasswd::Outcome::protocol_error);
+    EXPECT_EQ(r.text, "reply longer than 4096 octets");
+    EXPECT_EQ(r.step, "AUTH");
+    EXPECT_FALSE(written.ends_with("QUIT\r\n"));
+}
+
+}  // namespace
