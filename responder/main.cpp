@@ -280,9 +280,12 @@ mpasswdd::Clock::time_point hard_deadline(const mpasswdd::Config& c,
            mctp::limits::linger_max + std::chrono::seconds(5);
 }
 
+// reap(): the child ended by a signal.
+constexpr int killed = -1;
+
 // Waits for the child; kills it first when `stop`, or when it has not
 // exited a few seconds after closing its end. Its exit status, or
-// exit_failure when a signal ended it (logged).
+// `killed` when a signal ended it (logged unless `stop`).
 int reap(pid_t pid, bool stop) {
     if (stop) {
         kill(pid, SIGKILL);
@@ -309,7 +312,7 @@ int reap(pid_t pid, bool stop) {
                 "privsep: the network child was killed by signal " + std::to_string(sig) +
                 (sig == SIGSYS ? " (a system call outside its seccomp filter)" : ""));
         }
-        return exit_failure;
+        return killed;
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : exit_failure;
 }
@@ -412,7 +415,8 @@ int run_parent(const Options& o, pid_t child, int fd, mpasswdd::Clock::time_poin
     if (!mpasswdd::privsep::send_hello(fd, hello)) {
         mpasswdd::log::error("privsep: the network child is gone before the session");
         close(fd);
-        return reap(child, true);
+        reap(child, true);
+        return exit_failure;
     }
 
     mpasswdd::SystemHost host(config, *peer, tally.get());
@@ -442,10 +446,13 @@ int run_parent(const Options& o, pid_t child, int fd, mpasswdd::Clock::time_poin
     close(fd);
     const bool clean = end == mpasswdd::privsep::MonitorEnd::child_done;
     const int status = reap(child, !clean);
-    if (clean && status != exit_config) {
+    if (!clean || status == killed) {
+        return exit_failure;
+    }
+    if (status != exit_config) {
         mpasswdd::log::write(mctp::LogLevel::info, "session closed");
     }
-    return clean ? status : exit_failure;
+    return status;
 }
 
 // The network child: waits for the parent's HELLO (reading nothing from

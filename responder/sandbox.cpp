@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <memory>
 
 namespace mpasswdd {
@@ -121,6 +122,15 @@ void install_seccomp() {
         errno = EINVAL;
         fail("seccomp_rule_add ioctl");
     }
+    // A file the libraries would open (glibc's /etc/localtime, should the
+    // time zone not be read yet) is refused, not fatal: there is none in
+    // the empty root anyway.
+    for (const int nr : {SCMP_SYS(open), SCMP_SYS(openat)}) {
+        if (seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EACCES), nr, 0) != 0) {
+            errno = EINVAL;
+            fail("seccomp_rule_add open");
+        }
+    }
     if (const int rc = seccomp_load(ctx.get()); rc != 0) {
         errno = -rc;
         fail("seccomp_load");
@@ -130,6 +140,12 @@ void install_seccomp() {
 }  // namespace
 
 void confine(const Jail& jail, pid_t parent_pid) {
+    // The time zone, read now: OpenSSL's certificate checks ask for the
+    // local time, and /etc/localtime is not in the empty root.
+    tzset();
+    const time_t now = time(nullptr);
+    tm local{};
+    localtime_r(&now, &local);
     if (!jail.root.empty()) {
         if (chroot(jail.root.c_str()) != 0) {
             fail("chroot " + jail.root);
