@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "limits.hpp"
+#include "log.hpp"
 #include "text.hpp"
 
 namespace mpasswdd::privsep {
@@ -358,6 +359,9 @@ void MonitorClient::log_level(std::uint8_t level, std::string_view message) {
 }
 
 void MonitorClient::log(mctp::LogLevel level, std::string_view message) {
+    if (level == mctp::LogLevel::debug && !log::debugging()) {
+        return;  // not worth a message to the parent, which would drop it
+    }
     log_level(static_cast<std::uint8_t>(level), message);
 }
 
