@@ -118,16 +118,24 @@ bool global_key(Parser& p, std::string_view key, std::string_view value) {
                              limits::auth_failure_window_max, &c.auth_failure_window) ||
                range("seconds from 1 to 604800");
     }
-    if (key == "state_directory") {
+    if (key == "state_directory" || key == "privsep_directory") {
         if (!value.starts_with('/') || value.size() > 1024 || value.find("/../") != value.npos ||
             value.ends_with("/..") || !mctp::is_printable_ascii(value) ||
             value.find(' ') != value.npos) {
             return range("an absolute path without spaces or '..'");
         }
-        c.state_directory = value;
-        while (c.state_directory.size() > 1 && c.state_directory.ends_with('/')) {
-            c.state_directory.pop_back();
+        std::string& dir = key == "state_directory" ? c.state_directory : c.privsep_directory;
+        dir = value;
+        while (dir.size() > 1 && dir.ends_with('/')) {
+            dir.pop_back();
         }
+        return true;
+    }
+    if (key == "privsep_user") {
+        if (!mctp::is_user_name(value)) {
+            return range("a user name");
+        }
+        c.privsep_user = value;
         return true;
     }
     if (key == "min_uid") {
@@ -154,8 +162,8 @@ bool global_key(Parser& p, std::string_view key, std::string_view value) {
         return parse_bool(value, &c.tls) || range("yes or no");
     }
     if (key == "tls_certificate" || key == "tls_key" || key == "tls_client_ca") {
-        if (!value.starts_with('/')) {
-            return range("an absolute path");
+        if (!value.starts_with('/') || value.size() > 1024 || !mctp::is_printable_ascii(value)) {
+            return range("an absolute path of at most 1024 characters");
         }
         (key == "tls_certificate" ? c.tls_certificate
                                   : key == "tls_key" ? c.tls_key : c.tls_client_ca) = value;
@@ -326,6 +334,8 @@ std::string describe(const Config& c) {
       << (c.max_auth_failures_per_source == 0 ? " (not counted)" : "") << "\n"
       << "auth_failure_window = " << seconds_text(c.auth_failure_window) << "\n"
       << "state_directory = " << c.state_directory << "\n"
+      << "privsep_user = " << c.privsep_user << "\n"
+      << "privsep_directory = " << c.privsep_directory << "\n"
       << "min_uid = " << c.policy.min_uid << "\n"
       << "max_uid = " << c.policy.max_uid << "\n"
       << "allow_users = " << list(c.policy.allow_users) << "\n"

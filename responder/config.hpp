@@ -57,6 +57,10 @@ struct Config {
     std::chrono::milliseconds auth_failure_window{15 * 60'000};
     // Where the count is kept (auth-failures in it).
     std::string state_directory = "/var/lib/mpasswdd";
+    // The network child's user and its (empty, root-owned) root folder;
+    // see mpasswdd(8), PRIVILEGE SEPARATION.
+    std::string privsep_user = "_mpasswdd";
+    std::string privsep_directory = "/usr/share/mpasswdd/empty";
     UserPolicy policy;
     std::vector<Controller> controllers;
     // Implicit TLS before the banner (as SMTPS): server certificate chain

@@ -14,6 +14,8 @@
 #include "peer.hpp"
 #include "session.hpp"
 
+struct ssl_ctx_st;
+
 namespace mpasswdd {
 
 using Clock = std::chrono::steady_clock;
@@ -49,14 +51,29 @@ struct TlsError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// The TLS files of the configuration.
+struct TlsFiles {
+    std::string certificate;
+    std::string key;
+    std::string client_ca;  // empty: no client certificate asked for
+};
+
+// A server context with the files loaded (OpenSSL initialised first): made
+// before the process is confined, since the files cannot be read after.
+// Throws TlsFileError.
+struct TlsContextFree {
+    void operator()(ssl_ctx_st* ctx) const;
+};
+using TlsContext = std::unique_ptr<ssl_ctx_st, TlsContextFree>;
+TlsContext tls_context(const TlsFiles& files);
+
 // Server-side TLS on the socket fd (implicit TLS, before the banner): TLS
 // 1.2 at least, no compression or renegotiation, the library's default
 // ciphers; with tls_client_ca a verified client certificate is required,
-// and its subject and fingerprint are put into *peer. Throws TlsFileError
-// when a TLS file cannot be used, TlsError with the reason when the
-// handshake fails or does not finish by deadline (the idle timeout or the
-// end of the login grace time, the sooner).
-std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
+// and its subject and fingerprint are put into *peer. Throws TlsError
+// with the reason when the handshake fails or does not finish by deadline
+// (the idle timeout or the end of the login grace time, the sooner).
+std::unique_ptr<Channel> tls_channel(TlsContext context, int fd, Clock::time_point deadline,
                                      Peer* peer);
 
 // tls_certificate, tls_key or tls_client_ca cannot be used (not a regular

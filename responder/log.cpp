@@ -27,9 +27,17 @@ void emit(int priority, std::string_view message) noexcept {
 }
 }
 
+void set_debug(bool debug) {
+    debug_enabled = debug;
+}
+
 void open(bool also_stderr, bool debug) {
     debug_enabled = debug;
     openlog("mpasswdd", LOG_PID | LOG_NDELAY | (also_stderr ? LOG_PERROR : 0), LOG_AUTHPRIV);
+}
+
+bool debugging() {
+    return debug_enabled;
 }
 
 void write(mctp::LogLevel level, std::string_view message) {

@@ -1,8 +1,13 @@
-// mpasswdd: the MCTP responder. One process per connection, MCTP on
-// stdin/stdout; see mpasswdd(8).
+// mpasswdd: the MCTP responder. One connection per process, MCTP on
+// stdin/stdout, split into a privileged parent and an unprivileged network
+// child (privsep.hpp); see mpasswdd(8).
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -10,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -20,6 +26,8 @@
 #include "limits.hpp"
 #include "log.hpp"
 #include "peer.hpp"
+#include "privsep.hpp"
+#include "sandbox.hpp"
 #include "secret_hash.hpp"
 #include "system_host.hpp"
 #include "text.hpp"
@@ -181,13 +189,7 @@ int refuse_for_config(const std::string& message) {
     return exit_config;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    harden();
-    // The login grace time counts from here: the connection is already
-    // accepted when this process starts.
-    const auto connected_at = mpasswdd::Clock::now();
+struct Options {
     std::string config_path = mpasswdd::default_config_path;
     bool check_config = false;
     bool hash_secret = false;
@@ -195,30 +197,34 @@ int main(int argc, char** argv) {
     bool debug = false;
     bool ssh = false;
     unsigned long cost = 0;
+};
 
+// The exit status when the options say to stop (help, version, an
+// error), or nothing.
+std::optional<int> parse_options(int argc, char** argv, Options* o) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         if ((a == "-c" || a == "--config") && i + 1 < argc) {
-            config_path = argv[++i];
+            o->config_path = argv[++i];
         } else if (a.starts_with("--config=")) {
-            config_path = std::string(a.substr(9));
+            o->config_path = std::string(a.substr(9));
         } else if (a == "--check-config") {
-            check_config = true;
+            o->check_config = true;
         } else if (a == "--hash-secret") {
-            hash_secret = true;
+            o->hash_secret = true;
         } else if (a == "--cost" && i + 1 < argc) {
             char* end = nullptr;
-            cost = std::strtoul(argv[++i], &end, 10);
-            if (*end != '\0' || cost < 1 || cost > 11) {
+            o->cost = std::strtoul(argv[++i], &end, 10);
+            if (*end != '\0' || o->cost < 1 || o->cost > 11) {
                 std::fputs("mpasswdd: --cost takes a number from 1 to 11\n", stderr);
                 return exit_usage;
             }
         } else if (a == "--log-stderr") {
-            log_stderr = true;
+            o->log_stderr = true;
         } else if (a == "--debug") {
-            debug = true;
+            o->debug = true;
         } else if (a == "--ssh") {
-            ssh = true;
+            o->ssh = true;
         } else if (a == "-h" || a == "--help") {
             usage(stdout);
             return 0;
@@ -234,51 +240,137 @@ int main(int argc, char** argv) {
             return exit_usage;
         }
     }
+    return std::nullopt;
+}
 
-    if (hash_secret) {
-        return hash_secret_command(cost);
-    }
-
-    mpasswdd::log::open(log_stderr, debug);
-    mpasswdd::Config config;
+int check_config_command(const Options& o) {
     try {
-        config = mpasswdd::load_config(config_path);
-        if (check_config) {
-            mpasswdd::check_hashes(config);
-            if (config.tls) {
-                mpasswdd::check_tls_files(config);
-            }
+        const mpasswdd::Config config = mpasswdd::load_config(o.config_path);
+        mpasswdd::check_hashes(config);
+        if (config.tls) {
+            mpasswdd::check_tls_files(config);
         }
-    } catch (const mpasswdd::ConfigError& e) {
-        if (check_config) {
-            std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
-            return exit_config;
-        }
-        return refuse_for_config(e.what());
-    } catch (const mpasswdd::TlsError& e) {
-        std::fprintf(stderr, "mpasswdd: %s\n", e.what());
-        return exit_config;
-    }
-    if (check_config) {
         std::fputs(mpasswdd::describe(config).c_str(), stdout);
         return 0;
+    } catch (const mpasswdd::ConfigError& e) {
+        std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
+    } catch (const mpasswdd::TlsError& e) {
+        std::fprintf(stderr, "mpasswdd: %s\n", e.what());
     }
+    return exit_config;
+}
 
-    mpasswdd::Peer peer;
-    if (ssh) {
-        // Under sshd, fd 0 is a pipe: the controller's address is the
-        // client of SSH_CONNECTION ("client port server port").
-        const char* value = std::getenv("SSH_CONNECTION");
-        const auto from_ssh =
-            value != nullptr ? mpasswdd::peer_from_ssh_connection(value) : std::nullopt;
-        if (!from_ssh) {
-            return refuse_for_config(
-                "--ssh: SSH_CONNECTION is missing or malformed; run mpasswdd --ssh as the "
-                "forced command of an authorized_keys entry");
+// Who the controller is: under sshd fd 0 is a pipe, and the address is
+// the client of SSH_CONNECTION ("client port server port").
+std::optional<mpasswdd::Peer> peer_for(bool ssh) {
+    if (!ssh) {
+        return mpasswdd::peer_of_fd(0);
+    }
+    const char* value = std::getenv("SSH_CONNECTION");
+    return value != nullptr ? mpasswdd::peer_from_ssh_connection(value) : std::nullopt;
+}
+
+// The parent's end of the session's deadline: the child's own limits
+// (the login grace time for the handshake, session_timeout, a last reply
+// draining for idle_timeout, the linger) with a margin. Past it the child
+// is killed.
+mpasswdd::Clock::time_point hard_deadline(const mpasswdd::Config& c,
+                                          mpasswdd::Clock::time_point connected_at) {
+    return connected_at + c.login_grace_time + c.session_timeout + c.idle_timeout +
+           mctp::limits::linger_max + std::chrono::seconds(5);
+}
+
+// reap(): the child ended by a signal.
+constexpr int killed = -1;
+
+// Waits for the child; kills it first when `stop`, or when it has not
+// exited a few seconds after closing its end. Its exit status, or
+// `killed` when a signal ended it (logged unless `stop`).
+int reap(pid_t pid, bool stop) {
+    if (stop) {
+        kill(pid, SIGKILL);
+    }
+    int status = 0;
+    const auto give_up = mpasswdd::Clock::now() + std::chrono::seconds(5);
+    for (;;) {
+        const pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            break;
         }
-        peer = *from_ssh;
-    } else {
-        peer = mpasswdd::peer_of_fd(0);
+        if (r < 0 && errno != EINTR) {
+            return exit_failure;
+        }
+        if (mpasswdd::Clock::now() > give_up) {
+            kill(pid, SIGKILL);
+        }
+        poll(nullptr, 0, 5);
+    }
+    if (WIFSIGNALED(status)) {
+        const int sig = WTERMSIG(status);
+        if (!stop) {
+            mpasswdd::log::error(
+                "privsep: the network child was killed by signal " + std::to_string(sig) +
+                (sig == SIGSYS ? " (a system call outside its seccomp filter)" : ""));
+        }
+        return killed;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : exit_failure;
+}
+
+// Points fds 0 and 1 (and 2 when it is the connection too) at /dev/null:
+// from here the root process holds no descriptor of the network.
+void let_go_of_the_connection(bool stderr_separate) {
+    const int null = open("/dev/null", O_RDWR);
+    if (null < 0) {
+        close(0);
+        close(1);
+        if (!stderr_separate) {
+            close(2);
+        }
+        return;
+    }
+    dup2(null, 0);
+    dup2(null, 1);
+    if (!stderr_separate) {
+        dup2(null, 2);
+    }
+    if (null > 2) {
+        close(null);
+    }
+}
+
+// The privileged parent: the configuration, the peer's verdict, the
+// per-source tally and the Host calls; never a byte of the network.
+int run_parent(const Options& o, pid_t child, int fd, mpasswdd::Clock::time_point connected_at) {
+    mpasswdd::log::open(o.log_stderr, o.debug);
+    const bool separate = stderr_is_separate();
+    // Refusing before the HELLO: the child is still waiting, the parent
+    // still has the connection for the 421.
+    const auto refuse = [&](const std::string& message) {
+        const int rc = refuse_for_config(message);
+        close(fd);
+        reap(child, false);
+        return rc;
+    };
+    const auto peer = peer_for(o.ssh);
+    if (!peer) {
+        return refuse(
+            "--ssh: SSH_CONNECTION is missing or malformed; run mpasswdd --ssh as the forced "
+            "command of an authorized_keys entry");
+    }
+    mpasswdd::Config config;
+    mpasswdd::Jail jail;
+    std::string note;
+    try {
+        config = mpasswdd::load_config(o.config_path);
+        jail = mpasswdd::make_jail(config.privsep_user, config.privsep_directory, &note);
+    } catch (const mpasswdd::ConfigError& e) {
+        return refuse(e.what());
+    } catch (const mpasswdd::SandboxError& e) {
+        return refuse(config.path + ": " + e.what());
+    }
+    if (!note.empty()) {
+        mpasswdd::log::write(mctp::LogLevel::warning, note);
     }
     // Failed AUTHs from this source across connections: a locked-out
     // source gets 421 before any secret is checked. A tally that is unsafe
@@ -292,61 +384,207 @@ int main(int argc, char** argv) {
             tally = std::make_unique<mpasswdd::AuthTally>(config.state_directory,
                                                           config.max_auth_failures_per_source,
                                                           config.auth_failure_window);
-            locked = tally->locked(mpasswdd::tally_source(peer), mpasswdd::wall_ms());
+            locked = tally->locked(mpasswdd::tally_source(*peer), mpasswdd::wall_ms());
         } catch (const mpasswdd::TallyError& e) {
-            return refuse_for_config(std::string("state_directory: ") + e.what() +
-                                     " (max_auth_failures_per_source = 0 turns the count off)");
+            return refuse(std::string("state_directory: ") + e.what() +
+                          " (max_auth_failures_per_source = 0 turns the count off)");
         }
     }
-    const auto login_deadline = connected_at + config.login_grace_time;
+    let_go_of_the_connection(separate);
+
+    mpasswdd::privsep::Hello hello;
+    hello.change_ids = jail.change_ids;
+    hello.uid = jail.uid;
+    hello.gid = jail.gid;
+    hello.root = jail.root;
+    hello.host_name = config.host_name.empty() ? system_host_name() : config.host_name;
+    hello.peer = peer->text;
+    hello.line_max = static_cast<std::uint32_t>(config.line_max);
+    hello.idle_timeout = config.idle_timeout;
+    hello.session_timeout = config.session_timeout;
+    hello.login_grace_time = config.login_grace_time;
+    hello.max_auth_failures = config.max_auth_failures;
     // Over ssh the channel is already encrypted and authenticated: tls
-    // applies to the socket only. The handshake is bounded by the login
-    // grace time too; a locked-out source still gets it, so that the 421
-    // can be read.
-    std::unique_ptr<mpasswdd::Channel> channel;
-    if (config.tls && !ssh) {
+    // applies to the socket only.
+    hello.tls = config.tls && !o.ssh;
+    if (hello.tls) {
+        hello.tls_certificate = config.tls_certificate;
+        hello.tls_key = config.tls_key;
+        hello.tls_client_ca = config.tls_client_ca;
+    }
+    if (!mpasswdd::privsep::send_hello(fd, hello)) {
+        mpasswdd::log::error("privsep: the network child is gone before the session");
+        close(fd);
+        reap(child, true);
+        return exit_failure;
+    }
+
+    mpasswdd::SystemHost host(config, *peer, tally.get());
+    const auto error = [&](std::string_view message) {
+        mpasswdd::log::error(message);
+        if (separate && !o.log_stderr) {
+            std::fprintf(stderr, "mpasswdd: %s\n", shown(message).c_str());
+        }
+    };
+    const mpasswdd::privsep::MonitorBackend backend{
+        host,
+        [&](const std::string& subject, const std::string& fingerprint) {
+            if (!subject.empty()) {
+                mpasswdd::log::write(mctp::LogLevel::info,
+                                     "TLS client certificate from " + peer->text + ": " +
+                                         subject + " sha256 " + fingerprint);
+            }
+            host.set_client_certificate(subject, fingerprint);
+            const auto v = host.verdict();
+            return v == mctp::PeerVerdict::accepted && locked ? mctp::PeerVerdict::locked : v;
+        },
+        error};
+    const mpasswdd::privsep::MonitorSettings settings{
+        config.max_auth_failures, config.auth_failure_delay, config.line_max};
+    const auto end = mpasswdd::privsep::serve(fd, backend, settings,
+                                              hard_deadline(config, connected_at));
+    close(fd);
+    const bool clean = end == mpasswdd::privsep::MonitorEnd::child_done;
+    const int status = reap(child, !clean);
+    if (!clean || status == killed) {
+        return exit_failure;
+    }
+    if (status != exit_config) {
+        mpasswdd::log::write(mctp::LogLevel::info, "session closed");
+    }
+    return status;
+}
+
+// The network child: waits for the parent's HELLO (reading nothing from
+// the network before it), loads the TLS files, confines itself, then
+// runs the session with the parent as its Host.
+int run_child(const Options& o, int fd, pid_t parent, mpasswdd::Clock::time_point connected_at) {
+    namespace privsep = mpasswdd::privsep;
+    mpasswdd::log::set_debug(o.debug);
+    // Ends with the parent (again after the id change, which clears it).
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) {
+        return exit_failure;
+    }
+    privsep::Message m;
+    std::string why;
+    if (privsep::receive(fd, &m, mpasswdd::Clock::time_point::max(), &why) !=
+        privsep::Received::ok) {
+        return 0;  // the parent refused the connection and said why
+    }
+    privsep::Hello hello;
+    if (!privsep::parse_hello(m, &hello, &why)) {
+        return exit_failure;
+    }
+    privsep::MonitorClient parent_link(fd);
+    mpasswdd::TlsContext tls;
+    if (hello.tls) {
         try {
-            channel = mpasswdd::tls_channel(
-                config, 0,
-                std::min(login_deadline,
-                         mpasswdd::Clock::now() +
-                             std::min(config.idle_timeout, config.session_timeout)),
-                &peer);
+            tls = mpasswdd::tls_context(
+                {hello.tls_certificate, hello.tls_key, hello.tls_client_ca});
         } catch (const mpasswdd::TlsFileError& e) {
             // No 421 here: the client speaks TLS and could not read it.
-            mpasswdd::log::error(e.what());
-            if (stderr_is_separate()) {
-                std::fprintf(stderr, "mpasswdd: %s\n", e.what());
-            }
+            parent_link.log_level(privsep::log_error, e.what());
             return exit_config;
         } catch (const mpasswdd::TlsError& e) {
-            mpasswdd::log::write(mctp::LogLevel::warning,
-                                 "TLS handshake with " + peer.text + " failed: " + e.what());
+            parent_link.log_level(privsep::log_error, e.what());
             return exit_failure;
         }
-        if (!peer.tls_subject.empty()) {
-            mpasswdd::log::write(mctp::LogLevel::info, "TLS client certificate from " + peer.text +
-                                                           ": " + peer.tls_subject + " sha256 " +
-                                                           peer.tls_fingerprint);
+    }
+    // The child writes nothing to stderr (under inetd it is the socket).
+    if (const int null = open("/dev/null", O_RDWR); null >= 0) {
+        dup2(null, 2);
+        if (null > 2) {
+            close(null);
+        }
+    }
+    try {
+        mpasswdd::confine({hello.change_ids, hello.uid, hello.gid, hello.root}, parent);
+    } catch (const mpasswdd::SandboxError& e) {
+        parent_link.log_level(privsep::log_error,
+                              std::string("privsep: cannot confine the network child: ") +
+                                  e.what());
+        return exit_failure;
+    }
+    const auto login_deadline = connected_at + hello.login_grace_time;
+    mpasswdd::Peer peer;
+    peer.text = hello.peer;
+    std::unique_ptr<mpasswdd::Channel> channel;
+    if (hello.tls) {
+        // The handshake is bounded by the login grace time too; a
+        // locked-out source still gets it, so that the 421 can be read.
+        try {
+            channel = mpasswdd::tls_channel(
+                std::move(tls), 0,
+                std::min(login_deadline,
+                         mpasswdd::Clock::now() +
+                             std::min(hello.idle_timeout, hello.session_timeout)),
+                &peer);
+        } catch (const mpasswdd::TlsError& e) {
+            parent_link.log(mctp::LogLevel::warning,
+                            "TLS handshake with " + peer.text + " failed: " + e.what());
+            return exit_failure;
         }
     } else {
         channel = mpasswdd::fd_channel(0, 1);
     }
-    mpasswdd::SystemHost host(config, peer, tally.get());
+    const mctp::PeerVerdict verdict = parent_link.start(peer.tls_subject, peer.tls_fingerprint);
     mctp::SessionSettings settings;
-    settings.host_name = config.host_name.empty() ? system_host_name() : config.host_name;
-    settings.line_max = config.line_max;
-    settings.max_auth_failures = config.max_auth_failures;
-    settings.auth_failure_delay = config.auth_failure_delay;
-    mctp::Session session(settings, host, peer.text);
-
-    auto verdict = host.verdict();
-    if (verdict == mctp::PeerVerdict::accepted && locked) {
-        verdict = mctp::PeerVerdict::locked;
-    }
+    settings.host_name = hello.host_name;
+    settings.line_max = hello.line_max;
+    settings.max_auth_failures = hello.max_auth_failures;
+    // The parent waits before it answers a failed AUTH.
+    settings.auth_failure_delay = std::chrono::milliseconds(0);
+    mctp::Session session(settings, parent_link, peer.text);
     const auto end = mpasswdd::run_connection(
         session, verdict, *channel,
-        {config.idle_timeout, config.session_timeout, login_deadline});
-    mpasswdd::log::write(mctp::LogLevel::info, "session closed");
+        {hello.idle_timeout, hello.session_timeout, login_deadline});
     return end == mpasswdd::ConnectionEnd::io_error ? exit_failure : 0;
+}
+
+// Splits the process: nothing of the configuration is in memory yet, so
+// the child never has a secret hash.
+int run_split(const Options& o, mpasswdd::Clock::time_point connected_at) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        mpasswdd::log::open(o.log_stderr, o.debug);
+        mpasswdd::log::error(std::string("privsep: socketpair: ") + std::strerror(errno));
+        return exit_failure;
+    }
+    const pid_t parent = getpid();
+    std::fflush(nullptr);
+    const pid_t child = fork();
+    if (child < 0) {
+        mpasswdd::log::open(o.log_stderr, o.debug);
+        mpasswdd::log::error(std::string("privsep: fork: ") + std::strerror(errno));
+        return exit_failure;
+    }
+    if (child == 0) {
+        close(sv[0]);
+        const int rc = run_child(o, sv[1], parent, connected_at);
+        std::fflush(nullptr);
+        _exit(rc);
+    }
+    close(sv[1]);
+    return run_parent(o, child, sv[0], connected_at);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    harden();
+    // The login grace time counts from here: the connection is already
+    // accepted when this process starts.
+    const auto connected_at = mpasswdd::Clock::now();
+    Options o;
+    if (const auto stop = parse_options(argc, argv, &o)) {
+        return *stop;
+    }
+    if (o.hash_secret) {
+        return hash_secret_command(o.cost);
+    }
+    if (o.check_config) {
+        return check_config_command(o);
+    }
+    return run_split(o, connected_at);
 }

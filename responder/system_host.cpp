@@ -13,6 +13,11 @@ namespace mpasswdd {
 SystemHost::SystemHost(const Config& config, Peer peer, AuthTally* tally)
     : config_(config), peer_(std::move(peer)), tally_(tally), source_(tally_source(peer_)) {}
 
+void SystemHost::set_client_certificate(std::string subject, std::string fingerprint) {
+    peer_.tls_subject = std::move(subject);
+    peer_.tls_fingerprint = std::move(fingerprint);
+}
+
 bool SystemHost::may_connect(const Controller& c) const {
     if (!c.tls_client_subject.empty() && c.tls_client_subject != peer_.tls_subject) {
         return false;

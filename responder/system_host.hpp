@@ -15,6 +15,10 @@ public:
     // max_auth_failures_per_source is 0.
     SystemHost(const Config& config, Peer peer, AuthTally* tally = nullptr);
 
+    // The TLS client certificate the peer presented (the network child
+    // reports it after the handshake).
+    void set_client_certificate(std::string subject, std::string fingerprint);
+
     // Whether any controller may connect from this peer at all.
     [[nodiscard]] mctp::PeerVerdict verdict() const;
 

@@ -111,7 +111,7 @@ std::string subject_of(X509* cert) {
 // read as the configuration is (a regular file, bounded, never waited
 // for) and given to OpenSSL from memory. Throws TlsFileError naming the
 // key and the file.
-std::unique_ptr<SSL_CTX, CtxFree> server_context(const Config& config) {
+std::unique_ptr<SSL_CTX, CtxFree> server_context(const TlsFiles& files) {
     std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) {
         throw TlsError(ssl_reason("cannot create a TLS context"));
@@ -121,12 +121,12 @@ std::unique_ptr<SSL_CTX, CtxFree> server_context(const Config& config) {
                                        SSL_OP_CIPHER_SERVER_PREFERENCE);
     const char* key = "tls_certificate";
     try {
-        mctp::tls::use_certificate_chain(ctx.get(), config.tls_certificate);
+        mctp::tls::use_certificate_chain(ctx.get(), files.certificate);
         key = "tls_key";
-        mctp::tls::use_private_key(ctx.get(), config.tls_key);
-        if (!config.tls_client_ca.empty()) {
+        mctp::tls::use_private_key(ctx.get(), files.key);
+        if (!files.client_ca.empty()) {
             key = "tls_client_ca";
-            mctp::tls::load_trusted(ctx.get(), config.tls_client_ca);
+            mctp::tls::load_trusted(ctx.get(), files.client_ca);
             SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                                nullptr);
         }
@@ -138,13 +138,22 @@ std::unique_ptr<SSL_CTX, CtxFree> server_context(const Config& config) {
 
 }  // namespace
 
-void check_tls_files(const Config& config) {
-    server_context(config);
+void TlsContextFree::operator()(ssl_ctx_st* ctx) const {
+    SSL_CTX_free(ctx);
 }
 
-std::unique_ptr<Channel> tls_channel(const Config& config, int fd, Clock::time_point deadline,
+void check_tls_files(const Config& config) {
+    server_context({config.tls_certificate, config.tls_key, config.tls_client_ca});
+}
+
+TlsContext tls_context(const TlsFiles& files) {
+    OPENSSL_init_ssl(0, nullptr);
+    return TlsContext(server_context(files).release());
+}
+
+std::unique_ptr<Channel> tls_channel(TlsContext context, int fd, Clock::time_point deadline,
                                      Peer* peer) {
-    std::unique_ptr<SSL_CTX, CtxFree> ctx = server_context(config);
+    std::unique_ptr<SSL_CTX, CtxFree> ctx(context.release());
     std::unique_ptr<SSL, SslFree> ssl(SSL_new(ctx.get()));
     if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
         throw TlsError(ssl_reason("cannot attach TLS to the connection"));

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from mctp_client import free_port, hash_secret
+from mctp_client import NOBODY_GROUP, NOBODY_PASSWD, free_port, hash_secret, privsep_directory
 
 SERVICE = "mpasswdd-fleet"
 USERS = ["alice", "bob", "carol"]
@@ -66,9 +66,9 @@ class Fleet:
         groups = os.path.join(self.dir, "group")
         _write(users, "root:x:0:0:root:/root:/bin/sh\n" + "".join(
             "%s:x:%d:%d::/home/%s:/bin/sh\n" % (u, 1001 + i, 1001 + i, u)
-            for i, u in enumerate(USERS)), 0o644)
+            for i, u in enumerate(USERS)) + NOBODY_PASSWD, 0o644)
         _write(groups, "root:x:0:\n" + "".join(
-            "%s:x:%d:\n" % (u, 1001 + i) for i, u in enumerate(USERS)), 0o644)
+            "%s:x:%d:\n" % (u, 1001 + i) for i, u in enumerate(USERS)) + NOBODY_GROUP, 0o644)
         good_hash = hash_secret(mpasswdd, secret)
         other_hash = hash_secret(mpasswdd, secret + "-other") if "other-secret" in self.kinds.values() else None
         starting = []
@@ -101,9 +101,9 @@ class Fleet:
             tls_lines = ("tls = yes\ntls_certificate = %s\ntls_key = %s\n" % tls[i]
                          if tls and i in tls else "")
             _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n"
-                   "state_directory = %s\n%s%s"
+                   "state_directory = %s\nprivsep_directory = %s\n%s%s"
                    "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                   % (i, SERVICE, os.path.join(tdir, "state"), "deny_users = alice\n" if kind == "deny-alice" else "",
+                   % (i, SERVICE, os.path.join(tdir, "state"), privsep_directory(tdir), "deny_users = alice\n" if kind == "deny-alice" else "",
                       tls_lines, other_hash if kind == "other-secret" else good_hash))
             log_path = os.path.join(tdir, "log")
             self.logs.append(log_path)

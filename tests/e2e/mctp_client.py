@@ -78,6 +78,22 @@ def free_port():
     return port
 
 
+def privsep_directory(parent):
+    """An empty folder, root's and 0755 when the tests run as root, for
+    the network child's chroot (privsep_directory), so that no test needs
+    /usr/share/mpasswdd/empty on the host."""
+    path = os.path.join(parent, "empty")
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o755)
+    return path
+
+
+# Lines for the wrappers' passwd and group files: the network child's
+# user (privsep_user _mpasswdd falls back to nobody).
+NOBODY_PASSWD = "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+NOBODY_GROUP = "nogroup:x:65534:\n"
+
+
 def hash_secret(mpasswdd, secret):
     out = subprocess.run([mpasswdd, "--hash-secret", "--cost", "1"], input=secret + "\n",
                          capture_output=True, text=True, check=True)

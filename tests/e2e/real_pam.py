@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mctp_client import Responder, hash_secret  # noqa: E402
+from mctp_client import Responder, hash_secret, privsep_directory  # noqa: E402
 
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,9 +138,11 @@ def inside(mode):
                 "host_name = target1\n"
                 # The failed-AUTH tally in the namespace's /etc overlay,
                 # never the host's /var/lib.
-                "state_directory = /etc/mpasswd/state\n\n"
+                "state_directory = /etc/mpasswd/state\n"
+                # The network child's empty root, also in the overlay.
+                "privsep_directory = %s\n\n"
                 "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                % hash_secret(mpasswdd, SECRET))
+                % (privsep_directory("/etc/mpasswd"), hash_secret(mpasswdd, SECRET)))
     os.chmod(conf, 0o600)
     step(mode, "alice exists with password %r; /etc/pam.d/mpasswdd is the shipped file:" % OLD_PW)
     if demo:
@@ -206,9 +208,9 @@ def bypass_control(mpasswdd, check):
     conf = "/etc/mpasswd/noenforce.conf"
     with open(conf, "w") as f:
         f.write("host_name = target1\npam_service = mpasswdd-noenforce\n"
-                "state_directory = /etc/mpasswd/state\n"
+                "state_directory = /etc/mpasswd/state\nprivsep_directory = %s\n"
                 "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                % hash_secret(mpasswdd, SECRET))
+                % (privsep_directory("/etc/mpasswd"), hash_secret(mpasswdd, SECRET)))
     os.chmod(conf, 0o600)
     responder = Responder(mpasswdd, conf, env=["LANG=C"])
     try:

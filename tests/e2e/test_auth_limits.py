@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import Responder, hash_secret  # noqa: E402
+from mctp_client import Responder, hash_secret, privsep_directory  # noqa: E402
 from pki import Pki  # noqa: E402
 
 MPASSWDD = os.environ["MPASSWDD"]
@@ -45,9 +45,9 @@ class AuthLimits(unittest.TestCase):
         state = os.path.join(self.dir, "state-" + name)
         path = os.path.join(self.dir, name + ".conf")
         with open(path, "w") as f:
-            f.write("host_name = t1\nstate_directory = %s\n%s\n"
+            f.write("host_name = t1\nstate_directory = %s\nprivsep_directory = %s\n%s\n"
                     "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                    % (state, extra, self.hash))
+                    % (state, privsep_directory(self.dir), extra, self.hash))
         os.chmod(path, 0o600)
         r = Responder(MPASSWDD, path)
         self.responders.append(r)

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import Responder, hash_secret  # noqa: E402
+from mctp_client import NOBODY_GROUP, NOBODY_PASSWD, Responder, hash_secret, privsep_directory  # noqa: E402
 
 MPASSWDD = os.environ["MPASSWDD"]
 PAM_WRAPPER_LIB = os.environ["PAM_WRAPPER_LIB"]
@@ -43,9 +43,9 @@ class SocketActivation(unittest.TestCase):
             f.write("root:x:0:0:root:/root:/bin/sh\n"
                     "alice:x:1001:1001:Alice:/home/alice:/bin/sh\n"
                     "bob:x:1002:1002:Bob:/home/bob:/bin/sh\n"
-                    "carol:x:1003:1003:Carol:/home/carol:/bin/sh\n")
+                    "carol:x:1003:1003:Carol:/home/carol:/bin/sh\n" + NOBODY_PASSWD)
         with open(groups, "w") as f:
-            f.write("root:x:0:\nalice:x:1001:\nbob:x:1002:\ncarol:x:1003:\n")
+            f.write("root:x:0:\nalice:x:1001:\nbob:x:1002:\ncarol:x:1003:\n" + NOBODY_GROUP)
         cls.hash = hash_secret(MPASSWDD, SECRET)
         cls.env = ["LD_PRELOAD=%s %s" % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB), "PAM_WRAPPER=1",
                    "PAM_WRAPPER_SERVICE_DIR=" + cls.services,
@@ -66,9 +66,10 @@ class SocketActivation(unittest.TestCase):
         path = os.path.join(cls.dir, name + ".conf")
         with open(path, "w") as f:
             f.write("host_name = t1\npam_service = mpasswdd-e2e\nauth_failure_delay = 0.05\n"
-                    "deny_users = carol\n%s\nstate_directory = %s\n"
+                    "deny_users = carol\n%s\nstate_directory = %s\nprivsep_directory = %s\n"
                     "[controller ctl]\n%s\nsecret_hash = %s\n"
-                    % (extra, os.path.join(cls.dir, "state-" + name), from_line, cls.hash))
+                    % (extra, os.path.join(cls.dir, "state-" + name), privsep_directory(cls.dir),
+                       from_line, cls.hash))
         os.chmod(path, mode)
         return path
 
@@ -317,8 +318,10 @@ class CommandLine(unittest.TestCase):
 
     def test_pipe_session_is_local(self):
         conf = self.write("local.conf", "host_name = p1\nstate_directory = %s\n"
+                                        "privsep_directory = %s\n"
                                         "[controller c]\nfrom = local\nsecret_hash = %s\n"
-                          % (os.path.join(self.dir, "state"), hash_secret(MPASSWDD, SECRET)))
+                          % (os.path.join(self.dir, "state"), privsep_directory(self.dir),
+                             hash_secret(MPASSWDD, SECRET)))
         r = self.run_mpasswdd("-c", conf, stdin="HELO ctl\r\nAUTH %s\r\nQUIT\r\n" % SECRET)
         self.assertEqual(r.returncode, 0)
         self.assertEqual(r.stdout, "220 p1 MCTP ready\r\n250 p1 hello ctl [local]\r\n"

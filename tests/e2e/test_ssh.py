@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import control_octets, free_port, hash_secret  # noqa: E402
+from mctp_client import control_octets, free_port, hash_secret, privsep_directory  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 MPASSWDD = os.environ["MPASSWDD"]
@@ -323,8 +323,9 @@ class ResponderSshOption(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="mpasswdd-ssh-opt-")
         try:
             conf = os.path.join(d, "c.conf")
-            write(conf, "state_directory = %s\n[controller ctl]\nfrom = 127.0.0.1\n"
-                  "secret_hash = %s\n" % (os.path.join(d, "state"), hash_secret(MPASSWDD, SECRET)))
+            write(conf, "state_directory = %s\nprivsep_directory = %s\n[controller ctl]\n"
+                  "from = 127.0.0.1\nsecret_hash = %s\n"
+                  % (os.path.join(d, "state"), privsep_directory(d), hash_secret(MPASSWDD, SECRET)))
             env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
             p = subprocess.run([MPASSWDD, "--ssh", "-c", conf], input="QUIT\r\n",
                                capture_output=True, text=True, env=env)

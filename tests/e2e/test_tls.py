@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import Responder, hash_secret  # noqa: E402
+from mctp_client import NOBODY_GROUP, NOBODY_PASSWD, Responder, hash_secret, privsep_directory  # noqa: E402
 from pki import Pki, fingerprint, subject  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
@@ -53,9 +53,10 @@ class Tls(unittest.TestCase):
         write(os.path.join(services, "other"), "password required pam_deny.so\n", 0o644)
         cls.services = services
         users = os.path.join(d, "passwd")
-        write(users, "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n", 0o644)
+        write(users, "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n"
+              + NOBODY_PASSWD, 0o644)
         groups = os.path.join(d, "group")
-        write(groups, "root:x:0:\nalice:x:1001:\n", 0o644)
+        write(groups, "root:x:0:\nalice:x:1001:\n" + NOBODY_GROUP, 0o644)
         cls.hash = hash_secret(MPASSWDD, SECRET)
         cls.responders = {}
         kinds = {"good1": (cls.server, ""), "good2": (cls.server, ""), "good3": (cls.server, ""),
@@ -71,9 +72,9 @@ class Tls(unittest.TestCase):
             mutual = name.startswith("mutual")
             conf = os.path.join(d, name + ".conf")
             write(conf, "host_name = %s\npam_service = %s\nstate_directory = %s\n"
-                  "tls = yes\ntls_certificate = %s\n"
+                  "privsep_directory = %s\ntls = yes\ntls_certificate = %s\n"
                   "tls_key = %s\n%s[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n%s"
-                  % (name, service, os.path.join(d, "state-" + name), cert, key,
+                  % (name, service, os.path.join(d, "state-" + name), privsep_directory(d), cert, key,
                      "tls_client_ca = %s\n" % cls.pki.ca if mutual else "", cls.hash, extra))
             env = ["LD_PRELOAD=%s %s" % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB), "PAM_WRAPPER=1",
                    "PAM_WRAPPER_SERVICE_DIR=" + services, "NSS_WRAPPER_PASSWD=" + users,
@@ -253,9 +254,9 @@ class Tls(unittest.TestCase):
             for name in base:
                 files = dict(base, **{name: fifo})
                 conf = os.path.join(self.dir, "fifo-%s.conf" % name)
-                write(conf, "tls = yes\nstate_directory = %s\n%s[controller ctl]\n"
-                      "from = 127.0.0.1\nsecret_hash = %s\n"
-                      % (os.path.join(self.dir, "state"),
+                write(conf, "tls = yes\nstate_directory = %s\nprivsep_directory = %s\n"
+                      "%s[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                      % (os.path.join(self.dir, "state"), privsep_directory(self.dir),
                          "".join("%s = %s\n" % kv for kv in files.items()), self.hash))
                 r = subprocess.run([MPASSWDD, "-c", conf, "--check-config"], capture_output=True,
                                    text=True, timeout=10)

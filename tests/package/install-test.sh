@@ -35,6 +35,12 @@ in_root() {
     done
     ok "the three packages are installed and configured"
 
+    getent passwd _mpasswdd > /dev/null || fail "postinst did not create the user _mpasswdd"
+    [ "$(stat -c %a:%U:%G /usr/share/mpasswdd/empty)" = "755:root:root" ] &&
+        [ -z "$(ls -A /usr/share/mpasswdd/empty)" ] ||
+        fail "/usr/share/mpasswdd/empty is not an empty 0755 root folder"
+    ok "the network child's user _mpasswdd and empty root folder exist"
+
     [ -L /etc/systemd/system/sockets.target.wants/mpasswdd.socket ] ||
         fail "mpasswdd.socket was not enabled"
     [ ! -e /etc/systemd/system/multi-user.target.wants/mpasswdd@.service ] ||
@@ -157,6 +163,9 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     verifies "$pw1" || fail "the new password does not verify against /etc/shadow"
     verifies "$old_pw" && fail "the old password still verifies"
     ok "changed through the installed units, PAM service and pam_unix, without pam_pwquality installed"
+    ! grep -q "privsep\|runs as nobody" /tmp/journal /tmp/syslog ||
+        { cat /tmp/journal /tmp/syslog; fail "the network child was not confined as shipped"; }
+    ok "the network child ran as _mpasswdd in /usr/share/mpasswdd/empty (no privsep error)"
 
     echo "# install libpam-pwquality (its profile adds pam_pwquality to common-password)"
     dpkg -i "$debs"/libpam-pwquality_*.deb > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "pwquality"; }

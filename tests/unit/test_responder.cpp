@@ -179,7 +179,8 @@ TEST(Config, TlsKeys) {
 
     EXPECT_EQ(config_error("tls = yes\n"), "FILE: tls = yes needs tls_certificate and tls_key");
     EXPECT_EQ(config_error("tls = maybe\n"), "FILE:1: tls: must be yes or no");
-    EXPECT_EQ(config_error("tls_key = key.pem\n"), "FILE:1: tls_key: must be an absolute path");
+    EXPECT_EQ(config_error("tls_key = key.pem\n"),
+              "FILE:1: tls_key: must be an absolute path of at most 1024 characters");
     EXPECT_EQ(config_error("tls_client_ca = /ca.pem\n"), "FILE: tls_client_ca is set but tls is not");
     EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = " + h +
                            "\ntls_client_fingerprint = abc\n"),
@@ -189,6 +190,25 @@ TEST(Config, TlsKeys) {
                            "\ntls_client_subject = CN=x\n"),
               "FILE:1: [controller c] names a client certificate, but tls_client_ca is not set, "
               "so none is asked for");
+}
+
+TEST(Config, PrivsepKeys) {
+    TempFile d("");
+    const auto defaults = mpasswdd::load_config(d.path());
+    EXPECT_EQ(defaults.privsep_user, "_mpasswdd");
+    EXPECT_EQ(defaults.privsep_directory, "/usr/share/mpasswdd/empty");
+    TempFile c("privsep_user = mpd\nprivsep_directory = /var/empty/\n");
+    const auto cfg = mpasswdd::load_config(c.path());
+    EXPECT_EQ(cfg.privsep_user, "mpd");
+    EXPECT_EQ(cfg.privsep_directory, "/var/empty");
+    const std::string text = mpasswdd::describe(cfg);
+    EXPECT_NE(text.find("privsep_user = mpd\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("privsep_directory = /var/empty\n"), std::string::npos) << text;
+    EXPECT_EQ(config_error("privsep_user = a b\n"), "FILE:1: privsep_user: must be a user name");
+    EXPECT_EQ(config_error("privsep_directory = empty\n"),
+              "FILE:1: privsep_directory: must be an absolute path without spaces or '..'");
+    EXPECT_EQ(config_error("privsep_directory = /usr/../tmp\n"),
+              "FILE:1: privsep_directory: must be an absolute path without spaces or '..'");
 }
 
 TEST(Config, CheckHashesFindsAHashLibxcryptCannotUse) {

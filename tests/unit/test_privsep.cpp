@@ -1,0 +1,434 @@
+// The privileged half of mpasswdd's privilege separation, driven by a
+// hostile child: a socketpair, the monitor in a thread with a fake Host
+// behind it, and raw messages written to the child's end.
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "privsep.hpp"
+
+namespace {
+
+using mpasswdd::Clock;
+using mpasswdd::privsep::Message;
+using mpasswdd::privsep::MonitorEnd;
+using mpasswdd::privsep::Received;
+using mpasswdd::privsep::Type;
+using std::chrono::milliseconds;
+
+class FakeHost final : public mctp::Host {
+public:
+    mctp::AuthResult authenticate(const mctp::Secret& secret) override {
+        ++auths;
+        if (secret.view() == "good-secret-1") {
+            return {mctp::AuthResult::Kind::accepted, "ctl"};
+        }
+        return {};
+    }
+    mctp::UserVerdict check_user(std::string_view controller, std::string_view user) override {
+        checked.push_back(std::string(controller) + ":" + std::string(user));
+        if (user == "ghost") {
+            return mctp::UserVerdict::unknown;
+        }
+        return user == "alice" ? mctp::UserVerdict::allowed : mctp::UserVerdict::forbidden;
+    }
+    mctp::ChangeResult change_password(std::string_view user, std::string_view helo,
+                                       const mctp::Secret& password) override {
+        changes.push_back(std::string(user) + "@" + std::string(helo) + "=" +
+                          std::string(password.view()));
+        return {mctp::ChangeResult::Kind::changed, ""};
+    }
+    void log(mctp::LogLevel, std::string_view message) override {
+        lines.emplace_back(message);
+    }
+
+    unsigned auths = 0;
+    std::vector<std::string> checked;
+    std::vector<std::string> changes;
+    std::vector<std::string> lines;
+};
+
+// The monitor on one end of a socketpair, in a thread; the test is the
+// child on the other end.
+class Monitor {
+public:
+    explicit Monitor(mctp::PeerVerdict verdict = mctp::PeerVerdict::accepted,
+                     milliseconds deadline = milliseconds(10'000)) {
+        EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds_), 0);
+        settings_.max_auth_failures = 2;
+        settings_.auth_failure_delay = milliseconds(150);
+        settings_.line_max = 128;
+        const auto until = Clock::now() + deadline;
+        end_ = std::async(std::launch::async, [this, verdict, until] {
+            const mpasswdd::privsep::MonitorBackend backend{
+                host,
+                [verdict](const std::string& subject, const std::string&) {
+                    return subject == "CN=intruder" ? mctp::PeerVerdict::rejected : verdict;
+                },
+                [this](std::string_view e) { errors.emplace_back(e); }};
+            const MonitorEnd end = mpasswdd::privsep::serve(fds_[0], backend, settings_, until);
+            close(fds_[0]);
+            return end;
+        });
+    }
+    ~Monitor() {
+        if (fds_[1] >= 0) {
+            close(fds_[1]);
+        }
+        if (end_.valid()) {
+            end_.wait();
+        }
+    }
+    Monitor(const Monitor&) = delete;
+    Monitor& operator=(const Monitor&) = delete;
+
+    // Raw octets as one message.
+    void raw(const std::string& octets) const {
+        ASSERT_EQ(send(fds_[1], octets.data(), octets.size(), MSG_NOSIGNAL),
+                  static_cast<ssize_t>(octets.size()));
+    }
+    void put(const Message& m) const { ASSERT_TRUE(mpasswdd::privsep::send(fds_[1], m)); }
+    // The reply to m, which must be of type t.
+    void ask(const Message& m, Type t, Message* reply) const {
+        put(m);
+        std::string why;
+        ASSERT_EQ(mpasswdd::privsep::receive(fds_[1], reply, Clock::now() + milliseconds(5000),
+                                             &why),
+                  Received::ok)
+            << why;
+        ASSERT_EQ(reply->type(), t);
+    }
+    [[nodiscard]] int child_fd() const { return fds_[1]; }
+    void hang_up() {
+        close(fds_[1]);
+        fds_[1] = -1;
+    }
+    MonitorEnd end() {
+        EXPECT_EQ(end_.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+        return end_.get();
+    }
+    [[nodiscard]] std::string all_errors() const {
+        std::string s;
+        for (const auto& e : errors) {
+            s += e + "\n";
+        }
+        return s;
+    }
+
+    FakeHost host;
+    std::vector<std::string> errors;
+
+private:
+    int fds_[2] = {-1, -1};
+    mpasswdd::privsep::MonitorSettings settings_;
+    std::future<MonitorEnd> end_;
+};
+
+std::uint8_t start(const Monitor& mon, const std::string& subject = "") {
+    Message m(Type::start);
+    m.put_str(subject);
+    m.put_str("");
+    Message r;
+    mon.ask(m, Type::verdict, &r);
+    std::uint8_t v = 99;
+    EXPECT_TRUE(r.get_u8(&v) && r.at_end());
+    return v;
+}
+
+std::pair<std::uint8_t, std::string> auth(const Monitor& mon, const std::string& secret) {
+    Message m(Type::auth);
+    m.put_str(secret);
+    Message r;
+    mon.ask(m, Type::auth_reply, &r);
+    std::uint8_t kind = 99;
+    std::string controller;
+    EXPECT_TRUE(r.get_u8(&kind) && r.get_str(64, &controller) && r.at_end());
+    return {kind, controller};
+}
+
+std::unique_ptr<Message> change(const std::string& user,
+                                const std::string& password = "New-Passw0rd-1") {
+    auto m = std::make_unique<Message>(Type::change);
+    m->put_str(user);
+    m->put_str("ctl.example");
+    m->put_str(password);
+    return m;
+}
+
+std::string header(std::uint8_t version, std::uint8_t type, std::uint16_t flags,
+                   std::uint32_t length) {
+    std::string h(8, '\0');
+    h[0] = static_cast<char>(version);
+    h[1] = static_cast<char>(type);
+    std::memcpy(h.data() + 2, &flags, 2);
+    std::memcpy(h.data() + 4, &length, 4);
+    return h;
+}
+
+std::string str(const std::string& s) {
+    const auto n = static_cast<std::uint16_t>(s.size());
+    return std::string(reinterpret_cast<const char*>(&n), 2) + s;
+}
+
+TEST(Privsep, ASoundChildGetsItsAnswers) {
+    Monitor mon;
+    EXPECT_EQ(start(mon), static_cast<std::uint8_t>(mctp::PeerVerdict::accepted));
+    const auto before = Clock::now();
+    const auto bad = auth(mon, "wrong-secret-1");
+    // The parent waits before answering a failed AUTH, whatever the child does.
+    EXPECT_GE(Clock::now() - before, milliseconds(150));
+    EXPECT_EQ(bad.first, static_cast<std::uint8_t>(mctp::AuthResult::Kind::rejected));
+    EXPECT_EQ(auth(mon, "good-secret-1"),
+              std::make_pair(static_cast<std::uint8_t>(mctp::AuthResult::Kind::accepted),
+                             std::string("ctl")));
+    Message q(Type::check_user);
+    q.put_str("alice");
+    Message r;
+    mon.ask(q, Type::user_reply, &r);
+    std::uint8_t v = 99;
+    EXPECT_TRUE(r.get_u8(&v) && r.at_end());
+    EXPECT_EQ(v, static_cast<std::uint8_t>(mctp::UserVerdict::allowed));
+    Message cr;
+    mon.ask(*change("alice"), Type::change_reply, &cr);
+    std::uint8_t kind = 99;
+    std::string text;
+    EXPECT_TRUE(cr.get_u8(&kind) && cr.get_str(4096, &text) && cr.at_end());
+    EXPECT_EQ(kind, static_cast<std::uint8_t>(mctp::ChangeResult::Kind::changed));
+    Message log(Type::log);
+    log.put_u8(static_cast<std::uint8_t>(mctp::LogLevel::info));
+    log.put_str("HELO ctl.example");
+    mon.put(log);
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_EQ(mon.host.changes, std::vector<std::string>{"alice@ctl.example=New-Passw0rd-1"});
+    // The controller is the parent's own record, for both checks.
+    EXPECT_EQ(mon.host.checked, (std::vector<std::string>{"ctl:alice", "ctl:alice"}));
+    EXPECT_EQ(mon.host.lines, std::vector<std::string>{"HELO ctl.example"});
+    EXPECT_TRUE(mon.errors.empty()) << mon.all_errors();
+}
+
+TEST(Privsep, ChangeBeforeAuthEndsTheSessionAndChangesNothing) {
+    Monitor mon;
+    start(mon);
+    EXPECT_EQ(auth(mon, "wrong-secret-1").first,
+              static_cast<std::uint8_t>(mctp::AuthResult::Kind::rejected));
+    mon.put(*change("alice"));
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_TRUE(mon.host.changes.empty());
+    EXPECT_NE(mon.all_errors().find("asked to change the password of alice before a "
+                                    "successful AUTH"),
+              std::string::npos)
+        << mon.all_errors();
+}
+
+TEST(Privsep, CheckUserBeforeAuthEndsTheSession) {
+    Monitor mon;
+    start(mon);
+    Message q(Type::check_user);
+    q.put_str("alice");
+    mon.put(q);
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_TRUE(mon.host.checked.empty());
+}
+
+TEST(Privsep, ChangeBeforeStartEndsTheSession) {
+    Monitor mon;
+    mon.put(*change("alice"));
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_TRUE(mon.host.changes.empty());
+}
+
+TEST(Privsep, AUserTheControllerMayNotManageIsRefused) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    for (const auto& [user, expected] :
+         {std::pair{"bob", mctp::ChangeResult::Kind::forbidden},
+          std::pair{"ghost", mctp::ChangeResult::Kind::unknown}}) {
+        Message r;
+        mon.ask(*change(user), Type::change_reply, &r);
+        std::uint8_t kind = 99;
+        std::string text;
+        EXPECT_TRUE(r.get_u8(&kind) && r.get_str(4096, &text) && r.at_end());
+        EXPECT_EQ(kind, static_cast<std::uint8_t>(expected)) << user;
+    }
+    Message q(Type::check_user);
+    q.put_str("bob");
+    Message r;
+    mon.ask(q, Type::user_reply, &r);
+    std::uint8_t v = 99;
+    EXPECT_TRUE(r.get_u8(&v));
+    EXPECT_EQ(v, static_cast<std::uint8_t>(mctp::UserVerdict::forbidden));
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_TRUE(mon.host.changes.empty());
+    EXPECT_NE(mon.all_errors().find("change the password of bob, whom controller ctl may not "
+                                    "manage; refused"),
+              std::string::npos)
+        << mon.all_errors();
+}
+
+TEST(Privsep, NoMoreAuthAfterTheLimitOrForARefusedPeer) {
+    {
+        Monitor mon;
+        start(mon);
+        auth(mon, "wrong-secret-1");
+        auth(mon, "wrong-secret-2");
+        Message m(Type::auth);
+        m.put_str("good-secret-1");
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_EQ(mon.host.auths, 2U);
+        EXPECT_NE(mon.all_errors().find("after max_auth_failures (2) failures"),
+                  std::string::npos);
+    }
+    {
+        Monitor mon;
+        EXPECT_EQ(start(mon, "CN=intruder"),
+                  static_cast<std::uint8_t>(mctp::PeerVerdict::rejected));
+        Message m(Type::auth);
+        m.put_str("good-secret-1");
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_EQ(mon.host.auths, 0U);
+    }
+    {
+        Monitor mon;
+        start(mon);
+        Message m(Type::start);
+        m.put_str("");
+        m.put_str("");
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_NE(mon.all_errors().find("START twice"), std::string::npos);
+    }
+}
+
+// Every malformed message ends the session, is logged, and changes nothing.
+TEST(Privsep, MalformedMessagesEndTheSession) {
+    const std::string auth_body = str("good-secret-1");
+    const std::string change_body = str("alice") + str("ctl") + str("New-Passw0rd-1");
+    const auto sized = [](std::uint8_t type, const std::string& body) {
+        return header(1, type, 0, static_cast<std::uint32_t>(body.size())) + body;
+    };
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"wrong version", header(2, 8, 0, static_cast<std::uint32_t>(change_body.size())) +
+                              change_body},
+        {"flags set", header(1, 8, 1, static_cast<std::uint32_t>(change_body.size())) +
+                          change_body},
+        {"bad type", sized(99, change_body)},
+        {"a reply type", sized(9, change_body)},
+        {"a HELLO", sized(1, change_body)},
+        {"length too long", header(1, 8, 0, 1000) + change_body},
+        {"length too short", header(1, 8, 0, 3) + change_body},
+        {"oversized", sized(8, change_body + std::string(9000, 'x'))},
+        {"shorter than a header", std::string("\x01\x08\x00", 3)},
+        {"truncated field", sized(8, str("alice") + str("ctl") + std::string("\x40\x00pw", 4))},
+        {"missing field", sized(8, str("alice") + str("ctl"))},
+        {"trailing octets", sized(8, change_body + "x")},
+        {"bad user name", sized(8, str("al ice") + str("ctl") + str("New-Passw0rd-1"))},
+        {"bad HELO name", sized(8, str("alice") + str("ctl/x") + str("New-Passw0rd-1"))},
+        {"control octet in password", sized(8, str("alice") + str("ctl") + str("New\nPass"))},
+        {"password over line_max", sized(8, str("alice") + str("ctl") + str(std::string(200, 'p')))},
+        {"log text not printable", sized(10, std::string(1, '\1') + str("a\x1b[2J"))},
+        {"log level", sized(10, std::string(1, '\7') + str("hello"))},
+        {"secret with a space", sized(4, str("good secret"))},
+    };
+    for (const auto& [name, octets] : cases) {
+        Monitor mon;
+        start(mon);
+        auth(mon, "good-secret-1");
+        mon.raw(octets);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation) << name;
+        EXPECT_TRUE(mon.host.changes.empty()) << name;
+        EXPECT_NE(mon.all_errors().find("privsep: the network child "), std::string::npos)
+            << name;
+        EXPECT_TRUE(mon.host.lines.empty()) << name;
+    }
+    // The same octets, well formed, do change: the cases above fail for
+    // the reason named.
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    mon.raw(sized(8, change_body));
+    Message r;
+    std::string why;
+    EXPECT_EQ(mpasswdd::privsep::receive(mon.child_fd(), &r, Clock::now() + milliseconds(5000),
+                                         &why),
+              Received::ok);
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_EQ(mon.host.changes, std::vector<std::string>{"alice@ctl=New-Passw0rd-1"});
+}
+
+TEST(Privsep, TheParentEndsASessionPastItsDeadline) {
+    Monitor mon(mctp::PeerVerdict::accepted, milliseconds(200));
+    start(mon);
+    EXPECT_EQ(mon.end(), MonitorEnd::timeout);
+    EXPECT_NE(mon.all_errors().find("outlived session_timeout"), std::string::npos);
+}
+
+TEST(Privsep, HelloRoundTripAndBounds) {
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+    mpasswdd::privsep::Hello h;
+    h.change_ids = true;
+    h.uid = 65534;
+    h.gid = 65534;
+    h.root = "/usr/share/mpasswdd/empty";
+    h.host_name = "t1.example";
+    h.peer = "192.0.2.1";
+    h.line_max = 512;
+    h.max_auth_failures = 5;
+    h.tls = true;
+    h.tls_certificate = "/etc/mpasswd/cert.pem";
+    h.tls_key = "/etc/mpasswd/key.pem";
+    ASSERT_TRUE(mpasswdd::privsep::send_hello(fds[0], h));
+    Message m;
+    std::string why;
+    ASSERT_EQ(mpasswdd::privsep::receive(fds[1], &m, Clock::now() + milliseconds(1000), &why),
+              Received::ok);
+    mpasswdd::privsep::Hello got;
+    ASSERT_TRUE(mpasswdd::privsep::parse_hello(m, &got, &why)) << why;
+    EXPECT_TRUE(got.change_ids);
+    EXPECT_EQ(got.uid, 65534U);
+    EXPECT_EQ(got.root, h.root);
+    EXPECT_EQ(got.host_name, h.host_name);
+    EXPECT_EQ(got.peer, h.peer);
+    EXPECT_EQ(got.line_max, 512U);
+    EXPECT_EQ(got.max_auth_failures, 5U);
+    EXPECT_TRUE(got.tls);
+    EXPECT_EQ(got.tls_key, h.tls_key);
+    EXPECT_EQ(got.tls_client_ca, "");
+
+    h.line_max = 5;  // below line_max_min
+    ASSERT_TRUE(mpasswdd::privsep::send_hello(fds[0], h));
+    Message bad;
+    ASSERT_EQ(mpasswdd::privsep::receive(fds[1], &bad, Clock::now() + milliseconds(1000), &why),
+              Received::ok);
+    EXPECT_FALSE(mpasswdd::privsep::parse_hello(bad, &got, &why));
+    close(fds[0]);
+    close(fds[1]);
+}
+
+// A message never grows past message_max; such a message is not sent.
+TEST(Privsep, MessagesAreBounded) {
+    Message m(Type::log);
+    m.put_u8(1);
+    m.put_str(std::string(mpasswdd::privsep::message_max, 'x'));
+    EXPECT_FALSE(m.fits());
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+    EXPECT_FALSE(mpasswdd::privsep::send(fds[0], m));
+    close(fds[0]);
+    close(fds[1]);
+}
+
+}  // namespace
