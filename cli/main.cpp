@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "config_keys.hpp"
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "password_input.hpp"
@@ -108,8 +109,8 @@ Options parse_options(int argc, char** argv) {
         case opt_parallel: {
             unsigned n = 0;
             if (!mctp::cfg::parse_uint(optarg, 1U, limits::parallel_max, &n)) {
-                usage_error("--parallel must be a number from 1 to " +
-                            std::to_string(limits::parallel_max));
+                usage_error("--parallel must be a number " +
+                            mctp::cfg::range_text(1, limits::parallel_max));
             }
             o.parallel = n;
             break;
@@ -117,7 +118,8 @@ Options parse_options(int argc, char** argv) {
         case opt_timeout: {
             std::chrono::milliseconds t{};
             if (!mctp::cfg::parse_seconds(optarg, limits::timeout_min, limits::timeout_max, &t)) {
-                usage_error("--timeout must be seconds from 0.1 to 3600");
+                usage_error("--timeout must be " +
+                            mctp::cfg::seconds_range_text(limits::timeout_min, limits::timeout_max));
             }
             o.timeout = t;
             break;
@@ -186,51 +188,33 @@ private:
     std::size_t failed_ = 0;
 };
 
-int run(const Options& o) {
-    ControllerConfig config = load_controller_config(o.config);
-    std::vector<Target> targets;
+std::vector<Target> load_targets(const Options& o, const ControllerConfig& config) {
     const TargetDefaults defaults = config.target_defaults();
+    std::vector<Target> targets;
     if (!o.hosts.empty()) {
-        for (const auto& h : o.hosts) {
-            std::string why;
-            auto t = parse_target(
-                h, defaults.via == Via::ssh ? defaults.ssh_port : defaults.port, &why);
-            if (!t) {
-                usage_error("-H " + h + ": " + why);
-            }
-            t->origin = "-H";
-            t->via = defaults.via;
-            t->insecure_plaintext = defaults.insecure_plaintext;
-            for (const auto& earlier : targets) {
-                if (earlier.label() == t->label()) {
-                    usage_error("-H " + h + ": " + t->label() + " is given twice");
-                }
-            }
-            targets.push_back(std::move(*t));
+        std::string why;
+        auto named = parse_target_args(o.hosts, defaults, &why);
+        if (!named) {
+            usage_error(why);
         }
+        targets = std::move(*named);
     } else {
         targets = load_hosts_file(o.hosts_file.value_or(config.hosts_file), defaults);
     }
     if (targets.empty()) {
         usage_error("no targets: the hosts file lists none and no -H was given");
     }
+    return targets;
+}
 
-    EngineSettings settings;
-    settings.helo_name = config.name.empty() ? default_helo_name() : config.name;
-    settings.secret = &config.secret;
-    settings.connect_timeout = o.timeout.value_or(config.connect_timeout);
-    settings.reply_timeout = o.timeout.value_or(config.reply_timeout);
-    settings.target_timeout = std::max(config.target_timeout, settings.connect_timeout);
+int run(const Options& o) {
+    ControllerConfig config = load_controller_config(o.config);
+    const std::vector<Target> targets = load_targets(o, config);
+    EngineSettings settings = config.engine_settings(o.timeout);
     const DescriptorRoom room(o.parallel.value_or(config.parallel));
     settings.parallel = room.parallel();
-
     // TLS files are checked before a password is asked for.
-    std::unique_ptr<Transport> transport;
-    try {
-        transport = make_transport(config.ssh_settings(), config.tls_settings(), targets);
-    } catch (const TransportError& e) {
-        throw ConfigError(config.path + ": " + e.what());
-    }
+    const std::unique_ptr<Transport> transport = config.transport_for(targets);
 
     Job job;
     job.action = o.verify ? Action::verify : Action::change;
