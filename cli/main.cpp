@@ -30,6 +30,7 @@ constexpr int exit_usage = 2;
 
 const char* const usage_text =
     "usage: mpasswd [options] USER\n"
+    "       mpasswd [-c FILE] --check-config\n"
     "Sets USER's password on every target (or only checks with --verify).\n"
     "\n"
     "  -c, --config FILE   controller configuration (default " MPASSWD_SYSCONFDIR
@@ -41,6 +42,7 @@ const char* const usage_text =
     "      --parallel N    talk to at most N targets at once (default 64)\n"
     "      --timeout S     seconds allowed to connect and for each reply\n"
     "      --json          one JSON object per target on standard output\n"
+    "      --check-config  validate the configuration, print the effective settings\n"
     "  -q, --quiet         no progress and no summary; failed targets only\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n"
@@ -58,6 +60,7 @@ struct Options {
     std::optional<std::chrono::milliseconds> timeout;
     bool json = false;
     bool quiet = false;
+    bool check_config = false;
     std::string user;
 };
 
@@ -75,7 +78,15 @@ void error_line(std::string_view message) {
 }
 
 Options parse_options(int argc, char** argv) {
-    enum { opt_hosts = 256, opt_verify, opt_stdin, opt_parallel, opt_timeout, opt_json };
+    enum {
+        opt_hosts = 256,
+        opt_verify,
+        opt_stdin,
+        opt_parallel,
+        opt_timeout,
+        opt_json,
+        opt_check_config
+    };
     static const option long_options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"host", required_argument, nullptr, 'H'},
@@ -85,6 +96,7 @@ Options parse_options(int argc, char** argv) {
         {"parallel", required_argument, nullptr, opt_parallel},
         {"timeout", required_argument, nullptr, opt_timeout},
         {"json", no_argument, nullptr, opt_json},
+        {"check-config", no_argument, nullptr, opt_check_config},
         {"quiet", no_argument, nullptr, 'q'},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
@@ -125,6 +137,7 @@ Options parse_options(int argc, char** argv) {
             break;
         }
         case opt_json: o.json = true; break;
+        case opt_check_config: o.check_config = true; break;
         case 'q': o.quiet = true; break;
         case 'h': std::cout << usage_text; std::exit(exit_all_ok);
         case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
@@ -139,6 +152,12 @@ Options parse_options(int argc, char** argv) {
             }
             usage_error("unrecognized option '" + std::string(argv[optind - 1]) + "'");
         }
+    }
+    if (o.check_config) {
+        if (optind != argc) {
+            usage_error("--check-config takes no USER");
+        }
+        return o;
     }
     if (optind + 1 != argc) {
         usage_error(optind == argc ? "no USER given" : "one USER only");
@@ -209,6 +228,10 @@ std::vector<Target> load_targets(const Options& o, const ControllerConfig& confi
 
 int run(const Options& o) {
     ControllerConfig config = load_controller_config(o.config);
+    if (o.check_config) {
+        std::cout << describe(config) << std::flush;
+        return exit_all_ok;
+    }
     const std::vector<Target> targets = load_targets(o, config);
     EngineSettings settings = config.engine_settings(o.timeout);
     const DescriptorRoom room(o.parallel.value_or(config.parallel));
