@@ -149,6 +149,14 @@ auto access(M m) {
         return m;
     }
 }
+
+// Shows a text member as it is, or `unset` while it is empty.
+template <class Get>
+auto text_or(Get get, std::string_view unset) {
+    return [get, unset](const auto& obj) {
+        return get(obj).empty() ? std::string(unset) : std::string(get(obj));
+    };
+}
 }  // namespace detail
 
 // yes/no, true/false, on/off, 1/0: "must be yes or no".
@@ -231,10 +239,7 @@ Key<T> file(std::string_view name, M member, std::string_view description,
                       get(obj) = relative_to(path, v);
                       return true;
                   },
-                  [get, unset](const T& obj) {
-                      return get(obj).empty() ? std::string(unset) : get(obj);
-                  },
-                  description};
+                  detail::text_or(get, unset), description};
 }
 
 // A word that valid() accepts ("must be " + what otherwise), shown as
@@ -253,10 +258,7 @@ Key<T> word(std::string_view name, M member, bool (*valid)(std::string_view) noe
                       get(obj) = v;
                       return true;
                   },
-                  [get, unset](const T& obj) {
-                      return get(obj).empty() ? std::string(unset) : get(obj);
-                  },
-                  description};
+                  detail::text_or(get, unset), description};
 }
 
 // Items separated by commas and/or blanks, at most max_items of them,
