@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "config_keys.hpp"
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "password_input.hpp"
@@ -29,6 +30,7 @@ constexpr int exit_usage = 2;
 
 const char* const usage_text =
     "usage: mpasswd [options] USER\n"
+    "       mpasswd [-c FILE] --check-config\n"
     "Sets USER's password on every target (or only checks with --verify).\n"
     "\n"
     "  -c, --config FILE   controller configuration (default " MPASSWD_SYSCONFDIR
@@ -40,6 +42,7 @@ const char* const usage_text =
     "      --parallel N    talk to at most N targets at once (default 64)\n"
     "      --timeout S     seconds allowed to connect and for each reply\n"
     "      --json          one JSON object per target on standard output\n"
+    "      --check-config  validate the configuration, print the effective settings\n"
     "  -q, --quiet         no progress and no summary; failed targets only\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n"
@@ -57,6 +60,7 @@ struct Options {
     std::optional<std::chrono::milliseconds> timeout;
     bool json = false;
     bool quiet = false;
+    bool check_config = false;
     std::string user;
 };
 
@@ -74,7 +78,15 @@ void error_line(std::string_view message) {
 }
 
 Options parse_options(int argc, char** argv) {
-    enum { opt_hosts = 256, opt_verify, opt_stdin, opt_parallel, opt_timeout, opt_json };
+    enum {
+        opt_hosts = 256,
+        opt_verify,
+        opt_stdin,
+        opt_parallel,
+        opt_timeout,
+        opt_json,
+        opt_check_config
+    };
     static const option long_options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"host", required_argument, nullptr, 'H'},
@@ -84,6 +96,7 @@ Options parse_options(int argc, char** argv) {
         {"parallel", required_argument, nullptr, opt_parallel},
         {"timeout", required_argument, nullptr, opt_timeout},
         {"json", no_argument, nullptr, opt_json},
+        {"check-config", no_argument, nullptr, opt_check_config},
         {"quiet", no_argument, nullptr, 'q'},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
@@ -108,8 +121,8 @@ Options parse_options(int argc, char** argv) {
         case opt_parallel: {
             unsigned n = 0;
             if (!mctp::cfg::parse_uint(optarg, 1U, limits::parallel_max, &n)) {
-                usage_error("--parallel must be a number from 1 to " +
-                            std::to_string(limits::parallel_max));
+                usage_error("--parallel must be a number " +
+                            mctp::cfg::range_text(1, limits::parallel_max));
             }
             o.parallel = n;
             break;
@@ -117,12 +130,14 @@ Options parse_options(int argc, char** argv) {
         case opt_timeout: {
             std::chrono::milliseconds t{};
             if (!mctp::cfg::parse_seconds(optarg, limits::timeout_min, limits::timeout_max, &t)) {
-                usage_error("--timeout must be seconds from 0.1 to 3600");
+                usage_error("--timeout must be " +
+                            mctp::cfg::seconds_range_text(limits::timeout_min, limits::timeout_max));
             }
             o.timeout = t;
             break;
         }
         case opt_json: o.json = true; break;
+        case opt_check_config: o.check_config = true; break;
         case 'q': o.quiet = true; break;
         case 'h': std::cout << usage_text; std::exit(exit_all_ok);
         case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
@@ -137,6 +152,12 @@ Options parse_options(int argc, char** argv) {
             }
             usage_error("unrecognized option '" + std::string(argv[optind - 1]) + "'");
         }
+    }
+    if (o.check_config) {
+        if (optind != argc) {
+            usage_error("--check-config takes no USER");
+        }
+        return o;
     }
     if (optind + 1 != argc) {
         usage_error(optind == argc ? "no USER given" : "one USER only");
@@ -186,51 +207,37 @@ private:
     std::size_t failed_ = 0;
 };
 
-int run(const Options& o) {
-    ControllerConfig config = load_controller_config(o.config);
-    std::vector<Target> targets;
+std::vector<Target> load_targets(const Options& o, const ControllerConfig& config) {
     const TargetDefaults defaults = config.target_defaults();
+    std::vector<Target> targets;
     if (!o.hosts.empty()) {
-        for (const auto& h : o.hosts) {
-            std::string why;
-            auto t = parse_target(
-                h, defaults.via == Via::ssh ? defaults.ssh_port : defaults.port, &why);
-            if (!t) {
-                usage_error("-H " + h + ": " + why);
-            }
-            t->origin = "-H";
-            t->via = defaults.via;
-            t->insecure_plaintext = defaults.insecure_plaintext;
-            for (const auto& earlier : targets) {
-                if (earlier.label() == t->label()) {
-                    usage_error("-H " + h + ": " + t->label() + " is given twice");
-                }
-            }
-            targets.push_back(std::move(*t));
+        std::string why;
+        auto named = parse_target_args(o.hosts, defaults, &why);
+        if (!named) {
+            usage_error(why);
         }
+        targets = std::move(*named);
     } else {
         targets = load_hosts_file(o.hosts_file.value_or(config.hosts_file), defaults);
     }
     if (targets.empty()) {
         usage_error("no targets: the hosts file lists none and no -H was given");
     }
+    return targets;
+}
 
-    EngineSettings settings;
-    settings.helo_name = config.name.empty() ? default_helo_name() : config.name;
-    settings.secret = &config.secret;
-    settings.connect_timeout = o.timeout.value_or(config.connect_timeout);
-    settings.reply_timeout = o.timeout.value_or(config.reply_timeout);
-    settings.target_timeout = std::max(config.target_timeout, settings.connect_timeout);
+int run(const Options& o) {
+    ControllerConfig config = load_controller_config(o.config);
+    if (o.check_config) {
+        std::cout << describe(config) << std::flush;
+        return exit_all_ok;
+    }
+    const std::vector<Target> targets = load_targets(o, config);
+    EngineSettings settings = config.engine_settings(o.timeout);
     const DescriptorRoom room(o.parallel.value_or(config.parallel));
     settings.parallel = room.parallel();
-
     // TLS files are checked before a password is asked for.
-    std::unique_ptr<Transport> transport;
-    try {
-        transport = make_transport(config.ssh_settings(), config.tls_settings(), targets);
-    } catch (const TransportError& e) {
-        throw ConfigError(config.path + ": " + e.what());
-    }
+    const std::unique_ptr<Transport> transport = config.transport_for(targets);
 
     Job job;
     job.action = o.verify ? Action::verify : Action::change;

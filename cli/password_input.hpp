@@ -1,5 +1,6 @@
 // Reading the new password: from the terminal without echo, or one line
-// from standard input. Both read into a fixed buffer that is wiped.
+// from standard input (both through common/secret_line: one fixed buffer
+// that is wiped).
 #pragma once
 
 #include <stdexcept>

@@ -209,9 +209,19 @@ bool parse_seconds(std::string_view v, std::chrono::milliseconds min,
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {
-    std::ostringstream o;
-    o << static_cast<double>(ms.count()) / 1000.0;
-    return o.str();
+    // Exact, and never in exponent form ("604800", not "604800" rounded
+    // to six digits as a stream would print a double).
+    const long long n = ms.count();
+    const unsigned long long a = n < 0 ? 0ULL - static_cast<unsigned long long>(n)
+                                       : static_cast<unsigned long long>(n);
+    std::string s = (n < 0 ? "-" : "") + std::to_string(a / 1000);
+    if (const unsigned long long frac = a % 1000; frac != 0) {
+        std::string f = std::to_string(frac);
+        f.insert(0, 3 - f.size(), '0');
+        f.erase(f.find_last_not_of('0') + 1);
+        s += "." + f;
+    }
+    return s;
 }
 
 void parse_ini(const std::string& text, const std::string& path,

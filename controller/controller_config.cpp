@@ -1,149 +1,90 @@
 #include "controller_config.hpp"
 
-#include <unistd.h>
-
-#include <set>
+#include <algorithm>
 #include <utility>
 
+#include "config_keys.hpp"
+#include "host_name.hpp"
 #include "text.hpp"
 
 namespace mpasswd {
 namespace {
 
 namespace cfg = mctp::cfg;
-using std::chrono::milliseconds;
+using Cfg = ControllerConfig;
 
-struct Parser {
-    ControllerConfig config;
-    std::string error;
-    std::set<std::string> seen;
-    bool has_secret = false;
-
-    bool fail(std::string_view key, std::string message) {
-        if (error.empty()) {
-            // The key and section are the file's text: shown escaped.
-            error = mctp::printable(key, 128) + ": " + std::move(message);
-        }
+bool set_secret(Cfg& c, std::string_view value, const std::string&, std::string* why) {
+    if (!is_sendable_secret(value)) {
+        *why = "must be 1 to " + std::to_string(limits::secret_max) +
+               " printable ASCII characters without spaces";
         return false;
     }
-};
-
-std::string relative_to(const std::string& config_path, std::string_view value) {
-    if (value.starts_with('/')) {
-        return std::string(value);
-    }
-    const auto slash = config_path.rfind('/');
-    return slash == std::string::npos ? std::string(value)
-                                      : config_path.substr(0, slash + 1) + std::string(value);
+    c.secret = mctp::Secret(value);
+    return true;
 }
 
-bool set_timeout(Parser& p, std::string_view key, std::string_view value, milliseconds* out) {
-    return cfg::parse_seconds(value, limits::timeout_min, limits::timeout_max, out) ||
-           p.fail(key, "must be seconds from 0.1 to 3600");
+// Never the secret itself.
+std::string show_secret(const Cfg& c) {
+    if (!c.secret_file.empty()) {
+        return "(read from secret_file)";
+    }
+    return c.secret.empty() ? "(not set)" : "(set)";
 }
 
-bool on_key(Parser& p, std::string_view key, std::string_view value) {
-    ControllerConfig& c = p.config;
-    if (key == "name") {
-        if (!mctp::is_helo_name(value)) {
-            return p.fail(key, "must be a host name (letters, digits, '.', '_', ':', '-'), at "
-                               "most 64 characters");
-        }
-        c.name = value;
-        return true;
-    }
-    if (key == "secret") {
-        if (!is_sendable_secret(value)) {
-            return p.fail(key, "must be 1 to " + std::to_string(limits::secret_max) +
-                                   " printable ASCII characters without spaces");
-        }
-        c.secret = mctp::Secret(value);
-        p.has_secret = true;
-        return true;
-    }
-    if (key == "secret_file") {
-        if (value.empty()) {
-            return p.fail(key, "must name a file");
-        }
-        c.secret_file = relative_to(c.path, value);
-        return true;
-    }
-    if (key == "hosts") {
-        if (value.empty()) {
-            return p.fail(key, "must name a file");
-        }
-        c.hosts_file = relative_to(c.path, value);
-        return true;
-    }
-    if (key == "port") {
-        return cfg::parse_uint(value, std::uint16_t{1}, std::uint16_t{65535}, &c.port) ||
-               p.fail(key, "must be a port from 1 to 65535");
-    }
-    if (key == "connect_timeout") {
-        return set_timeout(p, key, value, &c.connect_timeout);
-    }
-    if (key == "reply_timeout") {
-        return set_timeout(p, key, value, &c.reply_timeout);
-    }
-    if (key == "target_timeout") {
-        return set_timeout(p, key, value, &c.target_timeout);
-    }
-    if (key == "parallel") {
-        return cfg::parse_uint(value, 1U, limits::parallel_max, &c.parallel) ||
-               p.fail(key, "must be a number from 1 to " + std::to_string(limits::parallel_max));
-    }
-    if (key == "transport") {
-        if (value == "tcp" || value == "tls" || value == "ssh") {
-            c.transport = value == "ssh" ? Via::ssh : value == "tls" ? Via::tls : Via::tcp;
+bool set_transport(Cfg& c, std::string_view value, const std::string&, std::string* why) {
+    for (const Via via : {Via::tcp, Via::tls, Via::ssh}) {
+        if (value == via_name(via)) {
+            c.transport = via;
             return true;
         }
-        return p.fail(key, "must be tcp, tls or ssh");
     }
-    if (key == "tls_ca" || key == "tls_certificate" || key == "tls_key") {
-        if (value.empty()) {
-            return p.fail(key, "must name a file");
-        }
-        (key == "tls_ca" ? c.tls_ca : key == "tls_certificate" ? c.tls_certificate : c.tls_key) =
-            relative_to(c.path, value);
-        return true;
-    }
-    if (key == "insecure_plaintext") {
-        return cfg::parse_bool(value, &c.insecure_plaintext) || p.fail(key, "must be yes or no");
-    }
-    if (key == "ssh_command" || key == "ssh_identity" || key == "ssh_known_hosts" ||
-        key == "ssh_config") {
-        if (value.empty()) {
-            return p.fail(key, "must name a file");
-        }
-        std::string& out = key == "ssh_command"      ? c.ssh_command
-                           : key == "ssh_identity"    ? c.ssh_identity
-                           : key == "ssh_known_hosts" ? c.ssh_known_hosts
-                                                      : c.ssh_config;
-        out = relative_to(c.path, value);
-        return true;
-    }
-    if (key == "ssh_user") {
-        if (!mctp::is_user_name(value)) {
-            return p.fail(key, "must be a user name");
-        }
-        c.ssh_user = value;
-        return true;
-    }
-    return p.fail(key, "unknown key");
+    *why = "must be tcp, tls or ssh";
+    return false;
 }
 
-int on_entry(void* user, const char* section, const char* name, const char* value) {
-    auto& p = *static_cast<Parser*>(user);
-    const std::string_view sect(section);
-    const std::string_view key(name);
-    if (!p.seen.insert(std::string(key)).second) {
-        return p.fail(key, "given twice") ? 1 : 0;
-    }
-    if (!sect.empty() && sect != "mpasswd") {
-        return p.fail(key, "in unknown section [" + mctp::printable(sect, 128) +
-                               "]; the only section is [mpasswd]") ? 1 : 0;
-    }
-    return on_key(p, key, value) ? 1 : 0;
+// Every key of mpasswd.conf, in the order of mpasswd.conf(5).
+const cfg::KeyTable<Cfg>& key_table() {
+    using mctp::limits::helo_name_max;
+    static const cfg::KeyTable<Cfg> table{
+        cfg::word<Cfg>("name", &Cfg::name, mctp::is_helo_name,
+                       "a host name (letters, digits, '.', '_', ':', '-'), at most " +
+                           std::to_string(helo_name_max) + " characters",
+                       "the name given with HELO", "(this host's name)"),
+        {"secret", set_secret, show_secret, "the controller's shared secret"},
+        cfg::file<Cfg>("secret_file", &Cfg::secret_file,
+                       "a file whose first line is the secret (mode 0600)"),
+        cfg::file<Cfg>("hosts", &Cfg::hosts_file, "the hosts file: one target per line"),
+        cfg::number<Cfg>("port", &Cfg::port, std::uint16_t{1}, std::uint16_t{65535},
+                         "the targets' TCP port where a line names none", "a port"),
+        {"transport", set_transport,
+         [](const Cfg& c) { return std::string(via_name(c.transport)); },
+         "how targets are reached where a line says nothing: tcp, tls or ssh"},
+        cfg::flag<Cfg>("insecure_plaintext", &Cfg::insecure_plaintext,
+                       "yes: plain TCP to addresses that are not loopback"),
+        cfg::seconds<Cfg>("connect_timeout", &Cfg::connect_timeout, limits::timeout_min,
+                          limits::timeout_max, "seconds allowed to connect"),
+        cfg::seconds<Cfg>("reply_timeout", &Cfg::reply_timeout, limits::timeout_min,
+                          limits::timeout_max, "seconds allowed for each reply"),
+        cfg::seconds<Cfg>("target_timeout", &Cfg::target_timeout, limits::timeout_min,
+                          limits::timeout_max, "seconds allowed for one whole target"),
+        cfg::number<Cfg>("parallel", &Cfg::parallel, 1U, limits::parallel_max,
+                         "targets talked to at once"),
+        cfg::file<Cfg>("tls_ca", &Cfg::tls_ca, "CA certificates for the targets (PEM)",
+                       cfg::PathRule::relative_to_config, "(the system's CA store)"),
+        cfg::file<Cfg>("tls_certificate", &Cfg::tls_certificate,
+                       "a client certificate chain (PEM)"),
+        cfg::file<Cfg>("tls_key", &Cfg::tls_key, "the client certificate's key (PEM)"),
+        cfg::file<Cfg>("ssh_command", &Cfg::ssh_command, "the ssh client"),
+        cfg::word<Cfg>("ssh_user", &Cfg::ssh_user, mctp::is_user_name, "a user name",
+                       "the user ssh logs in as"),
+        cfg::file<Cfg>("ssh_identity", &Cfg::ssh_identity, "ssh's private key file",
+                       cfg::PathRule::relative_to_config, "(ssh's default)"),
+        cfg::file<Cfg>("ssh_known_hosts", &Cfg::ssh_known_hosts, "ssh's known-hosts file",
+                       cfg::PathRule::relative_to_config, "(ssh's default)"),
+        cfg::file<Cfg>("ssh_config", &Cfg::ssh_config, "ssh's configuration file (ssh -F)",
+                       cfg::PathRule::relative_to_config, "(none: /dev/null)"),
+    };
+    return table;
 }
 
 }  // namespace
@@ -171,11 +112,24 @@ bool is_sendable_secret(std::string_view s) noexcept {
 }
 
 std::string default_helo_name() {
-    char buf[256] = {};
-    if (gethostname(buf, sizeof buf - 1) == 0 && mctp::is_helo_name(buf)) {
-        return buf;
-    }
-    return "mpasswd";
+    return mctp::system_host_name("mpasswd");
+}
+
+EngineSettings ControllerConfig::engine_settings(
+    std::optional<std::chrono::milliseconds> timeout) const {
+    EngineSettings s;
+    s.helo_name = name.empty() ? default_helo_name() : name;
+    s.secret = &secret;
+    s.connect_timeout = timeout.value_or(connect_timeout);
+    s.reply_timeout = timeout.value_or(reply_timeout);
+    // A --timeout longer than target_timeout must not cut connect short.
+    s.target_timeout = std::max(target_timeout, s.connect_timeout);
+    s.parallel = parallel;
+    return s;
+}
+
+std::string describe(const ControllerConfig& config) {
+    return "# effective settings of " + config.path + "\n" + key_table().describe(config);
 }
 
 mctp::Secret read_secret_file(const std::string& path) {
@@ -196,14 +150,23 @@ mctp::Secret read_secret_file(const std::string& path) {
 }
 
 ControllerConfig parse_controller_config(const std::string& text, const std::string& path) {
-    Parser p;
-    p.config.path = path;
-    cfg::parse_ini(text, path, on_entry, &p, p.error, "'key = value' or '[mpasswd]'");
-    ControllerConfig& c = p.config;
-    if (p.has_secret && !c.secret_file.empty()) {
+    ControllerConfig c;
+    c.path = path;
+    cfg::parse_sections(
+        text, path, {"'key = value' or '[mpasswd]'", "given twice"},
+        [&](std::string_view section, std::string* why) -> std::optional<cfg::SectionSink> {
+            if (!section.empty() && section != "mpasswd") {
+                *why = "in unknown section [" + mctp::printable(section, 128) +
+                       "]; the only section is [mpasswd]";
+                return std::nullopt;
+            }
+            return key_table().sink(c, "mpasswd", c.path);
+        });
+    const bool has_secret = !c.secret.empty();
+    if (has_secret && !c.secret_file.empty()) {
         throw ConfigError(path + ": give either secret or secret_file, not both");
     }
-    if (!p.has_secret && c.secret_file.empty()) {
+    if (!has_secret && c.secret_file.empty()) {
         throw ConfigError(path + ": no secret: set secret_file (or secret) to the secret "
                                  "the targets' [controller] sections hold the hash of");
     }
@@ -228,7 +191,7 @@ ControllerConfig parse_controller_config(const std::string& text, const std::str
         throw ConfigError(path + ": target_timeout (" + cfg::seconds_text(c.target_timeout) +
                           " s) is shorter than connect_timeout");
     }
-    return std::move(p.config);
+    return c;
 }
 
 ControllerConfig load_controller_config(const std::string& path) {

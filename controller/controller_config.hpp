@@ -4,10 +4,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "config_file.hpp"
 #include "controller_limits.hpp"
+#include "fanout.hpp"
 #include "secret.hpp"
 #include "target.hpp"
 #include "transport.hpp"
@@ -49,6 +53,19 @@ struct ControllerConfig {
     [[nodiscard]] TargetDefaults target_defaults() const;
     [[nodiscard]] SshSettings ssh_settings() const;
     [[nodiscard]] TlsSettings tls_settings() const;
+
+    // The fan-out engine's settings: the HELO name (this host's when name
+    // is empty), a pointer to the secret (this object must outlive them),
+    // the timeouts (`timeout`, when given, for both connect and each
+    // reply, as mpasswd --timeout), and `parallel` as configured (the
+    // caller fits it to its descriptors with DescriptorRoom).
+    [[nodiscard]] EngineSettings engine_settings(
+        std::optional<std::chrono::milliseconds> timeout = std::nullopt) const;
+
+    // make_transport() for these targets; a TLS or ssh file that cannot be
+    // used throws ConfigError "PATH: why" (PATH: this configuration file).
+    [[nodiscard]] std::unique_ptr<Transport> transport_for(
+        const std::vector<Target>& targets) const;
 };
 
 // Reads and validates the file and the secret file it names. Throws
@@ -68,5 +85,10 @@ bool is_sendable_secret(std::string_view s) noexcept;
 
 // This host's name as a HELO name, "mpasswd" when it is not one.
 std::string default_helo_name();
+
+// The effective settings, one "key = value" line per key of the file, in
+// the order of mpasswd.conf(5), the secret shown only as set: for
+// mpasswd --check-config.
+std::string describe(const ControllerConfig& config);
 
 }  // namespace mpasswd

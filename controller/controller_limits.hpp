@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "limits.hpp"
+
 namespace mpasswd::limits {
 
 using std::chrono::milliseconds;
@@ -29,14 +31,18 @@ inline constexpr milliseconds timeout_max{3'600'000};
 // QUIT after a refusal is a courtesy: never wait long for it.
 inline constexpr milliseconds quit_timeout{2'000};
 
-// A responder's line_max is 128 to 4096 octets; a reply longer than the
-// largest is not MCTP.
-inline constexpr std::size_t reply_line_max = 4096;
-// "AUTH " + secret + CRLF fits the default line_max of 128.
-inline constexpr std::size_t secret_max = 121;
-// A dot-stuffed password line with CRLF fits the largest line_max. A
-// target with a smaller line_max answers 501 for a longer one.
-inline constexpr std::size_t password_max = 4093;
+// A responder's line_max is mctp::limits::line_max_min to line_max_max
+// octets; a reply longer than the largest is not MCTP.
+inline constexpr std::size_t reply_line_max = mctp::limits::line_max_max;
+// "AUTH " (5) + secret + CRLF (2) fits the default line_max, so every
+// responder left at its default takes it (mpasswdd --hash-secret writes
+// line_max_min - 7 for the same rule).
+inline constexpr std::size_t secret_max = mctp::limits::line_max_default - 7;
+// A dot-stuffed password line ("." + password + CRLF: 3) fits the
+// largest line_max. A target with a smaller line_max answers 501 for a
+// longer one.
+inline constexpr std::size_t password_max = mctp::limits::line_max_max - 3;
+static_assert(secret_max == 121 && password_max == 4093 && reply_line_max == 4096);
 inline constexpr std::size_t secret_file_max = 4096;
 // A result's text (a reply's text, or what went wrong: ssh's last line of
 // errors, an exception), escaped by mctp::printable: a reply's text fits

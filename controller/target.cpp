@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "config_file.hpp"
@@ -56,6 +57,18 @@ bool is_host_name(std::string_view s) {
 
 bool parse_port(std::string_view s, std::uint16_t* port) {
     return mctp::cfg::parse_uint(s, std::uint16_t{1}, std::uint16_t{65535}, port);
+}
+
+// A target reached by `via`: the port for that transport unless the text
+// names one.
+std::optional<Target> target_via(std::string_view text, Via via, bool insecure,
+                                 const TargetDefaults& defaults, std::string* why) {
+    auto t = parse_target(text, via == Via::ssh ? defaults.ssh_port : defaults.port, why);
+    if (t) {
+        t->via = via;
+        t->insecure_plaintext = insecure;
+    }
+    return t;
 }
 
 }  // namespace
@@ -127,6 +140,32 @@ std::optional<Target> parse_target(std::string_view text, std::uint16_t default_
     return t;
 }
 
+std::optional<std::vector<Target>> parse_target_args(const std::vector<std::string>& args,
+                                                     const TargetDefaults& defaults,
+                                                     std::string* why) {
+    std::vector<Target> out;
+    std::set<std::string> labels;
+    for (const auto& arg : args) {
+        if (out.size() >= limits::targets_max) {
+            *why = "more than " + std::to_string(limits::targets_max) + " targets";
+            return std::nullopt;
+        }
+        std::string what;
+        auto t = target_via(arg, defaults.via, defaults.insecure_plaintext, defaults, &what);
+        if (!t) {
+            *why = "-H " + arg + ": " + what;
+            return std::nullopt;
+        }
+        t->origin = "-H";
+        if (!labels.insert(t->label()).second) {
+            *why = "-H " + arg + ": " + t->label() + " is given twice";
+            return std::nullopt;
+        }
+        out.push_back(std::move(*t));
+    }
+    return out;
+}
+
 std::vector<Target> parse_hosts(const std::string& text, const std::string& path,
                                 const TargetDefaults& defaults) {
     using mctp::cfg::ConfigError;
@@ -184,12 +223,10 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
             throw ConfigError(where + "tls_fingerprint goes with tls only");
         }
         std::string why;
-        auto target = parse_target(word, via == Via::ssh ? defaults.ssh_port : defaults.port, &why);
+        auto target = target_via(word, via, insecure, defaults, &why);
         if (!target) {
             throw ConfigError(where + why);
         }
-        target->via = via;
-        target->insecure_plaintext = insecure;
         target->tls_fingerprint = pin;
         target->origin = path + ":" + std::to_string(n);
         const auto [it, fresh] = seen.emplace(target->label(), n);

@@ -47,6 +47,15 @@ struct TargetDefaults {
 std::optional<Target> parse_target(std::string_view text, std::uint16_t default_port,
                                    std::string* why);
 
+// Targets named on the command line (mpasswd -H HOST[:PORT], in order):
+// each with the defaults' transport and insecure_plaintext, and the
+// port for that transport where it names none; origin "-H". On a bad
+// target or one named twice returns nullopt, and *why says which
+// ("-H TEXT: why").
+std::optional<std::vector<Target>> parse_target_args(const std::vector<std::string>& args,
+                                                     const TargetDefaults& defaults,
+                                                     std::string* why);
+
 // A hosts file: one target per line, "HOST[:PORT] [OPTION...]", where an
 // option is "tcp", "tls", "ssh", "insecure_plaintext" or
 // "tls_fingerprint=SHA256" (which implies tls); '#' starts a comment,

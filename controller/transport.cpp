@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "controller_config.hpp"
+
 namespace mpasswd {
 
 namespace {
@@ -55,6 +57,17 @@ private:
 std::unique_ptr<Transport> make_transport(SshSettings ssh, const TlsSettings& tls,
                                           const std::vector<Target>& targets) {
     return std::make_unique<ViaTransport>(std::move(ssh), tls, targets);
+}
+
+// Here rather than in controller_config.cpp, which the controller's fuzz
+// target builds without the transports.
+std::unique_ptr<Transport> ControllerConfig::transport_for(
+    const std::vector<Target>& targets) const {
+    try {
+        return make_transport(ssh_settings(), tls_settings(), targets);
+    } catch (const TransportError& e) {
+        throw ConfigError(path + ": " + e.what());
+    }
 }
 
 }  // namespace mpasswd

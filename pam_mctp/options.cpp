@@ -21,7 +21,8 @@ constexpr Flag flags[] = {
     {"require_all", [](Options& o) { o.require_all = true; }},
     {"best_effort", [](Options& o) { o.require_all = false; }},
     {"debug", [](Options& o) { o.debug = true; }},
-    {"use_authtok", [](Options& o) { o.use_authtok = true; }},
+    // Known, and nothing to do: pam_get_authtok honours it itself.
+    {"use_authtok", [](Options&) {}},
 };
 
 constexpr Valued valued[] = {

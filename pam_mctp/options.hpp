@@ -12,7 +12,8 @@ struct Options {
     std::optional<std::string> hosts;   // hosts=FILE (default: the config's)
     bool require_all = true;            // require_all | best_effort
     bool debug = false;
-    bool use_authtok = false;           // the new password must come from above
+    // use_authtok is accepted and changes nothing here: pam_get_authtok
+    // reads it from the arguments itself (as in pam_pwhistory).
 };
 
 // Fills Options from the arguments. Arguments it does not know, and bad

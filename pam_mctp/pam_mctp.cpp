@@ -9,6 +9,7 @@
 
 #include <cstdarg>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,92 +73,92 @@ int setup_failure(const Module& m, const std::string& why) {
     return PAM_IGNORE;
 }
 
-int chauthtok(Module& m) {
-    const char* user = nullptr;
-    int rc = pam_get_user(m.pamh, &user, nullptr);
-    if (rc != PAM_SUCCESS || user == nullptr) {
-        pam_syslog(m.pamh, LOG_ERR, "cannot get the user name: %s", pam_strerror(m.pamh, rc));
-        return rc == PAM_SUCCESS ? PAM_USER_UNKNOWN : rc;
+// libpam's answer for a conversation that will go on later (an
+// event-driven application): PAM_INCOMPLETE, as pam_pwhistory and
+// pam_faillock say it; the call is repeated then.
+int conversation_failure(const Module& m, int rc, const char* what) {
+    if (rc == PAM_CONV_AGAIN) {
+        m.debug(std::string(what) + ": the conversation will go on later");
+        return PAM_INCOMPLETE;
     }
-    const bool prelim = (m.flags & PAM_PRELIM_CHECK) != 0;
-    const bool update = (m.flags & PAM_UPDATE_AUTHTOK) != 0;
-    if (prelim == update) {
-        return PAM_SERVICE_ERR;
-    }
+    pam_syslog(m.pamh, LOG_ERR, "%s: %s", what, pam_strerror(m.pamh, rc));
+    return rc;
+}
 
+int get_user(const Module& m, std::string* out) {
+    const char* user = nullptr;
+    const int rc = pam_get_user(m.pamh, &user, nullptr);
+    if (rc != PAM_SUCCESS) {
+        return conversation_failure(m, rc, "cannot get the user name");
+    }
+    if (user == nullptr) {
+        pam_syslog(m.pamh, LOG_ERR, "cannot get the user name: none");
+        return PAM_USER_UNKNOWN;
+    }
+    *out = user;
+    return PAM_SUCCESS;
+}
+
+// The new password, from PAM_AUTHTOK. pam_get_authtok honours use_authtok
+// (and use_first_pass) itself: with it, an unset PAM_AUTHTOK is an error;
+// without it, it asks for the new password.
+int get_new_password(const Module& m, std::optional<mctp::Secret>* out) {
+    const char* tok = nullptr;
+    const int rc = pam_get_authtok(m.pamh, PAM_AUTHTOK, &tok, nullptr);
+    if (rc != PAM_SUCCESS) {
+        return conversation_failure(m, rc, "no new password");
+    }
+    if (tok == nullptr) {
+        pam_syslog(m.pamh, LOG_ERR, "no new password: none");
+        return PAM_AUTHTOK_ERR;
+    }
+    out->emplace(tok);
+    return PAM_SUCCESS;
+}
+
+// The configuration and its targets.
+struct Fleet {
     ControllerConfig config;
     std::vector<Target> targets;
+};
+
+// PAM_SUCCESS with targets to talk to, or what the call returns.
+int load(const Module& m, Fleet* fleet) {
     try {
-        config = load_controller_config(m.options.config);
-        targets = load_hosts_file(m.options.hosts.value_or(config.hosts_file),
-                                  config.target_defaults());
+        fleet->config = load_controller_config(m.options.config);
+        fleet->targets = load_hosts_file(m.options.hosts.value_or(fleet->config.hosts_file),
+                                         fleet->config.target_defaults());
     } catch (const ConfigError& e) {
         return setup_failure(m, e.what());
     }
-    if (targets.empty()) {
+    if (fleet->targets.empty()) {
         m.debug("no targets listed; nothing to do");
         return PAM_IGNORE;
     }
+    return PAM_SUCCESS;
+}
 
-    EngineSettings settings;
-    settings.helo_name = config.name.empty() ? default_helo_name() : config.name;
-    settings.secret = &config.secret;
-    settings.connect_timeout = config.connect_timeout;
-    settings.reply_timeout = config.reply_timeout;
-    settings.target_timeout = config.target_timeout;
-    // The calling user's RLIMIT_NOFILE (passwd cannot raise it to
-    // unlimited) must not fail the targets: room for them, for this call.
-    const DescriptorRoom room(config.parallel);
-    settings.parallel = room.parallel();
+std::string code_text(const Result& r) {
+    return r.code != 0 ? std::to_string(r.code) + " " : "";
+}
 
-    Job job;
-    job.user = user;
-    std::optional<mctp::Secret> password;
-    if (prelim) {
-        job.action = Action::verify;
-    } else {
-        const char* tok = nullptr;
-        // Honours use_authtok (and use_first_pass) itself: with it, an unset
-        // PAM_AUTHTOK is an error; without it, asks for the new password.
-        rc = pam_get_authtok(m.pamh, PAM_AUTHTOK, &tok, nullptr);
-        if (rc != PAM_SUCCESS || tok == nullptr) {
-            pam_syslog(m.pamh, LOG_ERR, "no new password: %s", pam_strerror(m.pamh, rc));
-            return rc == PAM_SUCCESS ? PAM_AUTHTOK_ERR : rc;
-        }
-        job.action = Action::change;
-        password.emplace(tok);
-        job.password = &*password;
+// One syslog line per target of a change, and per failed target of a
+// check (every target's with debug).
+void log_result(const Module& m, const Job& job, const Target& target, const Result& r) {
+    const bool ok = r.outcome == Outcome::ok;
+    const bool check = job.action == Action::verify;
+    if (check && ok && !m.options.debug) {
+        return;
     }
-    try {
-        check_job(settings, job);
-    } catch (const JobError& e) {
-        return setup_failure(m, e.what());
-    }
+    log(m.pamh, ok ? LOG_INFO : LOG_WARNING,
+        std::string(check ? "check of " : "change of ") + job.user + " on " + target.label() +
+            ": " + std::string(outcome_name(r.outcome)) + " (" + code_text(r) + r.text +
+            ") in " + std::to_string(r.elapsed.count()) + " ms");
+}
 
-    m.debug(std::string(prelim ? "checking " : "changing ") + job.user + " on " +
-            std::to_string(targets.size()) + " targets");
-    std::unique_ptr<Transport> transport;
-    try {
-        transport = make_transport(config.ssh_settings(), config.tls_settings(), targets);
-    } catch (const TransportError& e) {
-        return setup_failure(m, config.path + ": " + e.what());
-    }
-    const auto results = run(targets, settings, job, *transport,
-                             [&](std::size_t i, const Result& r) {
-                                 const bool ok = r.outcome == Outcome::ok;
-                                 const std::string code =
-                                     r.code != 0 ? std::to_string(r.code) + " " : "";
-                                 if (!prelim || !ok || m.options.debug) {
-                                     log(m.pamh, ok ? LOG_INFO : LOG_WARNING,
-                                         std::string(prelim ? "check of " : "change of ") +
-                                             job.user + " on " + targets[i].label() + ": " +
-                                             std::string(outcome_name(r.outcome)) + " (" +
-                                             code + r.text + ") in " +
-                                             std::to_string(r.elapsed.count()) + " ms");
-                                 }
-                             });
-    password.reset();
-
+// Tells the user which targets failed, and decides the call's result.
+int report(const Module& m, bool prelim, const std::vector<Target>& targets,
+           const std::vector<Result>& results) {
     std::size_t failed = 0;
     for (std::size_t i = 0; i < results.size(); ++i) {
         const Result& r = results[i];
@@ -166,7 +167,7 @@ int chauthtok(Module& m) {
         }
         ++failed;
         m.error(targets[i].label() + ": " + std::string(outcome_name(r.outcome)) + ": " +
-                (r.code != 0 ? std::to_string(r.code) + " " : "") + r.text);
+                code_text(r) + r.text);
     }
     const std::string count = std::to_string(failed) + " of " + std::to_string(results.size());
     if (prelim) {
@@ -186,6 +187,53 @@ int chauthtok(Module& m) {
     }
     m.error("Password not changed on " + count + " other hosts.");
     return m.options.require_all ? PAM_AUTHTOK_ERR : PAM_SUCCESS;
+}
+
+int chauthtok(const Module& m) {
+    Job job;
+    if (const int rc = get_user(m, &job.user); rc != PAM_SUCCESS) {
+        return rc;
+    }
+    const bool prelim = (m.flags & PAM_PRELIM_CHECK) != 0;
+    const bool update = (m.flags & PAM_UPDATE_AUTHTOK) != 0;
+    if (prelim == update) {
+        return PAM_SERVICE_ERR;
+    }
+    Fleet fleet;
+    if (const int rc = load(m, &fleet); rc != PAM_SUCCESS) {
+        return rc;
+    }
+    EngineSettings settings = fleet.config.engine_settings();
+    // The calling user's RLIMIT_NOFILE (passwd cannot raise it to
+    // unlimited) must not fail the targets: room for them, for this call.
+    const DescriptorRoom room(fleet.config.parallel);
+    settings.parallel = room.parallel();
+
+    std::optional<mctp::Secret> password;
+    job.action = prelim ? Action::verify : Action::change;
+    if (update) {
+        if (const int rc = get_new_password(m, &password); rc != PAM_SUCCESS) {
+            return rc;
+        }
+        job.password = &*password;
+    }
+    std::unique_ptr<Transport> transport;
+    try {
+        check_job(settings, job);
+        m.debug(std::string(prelim ? "checking " : "changing ") + job.user + " on " +
+                std::to_string(fleet.targets.size()) + " targets");
+        transport = fleet.config.transport_for(fleet.targets);
+    } catch (const JobError& e) {
+        return setup_failure(m, e.what());
+    } catch (const ConfigError& e) {
+        return setup_failure(m, e.what());
+    }
+    const auto results = run(fleet.targets, settings, job, *transport,
+                             [&](std::size_t i, const Result& r) {
+                                 log_result(m, job, fleet.targets[i], r);
+                             });
+    password.reset();
+    return report(m, prelim, fleet.targets, results);
 }
 
 }  // namespace

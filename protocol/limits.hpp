@@ -20,7 +20,9 @@ inline constexpr std::size_t helo_name_max = 64;
 // The banner host name.
 inline constexpr std::size_t host_name_max = 64;
 
+// Failed AUTHs in one session before 421 and the close.
 inline constexpr unsigned max_auth_failures_default = 3;
+inline constexpr unsigned max_auth_failures_min = 1;
 inline constexpr unsigned max_auth_failures_max = 100;
 
 // Failed AUTHs from one source (an IPv4 address, an IPv6 /64), counted
@@ -44,10 +46,15 @@ inline constexpr milliseconds login_grace_time_default{30'000};
 inline constexpr milliseconds login_grace_time_min{100};
 inline constexpr milliseconds login_grace_time_max{3'600'000};
 
+// The responder's idle_timeout (between two lines) and session_timeout
+// (the whole connection) share one range.
 inline constexpr milliseconds idle_timeout_default{60'000};
 inline constexpr milliseconds session_timeout_default{300'000};
-inline constexpr milliseconds auth_failure_delay_default{2'000};
+inline constexpr milliseconds timeout_min{100};
 inline constexpr milliseconds timeout_max{86'400'000};
+// The pause before the reply to a failed AUTH.
+inline constexpr milliseconds auth_failure_delay_default{2'000};
+inline constexpr milliseconds auth_failure_delay_min{0};
 inline constexpr milliseconds auth_failure_delay_max{60'000};
 
 // A PAM stack that asks more than this many questions is looping.

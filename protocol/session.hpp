@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "limits.hpp"
 #include "reply.hpp"
 #include "secret.hpp"
 
@@ -70,9 +71,9 @@ public:
 
 struct SessionSettings {
     std::string host_name = "localhost";
-    std::size_t line_max = 128;
-    unsigned max_auth_failures = 3;
-    std::chrono::milliseconds auth_failure_delay{2000};
+    std::size_t line_max = limits::line_max_default;
+    unsigned max_auth_failures = limits::max_auth_failures_default;
+    std::chrono::milliseconds auth_failure_delay = limits::auth_failure_delay_default;
 };
 
 class Session {

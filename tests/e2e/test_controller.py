@@ -9,6 +9,7 @@ import os
 import pty
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 import unittest
@@ -133,6 +134,24 @@ class Controller(unittest.TestCase):
         r = self.mpasswd(*args, "--verify", "nosuchuser")
         self.assertEqual(r.returncode, 1)
         self.assertIn("551", r.stdout)
+
+    def test_check_config_prints_settings_without_the_secret(self):
+        r = self.mpasswd("--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("# effective settings of "), r.stdout)
+        self.assertIn("\nsecret = (read from secret_file)\n", r.stdout)
+        self.assertIn("\nsecret_file = /", r.stdout)
+        self.assertIn("\nreply_timeout = ", r.stdout)
+        r = self.mpasswd("--check-config", "alice")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--check-config takes no USER", r.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write("secret = x1\nport = 0\n")
+            f.flush()
+            os.chmod(f.name, 0o600)
+            r = self.mpasswd("-c", f.name, "--check-config", config=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(":2: port: must be a port from 1 to 65535", r.stderr)
 
     def test_usage_and_config_errors_exit_2_and_send_nothing(self):
         connections = sum(self.fleet.log_text(i).count("connect from") for i in range(N))

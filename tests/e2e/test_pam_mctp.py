@@ -63,7 +63,8 @@ class PamMctp(unittest.TestCase):
                     % (os.environ["PAM_MATRIX_MODULE"], self.local, MODULE, self.fleet.config,
                        args))
 
-    def chauthtok(self, answers, silent=False, debuglevel="0", text=True, timeout=60):
+    def chauthtok(self, answers, silent=False, debuglevel="0", text=True, timeout=60,
+                  user="alice"):
         # PAM_WRAPPER_USE_SYSLOG=0: pam_wrapper prints what modules give
         # pam_syslog on stderr (at debug level 2 for LOG_INFO and LOG_NOTICE,
         # 1 for LOG_WARNING) instead of sending it to syslog.
@@ -71,7 +72,7 @@ class PamMctp(unittest.TestCase):
                  PAM_WRAPPER_SERVICE_DIR=self.services, PAM_WRAPPER_USE_SYSLOG="0",
                  PAM_WRAPPER_DEBUGLEVEL=debuglevel)
         stdin = "".join(a + "\n" for a in answers)
-        r = subprocess.run([DRIVER, SERVICE, "alice"] + (["silent"] if silent else []),
+        r = subprocess.run([DRIVER, SERVICE, user] + (["silent"] if silent else []),
                            input=stdin if text else stdin.encode(), capture_output=True,
                            text=text, env=e, timeout=timeout)
         for secret in (SECRET, NEW):
@@ -204,6 +205,21 @@ class PamMctp(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.stdout.count("prompt: "), 2)  # new and retype
         self.assertEqual(self.remote_passwords(), [NEW] * 3)
+
+    def test_conversation_again_is_incomplete(self):
+        # An event-driven application's conversation answers PAM_CONV_AGAIN
+        # when asked for the user name: the module says PAM_INCOMPLETE (31),
+        # as pam_faillock and pam_pwhistory do, so the application calls
+        # again; nothing is changed meanwhile. (This libpam's
+        # pam_get_authtok turns it into PAM_AUTHTOK_ERR itself.)
+        with open(os.path.join(self.services, SERVICE), "w") as f:
+            f.write("password required %s config=%s hosts=%s\n"
+                    % (MODULE, self.fleet.config, self.up))
+        r = self.chauthtok(["@conv-again"], user="-")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout.count("prompt: "), 1, r.stdout)
+        self.assertIn("result: 31 ", r.stdout)
+        self.assertEqual(self.remote_passwords(), ["Old-Passw0rd-1"] * 3)
 
     def test_bad_config_fails_require_all_and_is_ignored_by_best_effort(self):
         self.stack("hosts=/nonexistent/hosts require_all")

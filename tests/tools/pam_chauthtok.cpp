@@ -2,6 +2,10 @@
 // Echo-off prompts are answered in order from the lines of stdin; every
 // message is printed ("prompt: ", "error: ", "info: "), then
 // "result: N TEXT". Exit 0 when pam_chauthtok succeeded, 1 otherwise.
+// USER "-": none is given to pam_start, so a module that needs it asks
+// (echo-on prompts are answered from stdin too). An answer line
+// "@conv-again" makes the conversation return PAM_CONV_AGAIN for that
+// prompt, as an event-driven application does.
 #include <security/pam_appl.h>
 
 #include <cstdio>
@@ -28,10 +32,16 @@ extern "C" int converse(int n, const pam_message** msg, pam_response** resp, voi
         const char* text = msg[i]->msg ? msg[i]->msg : "";
         switch (msg[i]->msg_style) {
         case PAM_PROMPT_ECHO_OFF:
+        case PAM_PROMPT_ECHO_ON:
             std::printf("prompt: %s\n", text);
             if (answers->next >= answers->lines.size()) {
                 std::free(r);
                 return PAM_CONV_ERR;
+            }
+            if (answers->lines[answers->next] == "@conv-again") {
+                ++answers->next;
+                std::free(r);
+                return PAM_CONV_AGAIN;
             }
             r[i].resp = strdup(answers->lines[answers->next++].c_str());
             break;
@@ -59,7 +69,8 @@ int main(int argc, char** argv) {
     }
     const pam_conv conv{converse, &answers};
     pam_handle_t* h = nullptr;
-    int rc = pam_start(argv[1], argv[2], &conv, &h);
+    const bool no_user = std::strcmp(argv[2], "-") == 0;
+    int rc = pam_start(argv[1], no_user ? nullptr : argv[2], &conv, &h);
     if (rc == PAM_SUCCESS) {
         rc = pam_chauthtok(h, argc == 4 && std::strcmp(argv[3], "silent") == 0 ? PAM_SILENT : 0);
     }

@@ -231,6 +231,73 @@ TEST(ControllerConfig, EveryKey) {
     EXPECT_EQ(c.parallel, 8U);
 }
 
+// mpasswd -H: the configured transport's port unless one is named, the
+// configured transport and insecure_plaintext, no target twice.
+TEST(Targets, CommandLineTargets) {
+    TargetDefaults d(4242);
+    std::string why;
+    auto t = parse_target_args({"db1", "db2:99", "[::1]"}, d, &why);
+    ASSERT_TRUE(t) << why;
+    ASSERT_EQ(t->size(), 3U);
+    EXPECT_EQ((*t)[0].label(), "db1:4242");
+    EXPECT_EQ((*t)[1].label(), "db2:99");
+    EXPECT_EQ((*t)[2].label(), "[::1]:4242");
+    EXPECT_EQ((*t)[0].origin, "-H");
+    d.via = Via::ssh;
+    d.insecure_plaintext = true;
+    t = parse_target_args({"db1"}, d, &why);
+    ASSERT_TRUE(t) << why;
+    EXPECT_EQ((*t)[0].label(), "db1:22");
+    EXPECT_EQ((*t)[0].via, Via::ssh);
+    EXPECT_TRUE((*t)[0].insecure_plaintext);
+    EXPECT_FALSE(parse_target_args({"db1", "db2", "db1:22"}, d, &why));
+    EXPECT_EQ(why, "-H db1:22: db1:22 is given twice");
+    EXPECT_FALSE(parse_target_args({"db1:0"}, d, &why));
+    EXPECT_EQ(why, "-H db1:0: '0' is not a port from 1 to 65535");
+}
+
+TEST(ControllerConfig, EngineSettingsFromTheConfig) {
+    TempFile f("secret = s3cret-value\nname = ctl1\nconnect_timeout = 2\nreply_timeout = 3\n"
+               "target_timeout = 9\nparallel = 5\n");
+    const auto c = load_controller_config(f.path());
+    auto s = c.engine_settings();
+    EXPECT_EQ(s.helo_name, "ctl1");
+    EXPECT_EQ(s.secret, &c.secret);
+    EXPECT_EQ(s.connect_timeout, 2s);
+    EXPECT_EQ(s.reply_timeout, 3s);
+    EXPECT_EQ(s.target_timeout, 9s);
+    EXPECT_EQ(s.parallel, 5U);
+    // mpasswd --timeout: connect and each reply; the target's whole time
+    // never shorter than the connect.
+    s = c.engine_settings(20s);
+    EXPECT_EQ(s.connect_timeout, 20s);
+    EXPECT_EQ(s.reply_timeout, 20s);
+    EXPECT_EQ(s.target_timeout, 20s);
+    TempFile unnamed("secret = s3cret-value\n");
+    EXPECT_EQ(load_controller_config(unnamed.path()).engine_settings().helo_name,
+              default_helo_name());
+}
+
+TEST(ControllerConfig, DescribeEveryKeySecretMasked) {
+    TempFile f("secret = s3cret-value\nport = 5000\nreply_timeout = 2.5\ntransport = ssh\n");
+    const auto c = load_controller_config(f.path());
+    const std::string d = describe(c);
+    EXPECT_EQ(d.find("s3cret-value"), std::string::npos);
+    EXPECT_NE(d.find("\nsecret = (set)\n"), std::string::npos) << d;
+    EXPECT_NE(d.find("\nport = 5000\n"), std::string::npos) << d;
+    EXPECT_NE(d.find("\nreply_timeout = 2.5\n"), std::string::npos) << d;
+    EXPECT_NE(d.find("\ntransport = ssh\n"), std::string::npos) << d;
+    EXPECT_NE(d.find("\nname = (this host's name)\n"), std::string::npos) << d;
+    EXPECT_TRUE(d.starts_with("# effective settings of " + f.path() + "\n")) << d;
+    for (const char* key : {"name", "secret", "secret_file", "hosts", "port", "transport",
+                            "insecure_plaintext", "connect_timeout", "reply_timeout",
+                            "target_timeout", "parallel", "tls_ca", "tls_certificate", "tls_key",
+                            "ssh_command", "ssh_user", "ssh_identity", "ssh_known_hosts",
+                            "ssh_config"}) {
+        EXPECT_NE(d.find("\n" + std::string(key) + " = "), std::string::npos) << key;
+    }
+}
+
 TEST(ControllerConfig, BadLinesNameFileLineAndKey) {
     EXPECT_EQ(config_error("secret = x1\nportt = 1\n"), ":2: portt: unknown key");
     EXPECT_EQ(config_error("secret = x1\nport = 0\n"), ":2: port: must be a port from 1 to 65535");
@@ -334,7 +401,7 @@ TEST(PamOptions, TableAndUnknownArguments) {
     const auto o = pam_mctp::parse_options(7, argv, &ignored);
     EXPECT_TRUE(o.debug);
     EXPECT_FALSE(o.require_all);
-    EXPECT_TRUE(o.use_authtok);
+    // use_authtok is known (not ignored): pam_get_authtok acts on it.
     EXPECT_EQ(o.config, "/etc/x.conf");
     EXPECT_EQ(o.hosts.value_or(""), "/etc/h");
     ASSERT_EQ(ignored.size(), 2U);
