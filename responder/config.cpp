@@ -4,10 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
-#include <sstream>
+#include <optional>
+#include <utility>
 
 #include "config_file.hpp"
+#include "config_keys.hpp"
 #include "fingerprint.hpp"
 #include "limits.hpp"
 #include "secret.hpp"
@@ -17,264 +18,295 @@
 namespace mpasswdd {
 namespace {
 
-using std::chrono::milliseconds;
 namespace limits = mctp::limits;
 namespace cfg = mctp::cfg;
-using cfg::parse_bool;
-using cfg::parse_seconds;
-using cfg::parse_uint;
-using cfg::seconds_text;
-using cfg::split_list;
 
 constexpr std::string_view controller_prefix = "controller ";
+// The largest uid a key may name: (uid_t)-1 means "no uid".
+constexpr uid_t uid_max = 4294967294U;
 
-struct Parser {
-    Config config;
-    std::string error;  // the first error; inih tells its line
-    std::set<std::string> seen;
-    std::vector<std::string> controller_sections;
+// ---- Kinds of keys only mpasswdd.conf has.
 
-    bool fail(std::string_view key, std::string message) {
-        if (error.empty()) {
-            error = std::string(key) + ": " + std::move(message);
-        }
+bool is_banner_name(std::string_view s) noexcept {
+    return mctp::is_helo_name(s) && s.size() <= limits::host_name_max;
+}
+
+// Users or groups (group names follow the same portable rules as user
+// names); shown as `unset` when there are none.
+template <class T, class M>
+cfg::Key<T> names(std::string_view name, M member, bool user_names,
+                  std::string_view description, std::string_view unset = "(none)") {
+    const std::string kind = user_names ? "user" : "group";
+    return cfg::list<T>(
+        name, member, limits::list_entries_max,
+        [kind](const std::string& item) {
+            return mctp::is_user_name(item)
+                       ? std::string()
+                       : "'" + item + "' is not a valid " + kind + " name";
+        },
+        description, unset);
+}
+
+// An absolute folder without spaces or '..', kept without trailing '/'.
+cfg::Key<Config> directory(std::string_view name, std::string Config::*member,
+                           std::string_view description) {
+    return {name,
+            [member](Config& c, std::string_view v, const std::string&, std::string* why) {
+                if (!v.starts_with('/') || v.size() > 1024 || v.find("/../") != v.npos ||
+                    v.ends_with("/..") || !mctp::is_printable_ascii(v) ||
+                    v.find(' ') != v.npos) {
+                    *why = "must be an absolute path without spaces or '..'";
+                    return false;
+                }
+                std::string dir(v);
+                while (dir.size() > 1 && dir.ends_with('/')) {
+                    dir.pop_back();
+                }
+                c.*member = std::move(dir);
+                return true;
+            },
+            [member](const Config& c) { return c.*member; }, description};
+}
+
+std::string text_or_none(const std::string& s) {
+    return s.empty() ? std::string("(none)") : s;
+}
+
+// An absolute file name (the TLS files), shown as (none) while unset.
+cfg::Key<Config> absolute_file(std::string_view name, std::string Config::*member,
+                               std::string_view description) {
+    return {name,
+            [member](Config& c, std::string_view v, const std::string&, std::string* why) {
+                if (!v.starts_with('/') || v.size() > 1024 || !mctp::is_printable_ascii(v)) {
+                    *why = "must be an absolute path of at most 1024 characters";
+                    return false;
+                }
+                c.*member = v;
+                return true;
+            },
+            [member](const Config& c) { return text_or_none(c.*member); }, description};
+}
+
+bool set_failures_per_source(Config& c, std::string_view v, const std::string&,
+                             std::string* why) {
+    if (!cfg::parse_uint(v, 0U, limits::max_auth_failures_per_source_max,
+                         &c.max_auth_failures_per_source)) {
+        *why = "must be a number from 0 (not counted) to " +
+               std::to_string(limits::max_auth_failures_per_source_max);
         return false;
     }
-};
-
-bool set_list(Parser& p, std::string_view key, std::string_view value, bool user_names,
-              std::vector<std::string>* out) {
-    auto items = split_list(value);
-    if (items.size() > limits::list_entries_max) {
-        return p.fail(key, "more than " + std::to_string(limits::list_entries_max) + " entries");
-    }
-    for (const auto& item : items) {
-        // Group names follow the same portable rules as user names.
-        if (!mctp::is_user_name(item)) {
-            return p.fail(key, "'" + item + "' is not a valid " +
-                                   (user_names ? "user" : "group") + " name");
-        }
-    }
-    *out = std::move(items);
     return true;
 }
 
-bool global_key(Parser& p, std::string_view key, std::string_view value) {
-    Config& c = p.config;
-    const auto range = [&](const std::string& what) { return p.fail(key, "must be " + what); };
-    if (key == "enabled") {
-        return parse_bool(value, &c.enabled) || range("yes or no");
-    }
-    if (key == "host_name") {
-        if (!mctp::is_helo_name(value) || value.size() > limits::host_name_max) {
-            return range("a host name of at most " + std::to_string(limits::host_name_max) +
-                         " characters");
-        }
-        c.host_name = value;
-        return true;
-    }
-    if (key == "pam_service") {
-        if (!mctp::is_user_name(value)) {
-            return range("a PAM service name (letters, digits, '.', '_', '-')");
-        }
-        c.pam_service = value;
-        return true;
-    }
-    if (key == "line_max") {
-        return parse_uint(value, limits::line_max_min, limits::line_max_max, &c.line_max) ||
-               range("a number of octets from " + std::to_string(limits::line_max_min) +
-                     " to " + std::to_string(limits::line_max_max));
-    }
-    if (key == "idle_timeout") {
-        return parse_seconds(value, milliseconds(100), limits::timeout_max, &c.idle_timeout) ||
-               range("seconds from 0.1 to 86400");
-    }
-    if (key == "session_timeout") {
-        return parse_seconds(value, milliseconds(100), limits::timeout_max, &c.session_timeout) ||
-               range("seconds from 0.1 to 86400");
-    }
-    if (key == "auth_failure_delay") {
-        return parse_seconds(value, milliseconds(0), limits::auth_failure_delay_max,
-                             &c.auth_failure_delay) ||
-               range("seconds from 0 to 60");
-    }
-    if (key == "max_auth_failures") {
-        return parse_uint(value, 1U, limits::max_auth_failures_max, &c.max_auth_failures) ||
-               range("a number from 1 to " + std::to_string(limits::max_auth_failures_max));
-    }
-    if (key == "login_grace_time") {
-        return parse_seconds(value, limits::login_grace_time_min, limits::login_grace_time_max,
-                             &c.login_grace_time) ||
-               range("seconds from 0.1 to 3600");
-    }
-    if (key == "max_auth_failures_per_source") {
-        return parse_uint(value, 0U, limits::max_auth_failures_per_source_max,
-                          &c.max_auth_failures_per_source) ||
-               range("a number from 0 (not counted) to " +
-                     std::to_string(limits::max_auth_failures_per_source_max));
-    }
-    if (key == "auth_failure_window") {
-        return parse_seconds(value, limits::auth_failure_window_min,
-                             limits::auth_failure_window_max, &c.auth_failure_window) ||
-               range("seconds from 1 to 604800");
-    }
-    if (key == "state_directory" || key == "privsep_directory") {
-        if (!value.starts_with('/') || value.size() > 1024 || value.find("/../") != value.npos ||
-            value.ends_with("/..") || !mctp::is_printable_ascii(value) ||
-            value.find(' ') != value.npos) {
-            return range("an absolute path without spaces or '..'");
-        }
-        std::string& dir = key == "state_directory" ? c.state_directory : c.privsep_directory;
-        dir = value;
-        while (dir.size() > 1 && dir.ends_with('/')) {
-            dir.pop_back();
-        }
-        return true;
-    }
-    if (key == "privsep_user") {
-        if (!mctp::is_user_name(value)) {
-            return range("a user name");
-        }
-        c.privsep_user = value;
-        return true;
-    }
-    if (key == "min_uid") {
-        return parse_uint(value, uid_t{0}, uid_t{4294967294U}, &c.policy.min_uid) ||
-               range("a user id");
-    }
-    if (key == "max_uid") {
-        return parse_uint(value, uid_t{0}, uid_t{4294967294U}, &c.policy.max_uid) ||
-               range("a user id");
-    }
-    if (key == "allow_users") {
-        return set_list(p, key, value, true, &c.policy.allow_users);
-    }
-    if (key == "deny_users") {
-        return set_list(p, key, value, true, &c.policy.deny_users);
-    }
-    if (key == "allow_groups") {
-        return set_list(p, key, value, false, &c.policy.allow_groups);
-    }
-    if (key == "deny_groups") {
-        return set_list(p, key, value, false, &c.policy.deny_groups);
-    }
-    if (key == "tls") {
-        return parse_bool(value, &c.tls) || range("yes or no");
-    }
-    if (key == "tls_certificate" || key == "tls_key" || key == "tls_client_ca") {
-        if (!value.starts_with('/') || value.size() > 1024 || !mctp::is_printable_ascii(value)) {
-            return range("an absolute path of at most 1024 characters");
-        }
-        (key == "tls_certificate" ? c.tls_certificate
-                                  : key == "tls_key" ? c.tls_key : c.tls_client_ca) = value;
-        return true;
-    }
-    return p.fail(key, "unknown key");
+std::string show_failures_per_source(const Config& c) {
+    return std::to_string(c.max_auth_failures_per_source) +
+           (c.max_auth_failures_per_source == 0 ? " (not counted)" : "");
 }
 
-bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::string_view value) {
-    if (key == "from") {
-        ctl.from.clear();
-        ctl.from_text = split_list(value);
-        if (ctl.from_text.empty() || ctl.from_text.size() > limits::list_entries_max) {
-            return p.fail(key, "must list 1 to " + std::to_string(limits::list_entries_max) +
-                                   " addresses, CIDR blocks or 'local'");
-        }
-        for (const auto& item : ctl.from_text) {
-            std::string why;
-            auto rule = parse_address_rule(item, &why);
-            if (!rule) {
-                return p.fail(key, why);
-            }
-            ctl.from.push_back(*rule);
-        }
-        return true;
-    }
-    if (key == "secret_hash") {
-        const std::string hash(value);
-        if (!hash.starts_with("$y$")) {
-            return p.fail(key, "must be a yescrypt hash ($y$...) made by mpasswdd --hash-secret");
-        }
-        // The shape only: the file is read at every connection, and
-        // hashing each entry here would cost every peer, even a refused
-        // one, a yescrypt run per controller. --check-config hashes.
-        const int check = crypt_checksalt(hash.c_str());
-        if ((check != CRYPT_SALT_OK && check != CRYPT_SALT_TOO_CHEAP) ||
-            !has_yescrypt_shape(hash)) {
-            return p.fail(key, "is not a valid yescrypt hash");
-        }
-        ctl.secret_hash = hash;
-        return true;
-    }
-    if (key == "users") {
-        return set_list(p, key, value, true, &ctl.users);
-    }
-    if (key == "groups") {
-        return set_list(p, key, value, false, &ctl.groups);
-    }
-    if (key == "tls_client_subject") {
-        if (value.empty() || value.size() > 1024 || !mctp::is_printable_ascii(value)) {
-            return p.fail(key, "must be a subject such as CN=control1,O=Example");
-        }
-        ctl.tls_client_subject = value;
-        return true;
-    }
-    if (key == "tls_client_fingerprint") {
-        const auto hex = mctp::normalize_sha256(value);
-        if (!hex) {
-            return p.fail(key, "must be a SHA-256 fingerprint: 64 hex digits, colons allowed");
-        }
-        ctl.tls_client_fingerprint = *hex;
-        return true;
-    }
-    return p.fail(key, "unknown key");
+// Every key before any header or in [mpasswdd], in the order of
+// mpasswdd.conf(5).
+const cfg::KeyTable<Config>& global_table() {
+    using C = Config;
+    const auto policy = [](auto member) {
+        return [member](auto& c) -> auto& { return c.policy.*member; };
+    };
+    static const cfg::KeyTable<Config> table{
+        cfg::flag<C>("enabled", &C::enabled, "no: answer every connection with 421"),
+        cfg::word<C>("host_name", &C::host_name, is_banner_name,
+                     "a host name of at most " + std::to_string(limits::host_name_max) +
+                         " characters",
+                     "the name in the banner and replies", "(system host name)"),
+        cfg::word<C>("pam_service", &C::pam_service, mctp::is_user_name,
+                     "a PAM service name (letters, digits, '.', '_', '-')",
+                     "the PAM service that changes passwords"),
+        cfg::number<C>("line_max", &C::line_max, limits::line_max_min, limits::line_max_max,
+                       "octets of one input line, CRLF included", "a number of octets"),
+        cfg::seconds<C>("idle_timeout", &C::idle_timeout, limits::timeout_min,
+                        limits::timeout_max, "seconds allowed between two lines"),
+        cfg::seconds<C>("session_timeout", &C::session_timeout, limits::timeout_min,
+                        limits::timeout_max, "seconds allowed for the whole connection"),
+        cfg::seconds<C>("auth_failure_delay", &C::auth_failure_delay,
+                        limits::auth_failure_delay_min, limits::auth_failure_delay_max,
+                        "the pause before the reply to a failed AUTH"),
+        cfg::number<C>("max_auth_failures", &C::max_auth_failures,
+                       limits::max_auth_failures_min, limits::max_auth_failures_max,
+                       "failed AUTHs in one session before 421 and the close"),
+        cfg::seconds<C>("login_grace_time", &C::login_grace_time, limits::login_grace_time_min,
+                        limits::login_grace_time_max,
+                        "seconds from connect until AUTH must have succeeded"),
+        {"max_auth_failures_per_source", set_failures_per_source, show_failures_per_source,
+         "failed AUTHs from one source within auth_failure_window before 421 (0: not "
+         "counted)"},
+        cfg::seconds<C>("auth_failure_window", &C::auth_failure_window,
+                        limits::auth_failure_window_min, limits::auth_failure_window_max,
+                        "how long a source's failed AUTHs are counted"),
+        directory("state_directory", &C::state_directory,
+                  "where the count of failed AUTHs per source is kept"),
+        cfg::word<C>("privsep_user", &C::privsep_user, mctp::is_user_name, "a user name",
+                     "the network child's user"),
+        directory("privsep_directory", &C::privsep_directory,
+                  "the network child's (empty, root-owned) root folder"),
+        cfg::number<C>("min_uid", policy(&UserPolicy::min_uid), uid_t{0}, uid_max,
+                       "the lowest uid whose password may be changed", "a user id"),
+        cfg::number<C>("max_uid", policy(&UserPolicy::max_uid), uid_t{0}, uid_max,
+                       "the highest uid whose password may be changed", "a user id"),
+        names<C>("allow_users", policy(&UserPolicy::allow_users), true,
+                 "when set, the only users whose password may be changed"),
+        names<C>("deny_users", policy(&UserPolicy::deny_users), true,
+                 "users whose password is never changed"),
+        names<C>("allow_groups", policy(&UserPolicy::allow_groups), false,
+                 "when set, only members of these groups"),
+        names<C>("deny_groups", policy(&UserPolicy::deny_groups), false,
+                 "members of these groups are never changed"),
+        cfg::flag<C>("tls", &C::tls, "yes: implicit TLS before the banner"),
+        absolute_file("tls_certificate", &C::tls_certificate,
+                      "the server certificate chain (PEM)"),
+        absolute_file("tls_key", &C::tls_key, "the server certificate's key (PEM)"),
+        absolute_file("tls_client_ca", &C::tls_client_ca,
+                      "CA certificates for client certificates (PEM); set: one is required"),
+    };
+    return table;
 }
 
-int on_entry(void* user, const char* section, const char* name, const char* value) {
-    auto& p = *static_cast<Parser*>(user);
-    const std::string_view sect(section);
-    const std::string_view key(name);
-    const std::string_view val(value);
+bool set_from(Controller& ctl, std::string_view value, const std::string&, std::string* why) {
+    std::vector<std::string> text = cfg::split_list(value);
+    if (text.empty() || text.size() > limits::list_entries_max) {
+        *why = "must list 1 to " + std::to_string(limits::list_entries_max) +
+               " addresses, CIDR blocks or 'local'";
+        return false;
+    }
+    std::vector<AddressRule> rules;
+    for (const auto& item : text) {
+        auto rule = parse_address_rule(item, why);
+        if (!rule) {
+            return false;
+        }
+        rules.push_back(*rule);
+    }
+    ctl.from = std::move(rules);
+    ctl.from_text = std::move(text);
+    return true;
+}
 
-    if (!p.seen.insert(std::string(sect) + '\n' + std::string(key)).second) {
-        return p.fail(key, "given twice in one section") ? 1 : 0;
+bool set_secret_hash(Controller& ctl, std::string_view value, const std::string&,
+                     std::string* why) {
+    const std::string hash(value);
+    if (!hash.starts_with("$y$")) {
+        *why = "must be a yescrypt hash ($y$...) made by mpasswdd --hash-secret";
+        return false;
     }
-    if (sect.empty() || sect == "mpasswdd") {
-        return global_key(p, key, val) ? 1 : 0;
+    // The shape only: the file is read at every connection, and hashing
+    // each entry here would cost every peer, even a refused one, a
+    // yescrypt run per controller. --check-config hashes.
+    const int check = crypt_checksalt(hash.c_str());
+    if ((check != CRYPT_SALT_OK && check != CRYPT_SALT_TOO_CHEAP) || !has_yescrypt_shape(hash)) {
+        *why = "is not a valid yescrypt hash";
+        return false;
     }
-    if (sect.starts_with(controller_prefix)) {
-        const std::string cname(sect.substr(controller_prefix.size()));
-        auto& list = p.config.controllers;
+    ctl.secret_hash = hash;
+    return true;
+}
+
+// Never the hash itself.
+std::string show_secret_hash(const Controller& ctl) {
+    return ctl.secret_hash.empty() ? "(not set)" : "(set, yescrypt)";
+}
+
+bool set_client_subject(Controller& ctl, std::string_view value, const std::string&,
+                        std::string* why) {
+    if (value.empty() || value.size() > 1024 || !mctp::is_printable_ascii(value)) {
+        *why = "must be a subject such as CN=control1,O=Example";
+        return false;
+    }
+    ctl.tls_client_subject = value;
+    return true;
+}
+
+bool set_client_fingerprint(Controller& ctl, std::string_view value, const std::string&,
+                            std::string* why) {
+    const auto hex = mctp::normalize_sha256(value);
+    if (!hex) {
+        *why = "must be a SHA-256 fingerprint: 64 hex digits, colons allowed";
+        return false;
+    }
+    ctl.tls_client_fingerprint = *hex;
+    return true;
+}
+
+// Every key of a [controller NAME] section, in the order of
+// mpasswdd.conf(5).
+const cfg::KeyTable<Controller>& controller_table() {
+    using C = Controller;
+    static const cfg::KeyTable<Controller> table{
+        {"from", set_from,
+         [](const C& c) {
+             std::string s;
+             for (const auto& x : c.from_text) {
+                 s += (s.empty() ? "" : ", ") + x;
+             }
+             return s.empty() ? std::string("(none)") : s;
+         },
+         "the addresses, CIDR blocks or 'local' it may connect from"},
+        {"secret_hash", set_secret_hash, show_secret_hash,
+         "the yescrypt hash of its secret (mpasswdd --hash-secret)"},
+        names<C>("users", &C::users, true, "when set, the only users it may manage",
+                 "(any allowed by policy)"),
+        names<C>("groups", &C::groups, false, "when set, only members of these groups",
+                 "(any allowed by policy)"),
+        {"tls_client_subject", set_client_subject,
+         [](const C& c) { return text_or_none(c.tls_client_subject); },
+         "the subject of the client certificate it must present"},
+        {"tls_client_fingerprint", set_client_fingerprint,
+         [](const C& c) { return text_or_none(c.tls_client_fingerprint); },
+         "the SHA-256 fingerprint of the client certificate it must present"},
+    };
+    return table;
+}
+
+// Where the keys of a section go: the global keys, or a controller's
+// (made at its first key).
+std::optional<cfg::SectionSink> route(Config& config, std::string_view section,
+                                      std::string* why) {
+    if (section.empty() || section == "mpasswdd") {
+        return global_table().sink(config, "mpasswdd", config.path);
+    }
+    if (section.starts_with(controller_prefix)) {
+        const std::string cname(section.substr(controller_prefix.size()));
+        auto& list = config.controllers;
         auto it = std::find_if(list.begin(), list.end(),
                                [&](const Controller& c) { return c.name == cname; });
         if (it == list.end()) {
             if (!mctp::is_helo_name(cname)) {
-                return p.fail(key, "section [" + std::string(sect) +
-                                       "]: a controller name is letters, digits, '.', '_', '-'")
-                           ? 1 : 0;
+                *why = "section [" + mctp::printable(section, 128) +
+                       "]: a controller name is letters, digits, '.', '_', '-'";
+                return std::nullopt;
             }
             if (list.size() >= limits::controllers_max) {
-                return p.fail(key, "more than " + std::to_string(limits::controllers_max) +
-                                       " controllers") ? 1 : 0;
+                *why = "more than " + std::to_string(limits::controllers_max) + " controllers";
+                return std::nullopt;
             }
             list.push_back(Controller{});
             list.back().name = cname;
             it = list.end() - 1;
         }
-        return controller_key(p, *it, key, val) ? 1 : 0;
+        return controller_table().sink(*it, std::string(section), config.path);
     }
-    return p.fail(key, "in unknown section [" + std::string(sect) +
-                           "]; sections are [mpasswdd] and [controller NAME]") ? 1 : 0;
+    *why = "in unknown section [" + mctp::printable(section, 128) +
+           "]; sections are [mpasswdd] and [controller NAME]";
+    return std::nullopt;
 }
 
 }  // namespace
 
 Config load_config(const std::string& path) {
     const std::string text = cfg::read_checked(path, "secret_hash", true);
-    Parser p;
-    p.config.path = path;
-    cfg::parse_ini(text, path, on_entry, &p, p.error, "'key = value' or '[section]'");
-    for (const auto& ctl : p.config.controllers) {
+    Config config;
+    config.path = path;
+    cfg::parse_sections(text, path, {"'key = value' or '[section]'", "given twice in one section"},
+                        [&](std::string_view section, std::string* why) {
+                            return route(config, section, why);
+                        });
+    for (const auto& ctl : config.controllers) {
         const std::string section = std::string(controller_prefix) + ctl.name;
         const std::string where = path + ":" + std::to_string(cfg::section_line(text, section)) + ": ";
         if (ctl.from.empty()) {
@@ -284,21 +316,21 @@ Config load_config(const std::string& path) {
             throw ConfigError(where + "[" + section + "] has no 'secret_hash' key");
         }
         if ((!ctl.tls_client_subject.empty() || !ctl.tls_client_fingerprint.empty()) &&
-            p.config.tls_client_ca.empty()) {
+            config.tls_client_ca.empty()) {
             throw ConfigError(where + "[" + section + "] names a client certificate, but "
                               "tls_client_ca is not set, so none is asked for");
         }
     }
-    if (p.config.tls && (p.config.tls_certificate.empty() || p.config.tls_key.empty())) {
+    if (config.tls && (config.tls_certificate.empty() || config.tls_key.empty())) {
         throw ConfigError(path + ": tls = yes needs tls_certificate and tls_key");
     }
-    if (!p.config.tls && !p.config.tls_client_ca.empty()) {
+    if (!config.tls && !config.tls_client_ca.empty()) {
         throw ConfigError(path + ": tls_client_ca is set but tls is not");
     }
-    if (p.config.session_timeout < p.config.idle_timeout) {
-        p.config.idle_timeout = p.config.session_timeout;
+    if (config.session_timeout < config.idle_timeout) {
+        config.idle_timeout = config.session_timeout;
     }
-    return p.config;
+    return config;
 }
 
 void check_hashes(const Config& config) {
@@ -312,62 +344,14 @@ void check_hashes(const Config& config) {
 }
 
 std::string describe(const Config& c) {
-    std::ostringstream o;
-    const auto list = [](const std::vector<std::string>& v) {
-        std::string s;
-        for (const auto& x : v) {
-            s += (s.empty() ? "" : ", ") + x;
-        }
-        return s.empty() ? std::string("(none)") : s;
-    };
-    o << "# effective settings of " << c.path << "\n"
-      << "enabled = " << (c.enabled ? "yes" : "no") << "\n"
-      << "host_name = " << (c.host_name.empty() ? "(system host name)" : c.host_name) << "\n"
-      << "pam_service = " << c.pam_service << "\n"
-      << "line_max = " << c.line_max << "\n"
-      << "idle_timeout = " << seconds_text(c.idle_timeout) << "\n"
-      << "session_timeout = " << seconds_text(c.session_timeout) << "\n"
-      << "auth_failure_delay = " << seconds_text(c.auth_failure_delay) << "\n"
-      << "max_auth_failures = " << c.max_auth_failures << "\n"
-      << "login_grace_time = " << seconds_text(c.login_grace_time) << "\n"
-      << "max_auth_failures_per_source = " << c.max_auth_failures_per_source
-      << (c.max_auth_failures_per_source == 0 ? " (not counted)" : "") << "\n"
-      << "auth_failure_window = " << seconds_text(c.auth_failure_window) << "\n"
-      << "state_directory = " << c.state_directory << "\n"
-      << "privsep_user = " << c.privsep_user << "\n"
-      << "privsep_directory = " << c.privsep_directory << "\n"
-      << "min_uid = " << c.policy.min_uid << "\n"
-      << "max_uid = " << c.policy.max_uid << "\n"
-      << "allow_users = " << list(c.policy.allow_users) << "\n"
-      << "deny_users = " << list(c.policy.deny_users) << "\n"
-      << "allow_groups = " << list(c.policy.allow_groups) << "\n"
-      << "deny_groups = " << list(c.policy.deny_groups) << "\n"
-      << "tls = " << (c.tls ? "yes" : "no") << "\n";
-    if (c.tls) {
-        o << "tls_certificate = " << c.tls_certificate << "\n"
-          << "tls_key = " << c.tls_key << "\n"
-          << "tls_client_ca = " << (c.tls_client_ca.empty() ? "(none)" : c.tls_client_ca)
-          << "\n";
-    }
+    std::string out = "# effective settings of " + c.path + "\n" + global_table().describe(c);
     for (const auto& ctl : c.controllers) {
-        o << "\n[controller " << ctl.name << "]\n"
-          << "from = " << list(ctl.from_text) << "\n"
-          << "secret_hash = (set, yescrypt)\n"
-          << "users = " << (ctl.users.empty() ? "(any allowed by policy)" : list(ctl.users))
-          << "\n"
-          << "groups = " << (ctl.groups.empty() ? "(any allowed by policy)" : list(ctl.groups))
-          << "\n";
-        if (!ctl.tls_client_subject.empty()) {
-            o << "tls_client_subject = " << ctl.tls_client_subject << "\n";
-        }
-        if (!ctl.tls_client_fingerprint.empty()) {
-            o << "tls_client_fingerprint = " << ctl.tls_client_fingerprint << "\n";
-        }
+        out += "\n[controller " + ctl.name + "]\n" + controller_table().describe(ctl);
     }
     if (c.controllers.empty()) {
-        o << "\n# no [controller NAME] section: every connection is refused with 521\n";
+        out += "\n# no [controller NAME] section: every connection is refused with 521\n";
     }
-    return o.str();
+    return out;
 }
 
 }  // namespace mpasswdd

@@ -143,6 +143,75 @@ TEST(Config, ErrorsNameFileLineAndKey) {
               "FILE:1: allow_users: 'b/ad' is not a valid user name");
 }
 
+TEST(Config, SectionsKeysAndTheGlobalSection) {
+    // Before any header and in [mpasswdd] is one section: a key in both
+    // is given twice (it was silently the later one).
+    EXPECT_EQ(config_error("line_max = 200\n[mpasswdd]\nline_max = 300\n"),
+              "FILE:3: line_max: given twice in one section");
+    EXPECT_EQ(config_error("[controller c]\nusers = a\n[controller d]\nusers = b\n"
+                           "[controller c]\nusers = e\n"),
+              "FILE:6: users: given twice in one section");
+    // Key and section names come from the file: shown escaped.
+    EXPECT_EQ(config_error("[oth\x1b[2Jer]\nk\x07y = 1\n"),
+              "FILE:2: k\\x07y: in unknown section [oth\\x1b[2Jer]; sections are [mpasswdd] "
+              "and [controller NAME]");
+    EXPECT_EQ(config_error("[controller a/b\x1b]\nfrom = local\n"),
+              "FILE:2: from: section [controller a/b\\x1b]: a controller name is letters, "
+              "digits, '.', '_', '-'");
+    EXPECT_EQ(config_error("max_auth_failures_per_source = 10001\n"),
+              "FILE:1: max_auth_failures_per_source: must be a number from 0 (not counted) "
+              "to 10000");
+    EXPECT_EQ(config_error("auth_failure_delay = 61\n"),
+              "FILE:1: auth_failure_delay: must be seconds from 0 to 60");
+    EXPECT_EQ(config_error("login_grace_time = 0.05\n"),
+              "FILE:1: login_grace_time: must be seconds from 0.1 to 3600");
+    EXPECT_EQ(config_error("auth_failure_window = 0.5\n"),
+              "FILE:1: auth_failure_window: must be seconds from 1 to 604800");
+    EXPECT_EQ(config_error("min_uid = -1\n"),
+              "FILE:1: min_uid: must be a user id from 0 to 4294967294");
+    // One bad entry in from is named.
+    EXPECT_EQ(config_error("[controller c]\nfrom = 10.0.0.0/8 nowhere\n"),
+              "FILE:2: from: 'nowhere' is not an address, a CIDR block or 'local'");
+}
+
+TEST(Config, DescribeShowsEveryKeyOfBothSections) {
+    TempFile c("[controller c1]\nfrom = local\nsecret_hash = " + test_hash() +
+               "\n[controller c2]\nfrom = ::1\nsecret_hash = " + test_hash() +
+               "\ngroups = staff\n");
+    const std::string text = mpasswdd::describe(mpasswdd::load_config(c.path()));
+    EXPECT_EQ(text.find(test_hash()), std::string::npos) << text;
+    for (const char* key :
+         {"enabled", "host_name", "pam_service", "line_max", "idle_timeout", "session_timeout",
+          "auth_failure_delay", "max_auth_failures", "login_grace_time",
+          "max_auth_failures_per_source", "auth_failure_window", "state_directory",
+          "privsep_user", "privsep_directory", "min_uid", "max_uid", "allow_users",
+          "deny_users", "allow_groups", "deny_groups", "tls", "tls_certificate", "tls_key",
+          "tls_client_ca"}) {
+        EXPECT_NE(text.find("\n" + std::string(key) + " = "), std::string::npos) << key;
+    }
+    for (const std::string section : {"[controller c1]\n", "[controller c2]\n"}) {
+        const auto at = text.find("\n" + section);
+        ASSERT_NE(at, std::string::npos) << text;
+        const std::string part = text.substr(at);
+        for (const char* key : {"from", "secret_hash", "users", "groups", "tls_client_subject",
+                                "tls_client_fingerprint"}) {
+            EXPECT_NE(part.find("\n" + std::string(key) + " = "), std::string::npos) << key;
+        }
+    }
+    EXPECT_NE(text.find("\nmax_auth_failures_per_source = 10\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\ntls_key = (none)\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nsecret_hash = (set, yescrypt)\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\nfrom = ::1\nsecret_hash = (set, yescrypt)\nusers = (any allowed "
+                        "by policy)\ngroups = staff\n"),
+              std::string::npos)
+        << text;
+    TempFile off("max_auth_failures_per_source = 0\n");
+    const std::string none = mpasswdd::describe(mpasswdd::load_config(off.path()));
+    EXPECT_NE(none.find("\nmax_auth_failures_per_source = 0 (not counted)\n"),
+              std::string::npos) << none;
+    EXPECT_NE(none.find("# no [controller NAME] section"), std::string::npos) << none;
+}
+
 TEST(Config, ControllerErrors) {
     const std::string h = test_hash();
     EXPECT_EQ(config_error("[controller c]\nfrom = 10.0.0.1/8\nsecret_hash = " + h + "\n"),
