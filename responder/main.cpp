@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -23,12 +22,14 @@
 #include "auth_tally.hpp"
 #include "config.hpp"
 #include "connection.hpp"
+#include "host_name.hpp"
 #include "limits.hpp"
 #include "log.hpp"
 #include "peer.hpp"
 #include "privsep.hpp"
 #include "sandbox.hpp"
 #include "secret_hash.hpp"
+#include "secret_line.hpp"
 #include "system_host.hpp"
 #include "text.hpp"
 
@@ -43,6 +44,10 @@ constexpr int exit_config = 78;
 // AUTH line of the smallest line_max.
 constexpr std::size_t secret_min = 12;
 constexpr std::size_t secret_max = mctp::limits::line_max_min - 7;
+
+// The banner's name when host_name is not set and the system's is no
+// valid HELO name.
+constexpr std::string_view host_name_fallback = "localhost";
 
 // What reaches a terminal of a text that came from an argument or a file:
 // control characters and non-ASCII escaped (\xHH).
@@ -90,75 +95,38 @@ bool stderr_is_separate() {
     return e.st_dev != o.st_dev || e.st_ino != o.st_ino || S_ISCHR(e.st_mode);
 }
 
-std::string system_host_name() {
-    char buf[256] = {};
-    if (gethostname(buf, sizeof buf - 1) != 0 || !mctp::is_helo_name(buf)) {
-        return "localhost";
-    }
-    return buf;
-}
-
-// Reads one line into a Secret from fd 0, without echo on a terminal.
-bool read_secret_line(const char* prompt, mctp::Secret* out) {
-    const bool tty = isatty(0) != 0;
-    termios saved{};
-    if (tty) {
-        std::fputs(prompt, stderr);
-        std::fflush(stderr);
-        tcgetattr(0, &saved);
-        termios quiet = saved;
-        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-        tcsetattr(0, TCSAFLUSH, &quiet);
-    }
-    char buf[secret_max + 2];
-    std::size_t len = 0;
-    bool too_long = false;
-    bool got_any = false;
-    for (;;) {
-        char c = 0;
-        const ssize_t n = read(0, &c, 1);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0 || c == '\n') {
-            got_any = got_any || n > 0;
-            break;
-        }
-        got_any = true;
-        if (len < sizeof buf) {
-            buf[len++] = c;
-        } else {
-            too_long = true;
-        }
-    }
-    if (tty) {
-        tcsetattr(0, TCSAFLUSH, &saved);
-        std::fputc('\n', stderr);
-    }
-    if (len > 0 && buf[len - 1] == '\r') {
-        --len;
-    }
-    *out = mctp::Secret(std::string_view(buf, too_long ? sizeof buf : len));
-    mctp::wipe(buf, sizeof buf);
-    return got_any;
+// One line from standard input: asked with echo off on a terminal (which
+// is restored if a signal ends the process meanwhile), else read as it is.
+mctp::SecretLine read_secret(mctp::QuietTerminal* tty, std::string_view prompt) {
+    return tty != nullptr ? tty->ask(prompt, secret_max) : mctp::read_secret_line(0, secret_max);
 }
 
 int hash_secret_command(unsigned long cost) {
-    mctp::Secret secret;
-    if (!read_secret_line("Controller secret: ", &secret)) {
-        std::fputs("mpasswdd: no secret given on standard input\n", stderr);
-        return exit_usage;
-    }
-    if (isatty(0) != 0) {
-        mctp::Secret again;
-        read_secret_line("Again: ", &again);
-        if (!mctp::constant_time_equal(secret.view(), again.view())) {
-            std::fputs("mpasswdd: the secrets differ\n", stderr);
+    std::optional<mctp::QuietTerminal> tty;
+    mctp::SecretLine line;
+    try {
+        if (isatty(0) != 0) {
+            tty.emplace(0, 2);
+        }
+        line = read_secret(tty ? &*tty : nullptr, "Controller secret: ");
+        if (!line.got) {
+            std::fputs("mpasswdd: no secret given on standard input\n", stderr);
             return exit_usage;
         }
+        if (tty) {
+            const mctp::SecretLine again = read_secret(&*tty, "Again: ");
+            if (!mctp::constant_time_equal(line.text.view(), again.text.view()) ||
+                line.too_long != again.too_long) {
+                std::fputs("mpasswdd: the secrets differ\n", stderr);
+                return exit_usage;
+            }
+        }
+    } catch (const mctp::SecretInputError& e) {
+        std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
+        return exit_failure;
     }
-    if (!mctp::is_argument(secret.view()) || secret.size() < secret_min ||
-        secret.size() > secret_max) {
+    const mctp::Secret& secret = line.text;
+    if (line.too_long || !mctp::is_argument(secret.view()) || secret.size() < secret_min) {
         std::fprintf(stderr,
                      "mpasswdd: a secret is %zu to %zu printable ASCII characters "
                      "without spaces\n",
@@ -181,8 +149,8 @@ int refuse_for_config(const std::string& message) {
     if (stderr_is_separate()) {
         std::fprintf(stderr, "mpasswdd: %s\n", shown(message).c_str());
     }
-    const mctp::Reply r{mctp::Code::unavailable,
-                        system_host_name() + " service not available (configuration error)"};
+    const mctp::Reply r{mctp::Code::unavailable, mctp::system_host_name(host_name_fallback) +
+                                                     " service not available (configuration error)"};
     const std::string line = mctp::format_reply(r, mctp::limits::line_max_default);
     [[maybe_unused]] const ssize_t n = write(1, line.data(), line.size());
     mpasswdd::linger_close(0, 1);
@@ -397,7 +365,8 @@ int run_parent(const Options& o, pid_t child, int fd, mpasswdd::Clock::time_poin
     hello.uid = jail.uid;
     hello.gid = jail.gid;
     hello.root = jail.root;
-    hello.host_name = config.host_name.empty() ? system_host_name() : config.host_name;
+    hello.host_name = config.host_name.empty() ? mctp::system_host_name(host_name_fallback)
+                                               : config.host_name;
     hello.peer = peer->text;
     hello.line_max = static_cast<std::uint32_t>(config.line_max);
     hello.idle_timeout = config.idle_timeout;

@@ -2,12 +2,17 @@
 """mpasswdd end to end: socket-activated by systemd-socket-activate --inetd
 on 127.0.0.1, real TCP clients, real libpam through pam_wrapper with
 pam_matrix as the password store (never /etc/pam.d)."""
+import fcntl
 import os
+import pty
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import unittest
 
@@ -338,6 +343,40 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertTrue(r.stdout.startswith("$y$"))
         self.assertNotIn(SECRET, r.stdout + r.stderr)
+
+    def test_hash_secret_interrupted_on_a_terminal_restores_echo(self):
+        master, slave = pty.openpty()
+
+        def make_controlling():
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        proc = subprocess.Popen([MPASSWDD, "--hash-secret"], stdin=slave, stdout=slave,
+                                stderr=slave, preexec_fn=make_controlling, close_fds=True)
+        try:
+            out = b""
+            deadline = time.monotonic() + 10
+            while b"Controller secret:" not in out and time.monotonic() < deadline:
+                if select.select([master], [], [], 0.2)[0]:
+                    out += os.read(master, 4096)
+            self.assertIn(b"Controller secret:", out)
+            self.assertFalse(termios.tcgetattr(slave)[3] & termios.ECHO, "echo is not off")
+            # Half a secret, then ^C from the terminal: SIGINT ends it.
+            os.write(master, b"half-a-sec\x03")
+            self.assertEqual(proc.wait(timeout=10), -signal.SIGINT)
+            self.assertTrue(termios.tcgetattr(slave)[3] & termios.ECHO,
+                            "the terminal was left without echo")
+            while select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            self.assertNotIn(b"half-a-sec", out)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(slave)
+            os.close(master)
 
     def test_unknown_option_is_a_usage_error(self):
         r = self.run_mpasswdd("--frobnicate")
