@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config_file.hpp"
+#include "limits.hpp"
 #include "peer.hpp"
 
 namespace mpasswdd {
@@ -44,17 +45,17 @@ struct Config {
     bool enabled = true;
     std::string host_name;  // empty: the system's host name
     std::string pam_service = "mpasswdd";
-    std::size_t line_max = 128;
-    std::chrono::milliseconds idle_timeout{60'000};
-    std::chrono::milliseconds session_timeout{300'000};
-    std::chrono::milliseconds auth_failure_delay{2'000};
-    unsigned max_auth_failures = 3;
+    std::size_t line_max = mctp::limits::line_max_default;
+    std::chrono::milliseconds idle_timeout = mctp::limits::idle_timeout_default;
+    std::chrono::milliseconds session_timeout = mctp::limits::session_timeout_default;
+    std::chrono::milliseconds auth_failure_delay = mctp::limits::auth_failure_delay_default;
+    unsigned max_auth_failures = mctp::limits::max_auth_failures_default;
     // From connect (TLS handshake included) until AUTH succeeds.
-    std::chrono::milliseconds login_grace_time{30'000};
+    std::chrono::milliseconds login_grace_time = mctp::limits::login_grace_time_default;
     // Failed AUTHs from one source across connections within the window;
     // then 421 at connect until the window has passed. 0: not counted.
-    unsigned max_auth_failures_per_source = 10;
-    std::chrono::milliseconds auth_failure_window{15 * 60'000};
+    unsigned max_auth_failures_per_source = mctp::limits::max_auth_failures_per_source_default;
+    std::chrono::milliseconds auth_failure_window = mctp::limits::auth_failure_window_default;
     // Where the count is kept (auth-failures in it).
     std::string state_directory = "/var/lib/mpasswdd";
     // The network child's user and its (empty, root-owned) root folder;

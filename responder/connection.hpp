@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "config.hpp"
+#include "limits.hpp"
 #include "peer.hpp"
 #include "session.hpp"
 
@@ -88,8 +89,8 @@ struct TlsFileError : TlsError {
 void check_tls_files(const Config& config);
 
 struct Timeouts {
-    std::chrono::milliseconds idle{60'000};
-    std::chrono::milliseconds session{300'000};
+    std::chrono::milliseconds idle = mctp::limits::idle_timeout_default;
+    std::chrono::milliseconds session = mctp::limits::session_timeout_default;
     // The end of the login grace time (connect + login_grace_time): until
     // the first successful AUTH, no command extends it.
     Clock::time_point login_deadline = Clock::time_point::max();

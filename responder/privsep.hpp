@@ -26,6 +26,7 @@
 #include <string_view>
 
 #include "connection.hpp"
+#include "limits.hpp"
 #include "secret.hpp"
 #include "session.hpp"
 
@@ -114,11 +115,11 @@ struct Hello {
     std::string root;  // chroot into it; empty: no chroot (not root)
     std::string host_name;
     std::string peer;
-    std::uint32_t line_max = 128;
-    std::chrono::milliseconds idle_timeout{60'000};
-    std::chrono::milliseconds session_timeout{300'000};
-    std::chrono::milliseconds login_grace_time{30'000};
-    std::uint32_t max_auth_failures = 3;
+    std::uint32_t line_max = mctp::limits::line_max_default;
+    std::chrono::milliseconds idle_timeout = mctp::limits::idle_timeout_default;
+    std::chrono::milliseconds session_timeout = mctp::limits::session_timeout_default;
+    std::chrono::milliseconds login_grace_time = mctp::limits::login_grace_time_default;
+    std::uint32_t max_auth_failures = mctp::limits::max_auth_failures_default;
     bool tls = false;
     std::string tls_certificate;
     std::string tls_key;
@@ -154,9 +155,9 @@ private:
 
 // The parent's side.
 struct MonitorSettings {
-    unsigned max_auth_failures = 3;
-    std::chrono::milliseconds auth_failure_delay{2000};
-    std::size_t line_max = 128;
+    unsigned max_auth_failures = mctp::limits::max_auth_failures_default;
+    std::chrono::milliseconds auth_failure_delay = mctp::limits::auth_failure_delay_default;
+    std::size_t line_max = mctp::limits::line_max_default;
 };
 
 // What the monitor needs besides the Host: the verdict on the peer once
