@@ -19,18 +19,6 @@ struct BioFree {
 };
 using Bio = std::unique_ptr<BIO, BioFree>;
 
-// The first queued OpenSSL error as text (or fallback), the queue cleared.
-std::string reason(const char* fallback) {
-    const unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (e == 0) {
-        return fallback;
-    }
-    std::array<char, 256> buf{};
-    ERR_error_string_n(e, buf.data(), buf.size());
-    return buf.data();
-}
-
 [[noreturn]] void fail(const std::string& path, const std::string& why) {
     throw cfg::ConfigError(path + ": " + why);
 }
@@ -38,7 +26,7 @@ std::string reason(const char* fallback) {
 Bio memory_bio(const std::string& text, const std::string& path) {
     Bio bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
     if (!bio) {
-        fail(path, reason("out of memory"));
+        fail(path, error_reason("out of memory"));
     }
     return bio;
 }
@@ -62,27 +50,38 @@ int no_pass_phrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*u*/) {
 
 }  // namespace
 
+std::string error_reason(const char* fallback) {
+    const unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (e == 0) {
+        return fallback;
+    }
+    std::array<char, 256> buf{};
+    ERR_error_string_n(e, buf.data(), buf.size());
+    return buf.data();
+}
+
 void use_certificate_chain(SSL_CTX* ctx, const std::string& path) {
     const std::string text = cfg::read_checked(path, "", true, pem_file_max);
     const Bio bio = memory_bio(text, path);
     ERR_clear_error();
     X509* cert = PEM_read_bio_X509_AUX(bio.get(), nullptr, no_pass_phrase, nullptr);
     if (cert == nullptr) {
-        fail(path, reason("no PEM certificate"));
+        fail(path, error_reason("no PEM certificate"));
     }
     const int ok = SSL_CTX_use_certificate(ctx, cert);
     X509_free(cert);
     if (ok != 1 || SSL_CTX_clear_chain_certs(ctx) != 1) {
-        fail(path, reason("the certificate cannot be used"));
+        fail(path, error_reason("the certificate cannot be used"));
     }
     while (X509* ca = PEM_read_bio_X509(bio.get(), nullptr, no_pass_phrase, nullptr)) {
         if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {  // takes ca on success
             X509_free(ca);
-            fail(path, reason("a chain certificate cannot be used"));
+            fail(path, error_reason("a chain certificate cannot be used"));
         }
     }
     if (!only_end_of_pem_queued()) {
-        fail(path, reason("a chain certificate is not PEM"));
+        fail(path, error_reason("a chain certificate is not PEM"));
     }
 }
 
@@ -96,12 +95,12 @@ void use_private_key(SSL_CTX* ctx, const std::string& path) {
     BIO_free(bio);
     OPENSSL_cleanse(pem.data(), pem.size());
     if (key == nullptr) {
-        fail(path, reason("not a PEM private key (or an encrypted one)"));
+        fail(path, error_reason("not a PEM private key (or an encrypted one)"));
     }
     const int ok = SSL_CTX_use_PrivateKey(ctx, key);
     EVP_PKEY_free(key);
     if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        fail(path, reason("not the key of the certificate"));
+        fail(path, error_reason("not the key of the certificate"));
     }
 }
 
@@ -112,7 +111,7 @@ void load_trusted(SSL_CTX* ctx, const std::string& path) {
     STACK_OF(X509_INFO)* infos = PEM_X509_INFO_read_bio(bio.get(), nullptr, no_pass_phrase,
                                                         nullptr);
     if (infos == nullptr) {
-        fail(path, reason("not PEM"));
+        fail(path, error_reason("not PEM"));
     }
     X509_STORE* store = SSL_CTX_get_cert_store(ctx);
     int count = 0;
@@ -130,7 +129,7 @@ void load_trusted(SSL_CTX* ctx, const std::string& path) {
     }
     sk_X509_INFO_pop_free(infos, X509_INFO_free);
     if (!ok) {
-        fail(path, reason("a certificate cannot be added"));
+        fail(path, error_reason("a certificate cannot be added"));
     }
     if (count == 0) {
         fail(path, "no PEM certificate in it");

@@ -17,6 +17,10 @@ inline constexpr std::size_t pem_file_max = std::size_t{1} << 20;
 // The largest private-key file read (PEM).
 inline constexpr std::size_t key_file_max = std::size_t{64} * 1024;
 
+// The first queued OpenSSL error as text (or fallback when none is
+// queued), and the queue cleared.
+std::string error_reason(const char* fallback);
+
 // Each throws cfg::ConfigError "PATH: why"; the caller adds the key.
 
 // The certificate (first) and its chain (the rest), PEM, as

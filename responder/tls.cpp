@@ -8,7 +8,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <array>
 #include <cstdio>
 #include <string>
 
@@ -19,18 +18,6 @@
 
 namespace mpasswdd {
 namespace {
-
-// The first queued OpenSSL error as text, and the queue cleared.
-std::string ssl_reason(const char* fallback) {
-    const unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (e == 0) {
-        return fallback;
-    }
-    std::array<char, 256> buf{};
-    ERR_error_string_n(e, buf.data(), buf.size());
-    return buf.data();
-}
 
 // Waits for what OpenSSL asked for (read or write) until deadline.
 bool wait_for(int fd, int ssl_error, Clock::time_point deadline) {
@@ -114,7 +101,7 @@ std::string subject_of(X509* cert) {
 std::unique_ptr<SSL_CTX, CtxFree> server_context(const TlsFiles& files) {
     std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
     if (!ctx) {
-        throw TlsError(ssl_reason("cannot create a TLS context"));
+        throw TlsError(mctp::tls::error_reason("cannot create a TLS context"));
     }
     SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
     SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
@@ -156,7 +143,7 @@ std::unique_ptr<Channel> tls_channel(TlsContext context, int fd, Clock::time_poi
     std::unique_ptr<SSL_CTX, CtxFree> ctx(context.release());
     std::unique_ptr<SSL, SslFree> ssl(SSL_new(ctx.get()));
     if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
-        throw TlsError(ssl_reason("cannot attach TLS to the connection"));
+        throw TlsError(mctp::tls::error_reason("cannot attach TLS to the connection"));
     }
     const int flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -173,8 +160,8 @@ std::unique_ptr<Channel> tls_channel(TlsContext context, int fd, Clock::time_poi
             continue;
         }
         const long verify = SSL_get_verify_result(ssl.get());
-        std::string why = ssl_reason(err == SSL_ERROR_SYSCALL ? "the peer closed the connection"
-                                                              : "handshake failed");
+        std::string why = mctp::tls::error_reason(
+            err == SSL_ERROR_SYSCALL ? "the peer closed the connection" : "handshake failed");
         if (verify != X509_V_OK) {
             why += " (client certificate: " +
                    std::string(X509_verify_cert_error_string(verify)) + ")";
