@@ -31,6 +31,21 @@ std::string not_regular(mode_t mode) {
     return std::string("not a regular file (") + kind + ")";
 }
 
+// Who may change the file: only root or the caller, as OpenSSH's
+// secure_filename() has it. A group other than root's may not write it
+// either: its members could otherwise set ssh_command (run as root from
+// setuid passwd) or a Match exec in ssh_config.
+std::string unsafe_owner(const struct stat& st) {
+    if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
+        return "writable by other users; it must be owned by root and not world-writable "
+               "(chmod 600)";
+    }
+    if ((st.st_mode & S_IWGRP) != 0 && st.st_gid != 0) {
+        return "writable by its group; only root may change it (chmod g-w)";
+    }
+    return {};
+}
+
 // Opens and reads a regular file of at most size_max octets that only
 // root or the caller may write. With owner_only, group and others may not
 // read it either (checked before reading). *mode gets its permissions.
@@ -66,9 +81,8 @@ std::string read_regular(const std::string& path, std::size_t size_max, bool own
     if (const std::string why = not_regular(st.st_mode); !why.empty()) {
         fail(why);
     }
-    if ((st.st_mode & S_IWOTH) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
-        fail("writable by other users; it must be owned by root and not world-writable "
-             "(chmod 600)");
+    if (const std::string why = unsafe_owner(st); !why.empty()) {
+        fail(why);
     }
     if (owner_only && (st.st_mode & 077) != 0) {
         fail("holds a secret, so it must be readable by its owner only (chmod 600 " + path +
@@ -116,6 +130,22 @@ std::string read_regular(const std::string& path, std::size_t size_max, bool own
 }
 
 }  // namespace
+
+void check_program(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        throw ConfigError(path + ": cannot run: " + std::strerror(errno));
+    }
+    if (const std::string why = not_regular(st.st_mode); !why.empty()) {
+        throw ConfigError(path + ": " + why);
+    }
+    if (const std::string why = unsafe_owner(st); !why.empty()) {
+        throw ConfigError(path + ": " + why);
+    }
+    if ((st.st_mode & S_IXUSR) == 0) {
+        throw ConfigError(path + ": not executable");
+    }
+}
 
 void refuse_special(const std::string& path) {
     struct stat st {};

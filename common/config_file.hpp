@@ -20,7 +20,8 @@ struct ConfigError : std::runtime_error {
 inline constexpr std::size_t config_size_max = 1 << 20;
 
 // Reads a regular file of at most size_max octets. Refuses one that is
-// world-writable or owned by someone other than root or the caller.
+// world-writable, group-writable (unless the group is root's) or owned by
+// someone other than root or the caller.
 // Never waits: a FIFO, a device, a directory or a socket is refused at
 // once, without being opened ("PATH: not a regular file (a FIFO)"), and
 // a file larger than size_max ("PATH: larger than N octets"), even one
@@ -35,6 +36,10 @@ std::string read_checked(const std::string& path, std::string_view secret_marker
 // The same checks, and the file must not be readable by group or others
 // at all (a secret file). The caller wipes the text after use.
 std::string read_private(const std::string& path, std::size_t size_max);
+
+// A program to run as root (ssh_command): a regular, executable file that
+// only root (or the caller) may change. Throws ConfigError naming it.
+void check_program(const std::string& path);
 
 // For a file another program opens (ssh's identity and known-hosts
 // files): throws ConfigError "PATH: not a regular file (a FIFO)" when

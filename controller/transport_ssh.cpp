@@ -399,6 +399,12 @@ private:
 }  // namespace
 
 std::unique_ptr<Transport> make_ssh_transport(SshSettings settings) {
+    // Run as root from setuid passwd: nobody but root may have changed it.
+    try {
+        mctp::cfg::check_program(settings.command);
+    } catch (const mctp::cfg::ConfigError& e) {
+        throw TransportError(std::string("ssh_command: ") + e.what());
+    }
     if (!settings.config.empty()) {
         // ssh reads it itself; checked here so that a file anyone else may
         // write (or a FIFO) is refused before anything starts.

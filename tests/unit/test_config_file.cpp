@@ -119,6 +119,23 @@ TEST(CheckedReader, SizeLimitOnTheFileAndOnWhatIsRead) {
               std::string::npos);
 }
 
+// Only root (or the caller) may change a configuration file: a group
+// other than root's may not write it either.
+TEST(CheckedReader, WritableByOthersOrByAGroupIsRefused) {
+    TempFile f("key = value\n", 0666);
+    EXPECT_EQ(checked(f.path(), 100), f.path() + ": writable by other users; it must be owned "
+                                                 "by root and not world-writable (chmod 600)");
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "not root: cannot give the file to another group";
+    }
+    chmod(f.path().c_str(), 0664);
+    ASSERT_EQ(chown(f.path().c_str(), 0, 65534), 0);
+    EXPECT_EQ(checked(f.path(), 100),
+              f.path() + ": writable by its group; only root may change it (chmod g-w)");
+    ASSERT_EQ(chown(f.path().c_str(), 0, 0), 0);
+    EXPECT_EQ(mctp::cfg::read_checked(f.path(), "", true, 100), "key = value\n");
+}
+
 struct CtxFree {
     void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };

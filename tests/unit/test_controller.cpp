@@ -977,6 +977,41 @@ TEST(SshTransport, SshConfigIsChecked) {
     EXPECT_NO_THROW(make_transport(s, TlsSettings{}, ssh_target));
 }
 
+// ssh_command runs as root from setuid passwd: a program that someone
+// other than root may change (a group's members, anyone) is refused, as
+// are a missing or a non-executable one.
+TEST(SshTransport, SshCommandIsChecked) {
+    const auto ssh_target = parse_hosts("web1 ssh\n", "hosts", TargetDefaults(4242));
+    SshSettings s;
+    const auto refused = [&](const std::string& command, const std::string& why) {
+        s.command = command;
+        try {
+            make_transport(s, TlsSettings{}, ssh_target);
+            ADD_FAILURE() << command << " was accepted";
+        } catch (const TransportError& e) {
+            EXPECT_NE(std::string(e.what()).find("ssh_command: " + command + ": " + why),
+                      std::string::npos)
+                << e.what();
+        }
+    };
+    TempFile program("#!/bin/sh\n", 0755);
+    s.command = program.path();
+    EXPECT_NO_THROW(make_transport(s, TlsSettings{}, ssh_target));
+    refused("/nonexistent/ssh", "cannot run");
+    chmod(program.path().c_str(), 0644);
+    refused(program.path(), "not executable");
+    chmod(program.path().c_str(), 0777);
+    refused(program.path(), "writable by other users");
+    if (geteuid() == 0) {
+        chmod(program.path().c_str(), 0775);
+        ASSERT_EQ(chown(program.path().c_str(), 0, 65534), 0);
+        refused(program.path(), "writable by its group");
+        ASSERT_EQ(chown(program.path().c_str(), 0, 0), 0);  // root's group may
+        s.command = program.path();
+        EXPECT_NO_THROW(make_transport(s, TlsSettings{}, ssh_target));
+    }
+}
+
 // A caller's low soft RLIMIT_NOFILE (a user's `ulimit -Sn 16` before
 // setuid passwd) is raised for the connections and put back afterwards.
 TEST(DescriptorRoom, RaisesTheSoftLimitAndPutsItBack) {
