@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <fcntl.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -98,7 +99,7 @@ void install_seccomp() {
         SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
         SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg),
         SCMP_SYS(shutdown), SCMP_SYS(close), SCMP_SYS(poll), SCMP_SYS(ppoll),
-        SCMP_SYS(fcntl), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek),
+        SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek),
         // memory (glibc malloc, OpenSSL)
         SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
         SCMP_SYS(mprotect), SCMP_SYS(futex),
@@ -115,6 +116,23 @@ void install_seccomp() {
             errno = EINVAL;
             fail("seccomp_rule_add");
         }
+    }
+    // fcntl: flags only. Not F_SETOWN/F_SETSIG, and no O_ASYNC in F_SETFL:
+    // with those a child could have the kernel send SIGKILL to any process
+    // of its uid whenever its peer sends an octet.
+    for (const int cmd : {F_GETFL, F_GETFD, F_SETFD}) {
+        if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1,
+                             SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(cmd))) != 0) {
+            errno = EINVAL;
+            fail("seccomp_rule_add fcntl");
+        }
+    }
+    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 2,
+                         SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(F_SETFL)),
+                         SCMP_A2(SCMP_CMP_MASKED_EQ, static_cast<scmp_datum_t>(O_ASYNC), 0)) !=
+        0) {
+        errno = EINVAL;
+        fail("seccomp_rule_add fcntl F_SETFL");
     }
     // isatty() (the channel leaves a terminal's flags alone): TCGETS only.
     if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,

@@ -3,9 +3,12 @@
 // behind it, and raw messages written to the child's end.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "privsep.hpp"
+#include "sandbox.hpp"
 
 namespace {
 
@@ -432,3 +436,42 @@ TEST(Privsep, MessagesAreBounded) {
 }
 
 }  // namespace
+
+// The confined child may set its descriptors' flags, but not signal-driven
+// I/O: with F_SETOWN or O_ASYNC it could have the kernel send SIGKILL to
+// any process of its uid whenever its peer sends an octet.
+TEST(Sandbox, FcntlIsLimitedToFlags) {
+    const auto confined = [](int (*probe)(int fd)) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) {
+                _exit(90);
+            }
+            try {
+                mpasswdd::confine(mpasswdd::Jail{}, getppid());
+            } catch (...) {
+                _exit(91);
+            }
+            _exit(probe(sv[0]));
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        return status;
+    };
+    const int flags = confined([](int fd) {
+        const int f = fcntl(fd, F_GETFL);
+        return f >= 0 && fcntl(fd, F_SETFL, f | O_NONBLOCK) == 0 &&
+                       fcntl(fd, F_SETFD, FD_CLOEXEC) == 0
+                   ? 0
+                   : 1;
+    });
+    ASSERT_TRUE(WIFEXITED(flags)) << flags;
+    EXPECT_EQ(WEXITSTATUS(flags), 0);
+    for (const auto probe : {+[](int fd) { return fcntl(fd, F_SETOWN, getpid()) == 0 ? 2 : 3; },
+                             +[](int fd) { return fcntl(fd, F_SETFL, O_ASYNC) == 0 ? 2 : 3; },
+                             +[](int fd) { return fcntl(fd, F_SETSIG, SIGKILL) == 0 ? 2 : 3; }}) {
+        const int status = confined(probe);
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) << status;
+    }
+}
