@@ -142,13 +142,14 @@ std::string_view Message::wire() const noexcept {
     return {buf_.data(), size_};
 }
 
-bool send(int fd, const Message& m) {
+bool send(int fd, const Message& m, bool wait) {
     if (!m.fits()) {
         return false;
     }
     const std::string_view w = m.wire();
     for (;;) {
-        const ssize_t n = ::send(fd, w.data(), w.size(), MSG_NOSIGNAL);
+        const ssize_t n =
+            ::send(fd, w.data(), w.size(), MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
         if (n == static_cast<ssize_t>(w.size())) {
             return true;
         }
@@ -384,7 +385,17 @@ private:
         backend_.error("privsep: the network child " + why + "; session ended");
         return MonitorEnd::violation;
     }
-    bool reply(Message& m) { return send(fd_, m); }
+    // Never waits: a child that stops reading its replies (its socket
+    // buffer full) must not hold the root process past every deadline.
+    bool reply(Message& m) {
+        if (send(fd_, m, false)) {
+            return true;
+        }
+        backend_.error(errno == EAGAIN || errno == EWOULDBLOCK
+                           ? "privsep: the network child does not read its replies; session ended"
+                           : "privsep: cannot answer the network child; session ended");
+        return false;
+    }
 
     std::optional<MonitorEnd> on_start(Message& m);
     std::optional<MonitorEnd> on_auth(Message& m);
@@ -399,6 +410,7 @@ private:
     bool locked_ = false;
     unsigned failures_ = 0;
     std::string controller_;  // empty until an AUTH succeeds
+    unsigned logs_ = 0;       // LOG messages so far
 };
 
 std::optional<MonitorEnd> Monitor::on_start(Message& m) {
@@ -450,6 +462,12 @@ std::optional<MonitorEnd> Monitor::on_auth(Message& m) {
         std::this_thread::sleep_for(settings_.auth_failure_delay);
         break;
     }
+    // The parent's own record (the child's lines are relayed, not trusted).
+    backend_.host.log(result.kind == mctp::AuthResult::Kind::accepted ? mctp::LogLevel::info
+                                                                      : mctp::LogLevel::notice,
+                      result.kind == mctp::AuthResult::Kind::accepted
+                          ? "monitor: controller " + result.controller + " authenticated"
+                          : std::string("monitor: AUTH failed"));
     Message r(Type::auth_reply);
     r.put_u8(static_cast<std::uint8_t>(result.kind));
     r.put_str(result.kind == mctp::AuthResult::Kind::accepted ? result.controller : "");
@@ -498,6 +516,10 @@ std::optional<MonitorEnd> Monitor::on_change(Message& m) {
         result = backend_.host.change_password(user, helo, password);
     }
     password.clear();
+    backend_.host.log(mctp::LogLevel::info,
+                      "monitor: change of " + user + " for controller " + controller_ + ": " +
+                          (result.kind == mctp::ChangeResult::Kind::changed ? "changed"
+                                                                            : "not changed"));
     Message r(Type::change_reply);
     r.put_u8(static_cast<std::uint8_t>(result.kind));
     r.put_str(std::string_view(result.message).substr(0, text_max));
@@ -510,6 +532,9 @@ std::optional<MonitorEnd> Monitor::on_log(Message& m) {
     if (!m.get_u8(&level) || !m.get_str(text_max, &text) || !m.at_end() ||
         level > log_error || !mctp::is_printable_ascii(text)) {
         return violation("sent a malformed LOG");
+    }
+    if (++logs_ > log_messages_max) {
+        return violation("sent more than " + std::to_string(log_messages_max) + " LOG messages");
     }
     if (level == log_error) {
         backend_.error(text);

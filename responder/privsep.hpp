@@ -38,6 +38,9 @@ inline constexpr std::size_t message_max = 8192;
 // The longest log text and TLS subject a child may send.
 inline constexpr std::size_t text_max = 4096;
 inline constexpr std::size_t path_max = 1024;
+// The LOG messages one session's child may send (a sound one sends a few
+// dozen at most): more floods syslog and ends the session.
+inline constexpr unsigned log_messages_max = 256;
 
 enum class Type : std::uint8_t {
     hello = 1,         // parent -> child, once: what the child needs
@@ -101,8 +104,9 @@ private:
     bool overflow_ = false;
 };
 
-// Sends one message. False if it does not fit or the other side is gone.
-bool send(int fd, const Message& m);
+// Sends one message. False if it does not fit or the other side is gone;
+// with wait false, also when the other side's buffer is full (EAGAIN).
+bool send(int fd, const Message& m, bool wait = true);
 
 // receive(): waits until deadline for one message and checks its header
 // (version, flags, length, size). malformed: *why says what was wrong.

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <future>
@@ -49,14 +50,17 @@ public:
                           std::string(password.view()));
         return {mctp::ChangeResult::Kind::changed, ""};
     }
+    // The monitor's own record ("monitor: ...") apart from the lines it
+    // relays for the child.
     void log(mctp::LogLevel, std::string_view message) override {
-        lines.emplace_back(message);
+        (message.starts_with("monitor: ") ? own : lines).emplace_back(message);
     }
 
     unsigned auths = 0;
     std::vector<std::string> checked;
     std::vector<std::string> changes;
     std::vector<std::string> lines;
+    std::vector<std::string> own;
 };
 
 // The monitor on one end of a socketpair, in a thread; the test is the
@@ -474,4 +478,68 @@ TEST(Sandbox, FcntlIsLimitedToFlags) {
         const int status = confined(probe);
         EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) << status;
     }
+}
+
+namespace {
+std::unique_ptr<Message> check_user_message(const std::string& user) {
+    auto m = std::make_unique<Message>(Type::check_user);
+    m->put_str(user);
+    return m;
+}
+}  // namespace
+
+// A child that stops reading its replies fills its socket buffer: the
+// monitor must end the session, not block in send() past every deadline.
+TEST(Privsep, AChildThatDoesNotReadCannotHoldTheMonitor) {
+    Monitor mon;
+    start(mon);
+    ASSERT_EQ(auth(mon, "good-secret-1").first,
+              static_cast<std::uint8_t>(mctp::AuthResult::Kind::accepted));
+    // Requests for three seconds at most, none of whose replies is read.
+    const auto ask = check_user_message("alice");
+    const auto until = Clock::now() + std::chrono::seconds(3);
+    while (Clock::now() < until) {
+        if (send(mon.child_fd(), ask->wire().data(), ask->wire().size(),
+                 MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            if (errno != EAGAIN) {
+                break;  // the monitor ended
+            }
+            usleep(1000);  // it has not read the last ones yet
+        }
+    }
+    EXPECT_EQ(mon.end(), MonitorEnd::io_error);
+    EXPECT_NE(mon.all_errors().find("does not read its replies"), std::string::npos)
+        << mon.all_errors();
+}
+
+// The child's log lines are relayed, but bounded; and the parent writes
+// its own record of what it did, which a compromised child cannot forge
+// or leave out.
+TEST(Privsep, LogLinesAreBoundedAndTheParentKeepsItsOwnRecord) {
+    {
+        Monitor mon;
+        start(mon);
+        ASSERT_EQ(auth(mon, "good-secret-1").first,
+                  static_cast<std::uint8_t>(mctp::AuthResult::Kind::accepted));
+        Message r;
+        mon.ask(*change("alice"), Type::change_reply, &r);
+        EXPECT_EQ(mon.host.own,
+                  (std::vector<std::string>{"monitor: controller ctl authenticated",
+                                            "monitor: change of alice for controller ctl: "
+                                            "changed"}));
+    }
+    Monitor mon;
+    start(mon);
+    for (unsigned i = 0; i <= mpasswdd::privsep::log_messages_max; ++i) {
+        Message m(Type::log);
+        m.put_u8(1);
+        m.put_str("AUTH ok: controller admin");
+        if (!mpasswdd::privsep::send(mon.child_fd(), m)) {
+            break;
+        }
+    }
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_NE(mon.all_errors().find("more than 256 LOG messages"), std::string::npos)
+        << mon.all_errors();
+    EXPECT_EQ(mon.host.lines.size(), mpasswdd::privsep::log_messages_max);
 }
