@@ -206,6 +206,16 @@ bool controller_key(Parser& p, Controller& ctl, std::string_view key, std::strin
         ctl.secret_hash = hash;
         return true;
     }
+    if (key == "secret_verifier") {
+        std::string why;
+        auto v = mctp::scram::parse_verifier(value, &why);
+        if (!v) {
+            return p.fail(key, "is not a SCRAM-SHA-256 verifier (" + why +
+                                   "); make one with mpasswdd --new-secret or --verifier");
+        }
+        ctl.verifier = std::move(*v);
+        return true;
+    }
     if (key == "users") {
         return set_list(p, key, value, true, &ctl.users);
     }
@@ -270,7 +280,9 @@ int on_entry(void* user, const char* section, const char* name, const char* valu
 }  // namespace
 
 Config load_config(const std::string& path) {
-    const std::string text = cfg::read_checked(path, "secret_hash", true);
+    // secret_hash and secret_verifier: a verifier lets whoever reads it
+    // pose as this host to the controller.
+    const std::string text = cfg::read_checked(path, "secret_", true);
     Parser p;
     p.config.path = path;
     cfg::parse_ini(text, path, on_entry, &p, p.error, "'key = value' or '[section]'");
@@ -280,8 +292,9 @@ Config load_config(const std::string& path) {
         if (ctl.from.empty()) {
             throw ConfigError(where + "[" + section + "] has no 'from' key");
         }
-        if (ctl.secret_hash.empty()) {
-            throw ConfigError(where + "[" + section + "] has no 'secret_hash' key");
+        if (ctl.secret_hash.empty() && !ctl.verifier) {
+            throw ConfigError(where + "[" + section +
+                              "] has neither 'secret_verifier' nor 'secret_hash'");
         }
         if ((!ctl.tls_client_subject.empty() || !ctl.tls_client_fingerprint.empty()) &&
             p.config.tls_client_ca.empty()) {
@@ -303,7 +316,8 @@ Config load_config(const std::string& path) {
 
 void check_hashes(const Config& config) {
     for (const auto& ctl : config.controllers) {
-        if (check_secret(mctp::Secret(""), ctl.secret_hash) == HashCheck::unusable) {
+        if (!ctl.secret_hash.empty() &&
+            check_secret(mctp::Secret(""), ctl.secret_hash) == HashCheck::unusable) {
             throw ConfigError(config.path + ": [controller " + ctl.name +
                               "] secret_hash: libxcrypt cannot use this hash; make a new one "
                               "with mpasswdd --hash-secret");
@@ -352,7 +366,15 @@ std::string describe(const Config& c) {
     for (const auto& ctl : c.controllers) {
         o << "\n[controller " << ctl.name << "]\n"
           << "from = " << list(ctl.from_text) << "\n"
-          << "secret_hash = (set, yescrypt)\n"
+          << "secret_verifier = "
+          << (ctl.verifier ? "(set, SCRAM-SHA-256, " + std::to_string(ctl.verifier->iterations) +
+                                 " iterations)"
+                           : std::string("(none: AUTH SCRAM-SHA-256 refused)"))
+          << "\n"
+          << "secret_hash = "
+          << (ctl.secret_hash.empty() ? "(none: the old AUTH <secret> refused)"
+                                      : "(set, yescrypt; the old AUTH <secret> accepted)")
+          << "\n"
           << "users = " << (ctl.users.empty() ? "(any allowed by policy)" : list(ctl.users))
           << "\n"
           << "groups = " << (ctl.groups.empty() ? "(any allowed by policy)" : list(ctl.groups))
