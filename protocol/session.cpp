@@ -268,18 +268,20 @@ Reply Session::dispatch(std::string_view line) {
     return (this->*(cmd->handler))(arg);
 }
 
-Reply Session::cmd_helo(std::string_view arg) {
+Reply Session::cmd_helo(std::string_view arg) { return greet("HELO", arg); }
+
+Reply Session::greet(std::string_view verb, std::string_view arg) {
     if (!is_helo_name(arg)) {
-        return reply(Code::syntax_error, "HELO needs a host name");
+        return reply(Code::syntax_error, std::string(verb) + " needs a host name");
     }
     helo_name_ = arg;
-    host_.log(LogLevel::info, "HELO " + helo_name_);
+    host_.log(LogLevel::info, std::string(verb) + " " + helo_name_);
     set_state(State::greeted);
     return reply(Code::ok, settings_.host_name + " hello " + helo_name_ + " [" + peer_ + "]");
 }
 
 Reply Session::cmd_ehlo(std::string_view arg) {
-    Reply r = cmd_helo(arg);
+    Reply r = greet("EHLO", arg);
     if (r.code != Code::ok) {
         return r;
     }

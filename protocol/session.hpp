@@ -138,6 +138,7 @@ private:
     Reply auth_scram(std::string_view mechanism, std::string_view initial);
     Reply auth_failed(std::string_view mechanism);
     Reply auth_locked();
+    Reply greet(std::string_view verb, std::string_view arg);
     Reply cmd_helo(std::string_view arg);
     Reply cmd_ehlo(std::string_view arg);
     Reply cmd_auth(std::string_view arg);

@@ -185,7 +185,7 @@ mctp::ScramResult SystemHost::scram_final(std::string_view client_final) {
     if (!final_message || controller.empty()) {
         if (!controller.empty()) {
             log::write(mctp::LogLevel::notice,
-                       "AUTH SCRAM-SHA-256 for controller " + controller + " from " +
+                       "AUTH SCRAM for controller " + controller + " from " +
                            peer_.text + " failed: " + why);
         }
         warn_if_locked(charged);

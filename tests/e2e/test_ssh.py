@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import control_octets, free_port, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import control_octets, free_port, privsep_directory, verifier  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 MPASSWDD = os.environ["MPASSWDD"]
@@ -78,8 +78,8 @@ class SshTransport(unittest.TestCase):
         # it runs as (as under inetd, ssh has no StateDirectory=).
         write(conf, "host_name = sshtarget\npam_service = %s\nauth_failure_delay = 0.05\n"
               "state_directory = %s\n"
-              "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-              % (SERVICE, os.path.join(target, "state"), hash_secret(MPASSWDD, SECRET)),
+              "[controller control-ssh]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+              % (SERVICE, os.path.join(target, "state"), verifier(MPASSWDD, SECRET)),
               0o600, owner)
         cls.log = os.path.join(target, "log")
         write(cls.log, "", 0o600, owner)
@@ -324,8 +324,8 @@ class ResponderSshOption(unittest.TestCase):
         try:
             conf = os.path.join(d, "c.conf")
             write(conf, "state_directory = %s\nprivsep_directory = %s\n[controller ctl]\n"
-                  "from = 127.0.0.1\nsecret_hash = %s\n"
-                  % (os.path.join(d, "state"), privsep_directory(d), hash_secret(MPASSWDD, SECRET)))
+                  "from = 127.0.0.1\nsecret_verifier = %s\n"
+                  % (os.path.join(d, "state"), privsep_directory(d), verifier(MPASSWDD, SECRET)))
             env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
             p = subprocess.run([MPASSWDD, "--ssh", "-c", conf], input="QUIT\r\n",
                                capture_output=True, text=True, env=env)
