@@ -139,8 +139,11 @@ def _xor(a, b):
 
 
 class ScramClient:
-    def __init__(self, name, secret, nonce=None):
-        self.name, self.secret = name, secret
+    """cache: a dict shared by sessions, (salt, iterations) -> SaltedPassword,
+    as the controller's engine keeps it for one run."""
+
+    def __init__(self, name, secret, nonce=None, cache=None):
+        self.name, self.secret, self.cache = name, secret, cache
         self.nonce = nonce or base64.b64encode(os.urandom(18)).decode()
         self.bare = "n=%s,r=%s" % (name, self.nonce)
         self.server_signature = None
@@ -151,8 +154,14 @@ class ScramClient:
     def final(self, server_first):
         f = dict(x.split("=", 1) for x in server_first.split(","))
         assert f["r"].startswith(self.nonce) and f["r"] != self.nonce, server_first
-        salted = hashlib.pbkdf2_hmac("sha256", self.secret.encode(), base64.b64decode(f["s"]),
-                                     int(f["i"]))
+        key = (f["s"], f["i"])
+        if self.cache is not None and key in self.cache:
+            salted = self.cache[key]
+        else:
+            salted = hashlib.pbkdf2_hmac("sha256", self.secret.encode(),
+                                         base64.b64decode(f["s"]), int(f["i"]))
+            if self.cache is not None:
+                self.cache[key] = salted
         without_proof = "c=biws,r=" + f["r"]
         auth_message = ",".join([self.bare, server_first, without_proof])
         client_key = _hmac(salted, "Client Key")
