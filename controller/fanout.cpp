@@ -81,10 +81,12 @@ mctp::Client::Action client_action(Action a) {
 class Dialogue {
 public:
     Dialogue(const Target& target, const EngineSettings& settings, const Job& job,
-             const mctp::Secret& auth_line, const mctp::Secret* data_line)
+             const mctp::Secret* auth_line, const mctp::Secret* data_line,
+             mctp::scram::KeyCache& keys)
         : target_(target), settings_(settings),
-          client_({client_action(job.action), job.user, settings.helo_name, &auth_line,
-                   data_line}),
+          client_({client_action(job.action), job.user, settings.helo_name, auth_line, data_line,
+                   target.auth_plain ? mctp::Client::Auth::plain : mctp::Client::Auth::scram,
+                   settings.secret, &keys}),
           start_(Clock::now()), target_deadline_(start_ + settings.target_timeout) {}
 
     asio::awaitable<Result> run(Transport& transport) {
@@ -121,6 +123,7 @@ private:
         stream_ = co_await within(transport.connect(target_), deadline(settings_.connect_timeout),
                                   "no connection within " + seconds(settings_.connect_timeout));
         connected_ = true;
+        client_.set_channel_binding(stream_->tls_exporter());
         auto reply_due = deadline(settings_.reply_timeout);
         while (!client_.finished()) {
             if (const auto bytes = client_.next(); !bytes.empty()) {
@@ -139,10 +142,12 @@ private:
                                                 seconds(settings_.reply_timeout)));
         }
         const auto& o = client_.outcome();
-        const Outcome outcome = o.kind == mctp::Client::Outcome::Kind::ok ? Outcome::ok
-                                : o.kind == mctp::Client::Outcome::Kind::refused
-                                    ? Outcome::refused
-                                    : Outcome::protocol_error;
+        using Kind = mctp::Client::Outcome::Kind;
+        const Outcome outcome = o.kind == Kind::ok            ? Outcome::ok
+                                : o.kind == Kind::refused     ? Outcome::refused
+                                : o.kind == Kind::untrusted   ? Outcome::untrusted
+                                : o.kind == Kind::unsupported ? Outcome::unsupported
+                                                              : Outcome::protocol_error;
         co_return make(outcome, o.code ? mctp::number(*o.code) : 0, o.text);
     }
 
@@ -168,6 +173,7 @@ private:
         // JSON, PAM messages and syslog only as printable ASCII.
         r.text = mctp::printable(text, limits::result_text_max);
         r.step = step();
+        r.auth = client_.mechanism();
         if (o == Outcome::timeout && Clock::now() >= target_deadline_) {
             r.text = "not done within target_timeout (" + seconds(settings_.target_timeout) + ")";
         }
@@ -259,6 +265,7 @@ std::string_view outcome_name(Outcome o) noexcept {
     case Outcome::untrusted: return "untrusted";
     case Outcome::timeout: return "timeout";
     case Outcome::protocol_error: return "protocol-error";
+    case Outcome::unsupported: return "unsupported";
     }
     return "unknown";
 }
@@ -298,8 +305,15 @@ std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings
                         const std::function<void(std::size_t, const Result&)>& on_result) {
     check_job(settings, job);
     // The wire forms of the secret and password, built once, shared by
-    // every session, wiped on return.
-    const auto auth_line = mctp::Client::auth_line(*settings.secret);
+    // every session, wiped on return; the old AUTH line only for targets
+    // that ask for it. The PBKDF2 of the secret is derived once per salt
+    // and iteration count for the whole run, and wiped with the cache.
+    std::optional<mctp::Secret> auth_line;
+    if (std::any_of(targets.begin(), targets.end(),
+                    [](const Target& t) { return t.auth_plain; })) {
+        auth_line = mctp::Client::auth_line(*settings.secret);
+    }
+    mctp::scram::KeyCache keys;
     std::optional<mctp::Secret> data_line;
     if (job.action == Action::change) {
         data_line = mctp::Client::data_line(*job.password);
@@ -315,7 +329,8 @@ std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings
     const auto worker = [&]() -> asio::awaitable<void> {
         while (next < targets.size()) {
             const std::size_t i = next++;
-            Dialogue d(targets[i], settings, job, auth_line, data_line ? &*data_line : nullptr);
+            Dialogue d(targets[i], settings, job, auth_line ? &*auth_line : nullptr,
+                       data_line ? &*data_line : nullptr, keys);
             results[i] = co_await d.run(transport);
             if (on_result) {
                 on_result(i, results[i]);

@@ -21,20 +21,24 @@ enum class Outcome {
     untrusted,       // not authenticated, or not secure: nothing secret sent
     timeout,         // a step took longer than its timeout
     protocol_error,  // closed early, or a reply that is not MCTP
+    unsupported,     // the target does not offer AUTH SCRAM-SHA-256: nothing secret sent
 };
 
 std::string_view outcome_name(Outcome o) noexcept;
 
 enum class Action {
-    verify,  // HELO, AUTH, VRFY user
-    change,  // HELO, AUTH, CHPW user, DATA, the password, "."
+    verify,  // EHLO, AUTH, VRFY user
+    change,  // EHLO, AUTH, CHPW user, DATA, the password, "."
 };
 
 struct Result {
     Outcome outcome = Outcome::protocol_error;
     int code = 0;      // the reply code that decided it, 0 when none
     std::string text;  // the reply's text or what went wrong; no secrets
-    std::string step;  // where it ended: connect, banner, HELO, AUTH, ...
+    std::string step;  // where it ended: connect, banner, EHLO, AUTH, ...
+    // How the controller authenticated: "SCRAM-SHA-256",
+    // "SCRAM-SHA-256-PLUS", "plain", or empty when it did not get as far.
+    std::string auth;
     std::chrono::milliseconds elapsed{0};
 };
 

@@ -47,7 +47,13 @@ std::string json_line(const Target& target, const Job& job, const Result& r) {
     } else {
         o << "null";
     }
-    o << ",\"step\":" << json_string(r.step) << ",\"text\":" << json_string(r.text)
+    o << ",\"step\":" << json_string(r.step) << ",\"auth\":";
+    if (r.auth.empty()) {
+        o << "null";
+    } else {
+        o << json_string(r.auth);
+    }
+    o << ",\"text\":" << json_string(r.text)
       << ",\"elapsed_ms\":" << r.elapsed.count() << "}";
     return o.str();
 }

@@ -10,7 +10,8 @@ namespace mpasswd {
 
 // One JSON object on one line (JSON Lines), no trailing newline:
 // {"target":"h:4242","host":"h","port":4242,"user":"alice","action":"change",
-//  "result":"ok","code":250,"step":"end of data","text":"...","elapsed_ms":12}
+//  "result":"ok","code":250,"step":"end of data","auth":"SCRAM-SHA-256","text":"...",
+//  "elapsed_ms":12}
 std::string json_line(const Target& target, const Job& job, const Result& result);
 
 // A table of the targets that did not end ok, with a header; empty when

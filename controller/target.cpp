@@ -194,6 +194,7 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
         words >> word;
         Via via = defaults.via;
         bool insecure = defaults.insecure_plaintext;
+        bool plain = false;
         std::string pin;
         std::string option;
         while (words >> option) {
@@ -205,6 +206,8 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
                 via = Via::tls;
             } else if (option == "insecure_plaintext") {
                 insecure = true;
+            } else if (option == "auth=plain") {
+                plain = true;
             } else if (option.starts_with("tls_fingerprint=")) {
                 const auto hex = mctp::normalize_sha256(option.substr(16));
                 if (!hex) {
@@ -215,8 +218,8 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
                 via = Via::tls;
             } else {
                 throw ConfigError(where + "unknown option '" + mctp::printable(option, 128) +
-                                  "' (HOST[:PORT] then tcp, tls, ssh, insecure_plaintext or "
-                                  "tls_fingerprint=SHA256)");
+                                  "' (HOST[:PORT] then tcp, tls, ssh, insecure_plaintext, "
+                                  "auth=plain or tls_fingerprint=SHA256)");
             }
         }
         if (!pin.empty() && via != Via::tls) {
@@ -227,6 +230,7 @@ std::vector<Target> parse_hosts(const std::string& text, const std::string& path
         if (!target) {
             throw ConfigError(where + why);
         }
+        target->auth_plain = plain;
         target->tls_fingerprint = pin;
         target->origin = path + ":" + std::to_string(n);
         const auto [it, fresh] = seen.emplace(target->label(), n);

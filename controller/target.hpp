@@ -26,6 +26,9 @@ struct Target {
     // tls: the server certificate's SHA-256 fingerprint it must have (64
     // lower-case hex digits); empty: verified against the CA and host name.
     std::string tls_fingerprint{};
+    // auth=plain: the old AUTH <secret> instead of SCRAM-SHA-256 (an old
+    // responder; the secret goes to whoever answers).
+    bool auth_plain = false;
 
     // "host:port", "[v6]:port": how it is shown and put in JSON.
     [[nodiscard]] std::string label() const;
@@ -57,7 +60,7 @@ std::optional<std::vector<Target>> parse_target_args(const std::vector<std::stri
                                                      std::string* why);
 
 // A hosts file: one target per line, "HOST[:PORT] [OPTION...]", where an
-// option is "tcp", "tls", "ssh", "insecure_plaintext" or
+// option is "tcp", "tls", "ssh", "insecure_plaintext", "auth=plain" or
 // "tls_fingerprint=SHA256" (which implies tls); '#' starts a comment,
 // blank lines are ignored. Throws mctp::cfg::ConfigError naming FILE:LINE
 // for a bad line or option, a target listed twice, or more than

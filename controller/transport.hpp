@@ -27,6 +27,9 @@ public:
     // Writes every byte or throws std::system_error.
     virtual asio::awaitable<void> write_all(std::span<const char> bytes) = 0;
     virtual void close() noexcept = 0;
+    // TLS 1.3: the 32 octets of the tls-exporter channel binding (RFC
+    // 9266) for SCRAM-SHA-256-PLUS; empty otherwise.
+    [[nodiscard]] virtual std::string tls_exporter() const { return {}; }
 };
 
 // Why a transport could not open a stream, when it is not a plain

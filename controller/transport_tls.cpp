@@ -59,6 +59,20 @@ public:
         s_->lowest_layer().close(ignored);
     }
 
+    [[nodiscard]] std::string tls_exporter() const override {
+        SSL* ssl = s_->native_handle();
+        if (SSL_version(ssl) != TLS1_3_VERSION) {
+            return {};
+        }
+        static constexpr char label[] = "EXPORTER-Channel-Binding";
+        std::string out(32, '\0');
+        if (SSL_export_keying_material(ssl, reinterpret_cast<unsigned char*>(out.data()),
+                                       out.size(), label, sizeof label - 1, nullptr, 0, 0) != 1) {
+            return {};
+        }
+        return out;
+    }
+
 private:
     std::unique_ptr<TlsSocket> s_;
 };

@@ -1,5 +1,7 @@
 #include "client.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <utility>
 
 #include "dot.hpp"
@@ -28,6 +30,10 @@ std::string_view to_string(Client::Step s) noexcept {
     case Client::Step::password: return "password";
     case Client::Step::end_of_data: return "end of data";
     case Client::Step::quit: return "QUIT";
+    case Client::Step::ehlo: return "EHLO";
+    case Client::Step::scram_first: return "AUTH";
+    case Client::Step::scram_final: return "SCRAM proof";
+    case Client::Step::scram_done: return "SCRAM end";
     }
     return "?";
 }
@@ -48,12 +54,20 @@ Client::Client(Job job) : job_(std::move(job)) {
     if (!is_helo_name(job_.helo_name)) {
         throw std::invalid_argument("MCTP client: not a valid HELO name");
     }
-    if (job_.auth_line == nullptr || job_.auth_line->empty()) {
-        throw std::invalid_argument("MCTP client: no AUTH line");
+    steps_ = {{Step::banner, Send::nothing, Code::ready}, {Step::ehlo, Send::ehlo, Code::ok}};
+    if (job_.auth == Auth::plain) {
+        if (job_.auth_line == nullptr || job_.auth_line->empty()) {
+            throw std::invalid_argument("MCTP client: no AUTH line");
+        }
+        steps_.push_back({Step::auth, Send::auth, Code::ok});
+    } else {
+        if (job_.secret == nullptr || job_.secret->empty()) {
+            throw std::invalid_argument("MCTP client: no secret");
+        }
+        steps_.push_back({Step::scram_first, Send::scram_first, Code::auth_challenge});
+        steps_.push_back({Step::scram_final, Send::scram_final, Code::auth_challenge});
+        steps_.push_back({Step::scram_done, Send::scram_done, Code::ok});
     }
-    steps_ = {{Step::banner, Send::nothing, Code::ready},
-              {Step::helo, Send::helo, Code::ok},
-              {Step::auth, Send::auth, Code::ok}};
     if (job_.action == Action::verify) {
         steps_.push_back({Step::vrfy, Send::vrfy, Code::ok});
         return;
@@ -102,6 +116,10 @@ std::string_view Client::next() {
     switch (steps_[at_].send) {
     case Send::nothing: break;
     case Send::helo: return line("HELO", job_.helo_name);
+    case Send::ehlo: return line("EHLO", job_.helo_name);
+    case Send::scram_first:
+    case Send::scram_final: out_ = std::move(scram_out_); scram_out_.clear(); return out_;
+    case Send::scram_done: return crlf;
     case Send::auth: return job_.auth_line->view();
     case Send::vrfy: return line("VRFY", job_.user);
     case Send::chpw: return line("CHPW", job_.user);
@@ -148,6 +166,106 @@ void Client::on_line(std::string_view line) {
     }
 }
 
+void Client::set_channel_binding(std::string binding) { binding_ = std::move(binding); }
+
+bool Client::on_ehlo(Code code) {
+    if (code == Code::unknown_command) {
+        if (job_.auth == Auth::plain) {
+            // An old responder: HELO instead, then the old AUTH.
+            steps_[at_] = {Step::helo, Send::helo, Code::ok};
+            mechanism_ = "plain";
+            waiting_ = false;
+            return false;
+        }
+        finish(Outcome::Kind::unsupported, code,
+               "the target does not know EHLO, so not AUTH SCRAM-SHA-256 (an old mpasswdd; "
+               "see auth=plain in mpasswd.conf(5))");
+        return false;
+    }
+    if (code != Code::ok) {
+        return true;
+    }
+    bool scram = false;
+    bool plus = false;
+    for (std::size_t i = 1; i < lines_.size(); ++i) {
+        std::string upper = lines_[i];
+        for (auto& c : upper) {
+            c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        }
+        if (!upper.starts_with("AUTH ")) {
+            continue;
+        }
+        std::size_t at = 5;
+        while (at < upper.size()) {
+            const auto end = std::min(upper.find(' ', at), upper.size());
+            const std::string_view word(upper.data() + at, end - at);
+            scram = scram || word == "SCRAM-SHA-256";
+            plus = plus || word == "SCRAM-SHA-256-PLUS";
+            at = end + 1;
+        }
+    }
+    if (job_.auth == Auth::plain) {
+        mechanism_ = "plain";
+        return true;
+    }
+    if (!scram) {
+        finish(Outcome::Kind::unsupported, code,
+               "the target does not offer AUTH SCRAM-SHA-256 (EHLO)");
+        return false;
+    }
+    // With a channel binding the target does not offer PLUS for, "y": a
+    // target that does offer it (a relay hid it) refuses the exchange.
+    const bool bind = plus && !binding_.empty();
+    const auto binding = bind                ? scram::Binding::tls_exporter
+                         : binding_.empty() ? scram::Binding::none
+                                            : scram::Binding::client_only;
+    mechanism_ = bind ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
+    scram_ = std::make_unique<scram::Client>(job_.helo_name, binding,
+                                             bind ? binding_ : std::string());
+    scram_out_ = "AUTH " + mechanism_ + " " + scram::base64(scram_->first()) + std::string(crlf);
+    return true;
+}
+
+bool Client::on_scram(Code code, const std::string& text) {
+    const Step step = steps_[at_].step;
+    const bool challenge = code == Code::auth_challenge;
+    if (step == Step::scram_done || (!challenge && number(code) >= 400 &&
+                                     !(step == Step::scram_final && code == Code::access_denied))) {
+        return true;  // the usual rules
+    }
+    std::string why;
+    const auto untrusted = [&](std::string what) {
+        scram_.reset();
+        finish(Outcome::Kind::untrusted, code, std::move(what));
+        return false;
+    };
+    if (!challenge) {
+        if (step == Step::scram_final) {
+            return untrusted("the target refused our proof: it holds the verifier of another "
+                             "secret (or this controller's secret is wrong)");
+        }
+        return untrusted("the target answered " + std::to_string(number(code)) +
+                         " before any proof: it is not a responder that knows this controller");
+    }
+    const auto message = scram::unbase64(text);
+    if (!message) {
+        return untrusted("the target's SCRAM challenge is not base64");
+    }
+    if (step == Step::scram_first) {
+        auto final = scram_->final(*message, job_.secret->view(), &why, job_.keys);
+        if (!final) {
+            return untrusted("the target's SCRAM challenge is unusable: " + why);
+        }
+        scram_out_ = scram::base64(*final) + std::string(crlf);
+        return true;
+    }
+    if (!scram_->verify(*message, &why)) {
+        return untrusted(why);
+    }
+    scram_.reset();
+    return true;
+}
+
 void Client::on_reply(Code code) {
     std::string text;
     for (const auto& l : lines_) {
@@ -156,7 +274,15 @@ void Client::on_reply(Code code) {
         }
         text += l;
     }
+    const Step step = steps_[at_].step;
+    if (step == Step::ehlo && !on_ehlo(code)) {
+        lines_.clear();
+        return;
+    }
     lines_.clear();
+    if ((step == Step::scram_first || step == Step::scram_final) && !on_scram(code, text)) {
+        return;
+    }
     if (code == steps_[at_].want) {
         if (at_ + 1 == steps_.size()) {
             finish(Outcome::Kind::ok, code, std::move(text));
@@ -179,7 +305,10 @@ void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string te
     lines_.clear();
     // A courtesy after a result, as SMTP clients end a session; not after
     // a reply that closed it, nor to a peer that does not speak MCTP.
-    quit_due_ = kind == Outcome::Kind::ok || (kind == Outcome::Kind::refused && !closes(*code));
+    quit_due_ = kind == Outcome::Kind::ok ||
+                ((kind == Outcome::Kind::refused || kind == Outcome::Kind::untrusted ||
+                  kind == Outcome::Kind::unsupported) &&
+                 !(code && closes(*code)));
     done_ = !quit_due_;
 }
 

@@ -5,9 +5,18 @@
 //
 // A session is a list of steps, each a line to send (none for the banner)
 // and the reply code that lets the next step go:
-//   verify: banner 220, HELO 250, AUTH 250, VRFY 250
-//   change: banner 220, HELO 250, AUTH 250, CHPW 250, DATA 354,
+//   verify: banner 220, EHLO 250, AUTH, VRFY 250
+//   change: banner 220, EHLO 250, AUTH, CHPW 250, DATA 354,
 //           the password 355, "." 250
+// where AUTH is, by default, SCRAM-SHA-256 (-PLUS with a channel
+// binding the target offers it for): "AUTH SCRAM-SHA-256 <client-first>"
+// 334, <client-final> 334, then, only once the server's signature is
+// right, an empty line 250. A target whose EHLO does not offer SCRAM is
+// `unsupported`; one that cannot prove it holds this controller's
+// verifier (a wrong or missing signature, an answer out of turn, 530 to
+// the proof) is `untrusted`, and gets nothing more but QUIT. With
+// Auth::plain (a hosts line that says auth=plain) the old AUTH <secret>
+// 250, after EHLO, or after HELO when the target does not know EHLO.
 // Any other code ends the session: 4xx and 5xx as a refusal, the rest as
 // a protocol error; so does a line that is not a reply. Once the outcome
 // is known the client says QUIT as a courtesy and reads one line, unless
@@ -16,6 +25,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -23,6 +33,7 @@
 #include <vector>
 
 #include "reply.hpp"
+#include "scram.hpp"
 #include "secret.hpp"
 
 namespace mctp {
@@ -43,8 +54,14 @@ public:
         change,  // HELO, AUTH, CHPW user, DATA, the password, "."
     };
 
+    // How the controller proves itself (and the target).
+    enum class Auth { scram, plain };
+
     // Where the session is; the names are those of reports and JSON.
-    enum class Step { banner, helo, auth, vrfy, chpw, data, password, end_of_data, quit };
+    enum class Step {
+        banner, helo, auth, vrfy, chpw, data, password, end_of_data, quit,
+        ehlo, scram_first, scram_final, scram_done,
+    };
 
     struct Outcome {
         enum class Kind {
@@ -52,6 +69,8 @@ public:
             ok,              // every step got its code
             refused,         // a 4xx or 5xx reply
             protocol_error,  // a reply not due at this step, or not MCTP
+            untrusted,       // the target did not prove it holds our verifier
+            unsupported,     // the target does not offer what is needed (SCRAM)
         } kind = Kind::pending;
         std::optional<Code> code;  // the reply that decided it, if one did
         std::string text;          // its text, or what was wrong; printable ASCII
@@ -68,9 +87,12 @@ public:
     struct Job {
         Action action = Action::verify;
         std::string user;       // a valid user name (is_user_name)
-        std::string helo_name;  // a valid HELO name (is_helo_name)
-        const Secret* auth_line = nullptr;  // from auth_line(); outlives the client
+        std::string helo_name;  // a valid HELO name (is_helo_name); also SCRAM's n=
+        const Secret* auth_line = nullptr;  // from auth_line(), for Auth::plain
         const Secret* data_line = nullptr;  // from data_line(), for change
+        Auth auth = Auth::scram;
+        const Secret* secret = nullptr;     // the controller's secret, for Auth::scram
+        scram::KeyCache* keys = nullptr;    // shared PBKDF2 results (optional)
     };
 
     // Throws std::invalid_argument for a bad name or a missing line: a
@@ -81,6 +103,12 @@ public:
     // call of any member; empty when the client waits for a reply line, or
     // is done(). Call it until it is empty before each on_line().
     std::string_view next();
+    // This connection's tls-exporter channel binding (TLS 1.3, 32 octets),
+    // before the first next(): SCRAM-SHA-256-PLUS when the target offers it.
+    void set_channel_binding(std::string binding);
+    // The mechanism used: "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "plain",
+    // or empty before AUTH.
+    [[nodiscard]] const std::string& mechanism() const noexcept { return mechanism_; }
     // One line from the target, terminator removed.
     void on_line(std::string_view line);
 
@@ -96,7 +124,10 @@ public:
     [[nodiscard]] bool end_of_data_sent() const noexcept { return end_sent_; }
 
 private:
-    enum class Send { nothing, helo, auth, vrfy, chpw, data, password, end };
+    enum class Send {
+        nothing, helo, auth, vrfy, chpw, data, password, end,
+        ehlo, scram_first, scram_final, scram_done,
+    };
     struct StepSpec {
         Step step;
         Send send;
@@ -104,6 +135,10 @@ private:
     };
 
     void on_reply(Code code);
+    // The special replies: EHLO's, and the SCRAM challenges. False when
+    // they ended the session.
+    bool on_ehlo(Code code);
+    bool on_scram(Code code, const std::string& text);
     void finish(Outcome::Kind kind, std::optional<Code> code, std::string text);
 
     Job job_;
@@ -119,6 +154,10 @@ private:
     std::vector<std::string> lines_;
     Code reply_code_ = Code::ok;
     Outcome outcome_;
+    std::string binding_;
+    std::string mechanism_;
+    std::unique_ptr<scram::Client> scram_;
+    std::string scram_out_;  // the next SCRAM line (base64 with CRLF)
 };
 
 // "banner", "HELO", "AUTH", "VRFY", "CHPW", "DATA", "password",

@@ -16,9 +16,14 @@ enum class FrameEvent {
 
 // Holds at most one partial line, in a buffer that is wiped after each
 // line is handed out (data lines are passwords). No I/O.
+//
+// The SASL exception (mpasswd-protocol(7), RFC 4954): a line that starts
+// with "AUTH " (any case), and every line while long lines are switched
+// on (during an AUTH exchange), may be up to long_max octets; every other
+// line keeps line_max.
 class LineFramer {
 public:
-    explicit LineFramer(std::size_t line_max);
+    explicit LineFramer(std::size_t line_max, std::size_t long_max = 0);
     ~LineFramer();
     LineFramer(const LineFramer&) = delete;
     LineFramer& operator=(const LineFramer&) = delete;
@@ -33,11 +38,17 @@ public:
     // True while part of a line (or a discarded over-long line) is held.
     [[nodiscard]] bool mid_line() const noexcept { return used_ > 0 || discarding_; }
     [[nodiscard]] std::size_t line_max() const noexcept { return line_max_; }
+    // Every line may be up to long_max octets (the session is in an AUTH
+    // exchange), or only AUTH lines.
+    void set_long_lines(bool on) noexcept { long_lines_ = on; }
 
 private:
     void reset_line() noexcept;
+    [[nodiscard]] std::size_t limit() const noexcept;
 
     std::size_t line_max_;
+    std::size_t long_max_;
+    bool long_lines_ = false;
     std::unique_ptr<char[]> buffer_;  // line_max - 1 octets: the line before LF
     std::size_t used_ = 0;
     bool discarding_ = false;
@@ -65,7 +76,7 @@ std::size_t LineFramer::feed(std::span<const char> bytes, Sink&& sink) {
             continue;
         }
         // The LF must still fit: line_max counts the terminator.
-        if (used_ + 1 >= line_max_) {
+        if (used_ + 1 >= limit()) {
             reset_line();
             discarding_ = true;
             if (!sink(FrameEvent::overflow, std::string_view())) {

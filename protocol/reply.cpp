@@ -1,5 +1,6 @@
 #include "reply.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace mctp {
@@ -32,11 +33,13 @@ std::string printable_ascii(std::string_view text) {
     return out;
 }
 
-std::string format_reply(const Reply& reply, std::size_t line_max) {
-    std::string line = std::to_string(number(reply.code));
-    const std::string text = printable_ascii(reply.text);
-    if (!text.empty()) {
-        line.push_back(' ');
+namespace {
+
+std::string format_line(Code code, char sep, std::string_view raw, std::size_t line_max) {
+    std::string line = std::to_string(number(code));
+    const std::string text = printable_ascii(raw);
+    if (!text.empty() || sep == '-') {
+        line.push_back(sep);
         line += text;
     }
     if (line_max >= 6 && line.size() + 2 > line_max) {
@@ -47,6 +50,23 @@ std::string format_reply(const Reply& reply, std::size_t line_max) {
     }
     line += "\r\n";
     return line;
+}
+
+}  // namespace
+
+std::string format_reply(const Reply& reply, std::size_t line_max) {
+    if (reply.long_line) {
+        line_max = std::max(line_max, sasl_line_max);
+    }
+    if (reply.more.empty()) {
+        return format_line(reply.code, ' ', reply.text, line_max);
+    }
+    std::string out = format_line(reply.code, '-', reply.text, line_max);
+    for (std::size_t i = 0; i < reply.more.size(); ++i) {
+        out += format_line(reply.code, i + 1 == reply.more.size() ? ' ' : '-', reply.more[i],
+                           line_max);
+    }
+    return out;
 }
 
 std::optional<ParsedReply> parse_reply_line(std::string_view line) {

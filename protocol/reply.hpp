@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mctp {
 
@@ -13,6 +14,7 @@ enum class Code : int {
     ready = 220,              // greeting
     closing = 221,            // QUIT
     ok = 250,                 // command done
+    auth_challenge = 334,     // a SASL challenge (AUTH SCRAM-SHA-256)
     start_data = 354,         // DATA accepted, send the password
     continue_data = 355,      // data line received
     unavailable = 421,        // disabled, timeout, too many failures; closes
@@ -26,6 +28,14 @@ enum class Code : int {
     transaction_failed = 554, // the host's PAM policy refused the password
 };
 
+// The SASL exception to line_max (RFC 4954 makes the same): the AUTH
+// line, the client's responses during an AUTH exchange and the 334
+// challenges may be up to this many octets, CRLF included.
+inline constexpr std::size_t sasl_line_max = 1024;
+
+// EHLO's reply is at most this many lines.
+inline constexpr std::size_t ehlo_lines_max = 16;
+
 constexpr int number(Code c) { return static_cast<int>(c); }
 
 struct Reply {
@@ -35,6 +45,11 @@ struct Reply {
     std::chrono::milliseconds delay{0};
     // Close the connection once the reply is sent.
     bool close = false;
+    // More lines of the same reply (EHLO), after `text`: every line but
+    // the last is sent as "NNN-text", the last as "NNN text".
+    std::vector<std::string> more{};
+    // A 334 challenge: up to sasl_line_max octets whatever line_max is.
+    bool long_line = false;
 };
 
 // Reduces text to printable ASCII: white space and control characters
@@ -43,7 +58,9 @@ struct Reply {
 std::string printable_ascii(std::string_view text);
 
 // "NNN text\r\n", text made printable and cut so that the whole line,
-// CRLF included, is at most line_max octets.
+// CRLF included, is at most line_max octets (sasl_line_max for a
+// long_line reply). With `more`, one "NNN-text\r\n" line per line but the
+// last, each cut the same way.
 std::string format_reply(const Reply& reply, std::size_t line_max);
 
 // A reply line as a client reads it.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "dot.hpp"
+#include "scram.hpp"
 #include "limits.hpp"
 #include "text.hpp"
 
@@ -32,7 +33,20 @@ constexpr unsigned bit(State s) { return 1U << static_cast<unsigned>(s); }
 constexpr unsigned any_state =
     bit(State::connected) | bit(State::greeted) | bit(State::authed) | bit(State::pending);
 
-enum class Arg { none, required };
+// required: one argument; sasl: a mechanism, or a mechanism and an
+// initial response, or (the old AUTH) a secret.
+enum class Arg { none, required, sasl };
+
+constexpr std::string_view scram_mech = "SCRAM-SHA-256";
+constexpr std::size_t scram_first_max = 512;
+constexpr std::string_view scram_plus_mech = "SCRAM-SHA-256-PLUS";
+
+bool same_upper(std::string_view a, std::string_view upper) {
+    return a.size() == upper.size() &&
+           std::equal(a.begin(), a.end(), upper.begin(), [](char x, char y) {
+               return std::toupper(static_cast<unsigned char>(x)) == y;
+           });
+}
 
 std::string_view result_word(UserVerdict v) {
     switch (v) {
@@ -82,9 +96,10 @@ struct Session::Command {
 };
 
 struct CommandTable {
-    static constexpr std::array<Session::Command, 9> commands{{
+    static constexpr std::array<Session::Command, 10> commands{{
         {"HELO", Arg::required, bit(State::connected), &Session::cmd_helo},
-        {"AUTH", Arg::required, bit(State::greeted), &Session::cmd_auth},
+        {"EHLO", Arg::required, bit(State::connected), &Session::cmd_ehlo},
+        {"AUTH", Arg::sasl, bit(State::greeted), &Session::cmd_auth},
         {"VRFY", Arg::required, bit(State::authed) | bit(State::pending), &Session::cmd_vrfy},
         {"CHPW", Arg::required, bit(State::authed), &Session::cmd_chpw},
         {"DATA", Arg::none, bit(State::pending), &Session::cmd_data},
@@ -95,13 +110,8 @@ struct CommandTable {
     }};
 
     static const Session::Command* find(std::string_view verb) {
-        if (verb.size() != 4) {
-            return nullptr;
-        }
         for (const auto& c : commands) {
-            if (std::equal(verb.begin(), verb.end(), c.verb.begin(), [](char a, char b) {
-                    return std::toupper(static_cast<unsigned char>(a)) == b;
-                })) {
+            if (same_upper(verb, c.verb)) {
                 return &c;
             }
         }
@@ -131,6 +141,8 @@ void Session::set_state(State next) {
 }
 
 void Session::drop_transaction() noexcept {
+    sasl_ = Sasl::none;
+    sasl_controller_.clear();
     user_.clear();
     password_.clear();
     data_lines_ = 0;
@@ -165,6 +177,9 @@ Reply Session::on_line(std::string_view line) {
     if (state_ == State::receiving) {
         return on_data_line(line);
     }
+    if (sasl_ != Sasl::none) {
+        return on_sasl_line(line);
+    }
     return dispatch(line);
 }
 
@@ -175,6 +190,14 @@ Reply Session::on_overflow() {
         password_.clear();
         host_.log(LogLevel::notice, "data line too long for user " + user_);
         return reply(Code::syntax_error, "line too long; the change will be refused");
+    }
+    if (sasl_ != Sasl::none) {
+        sasl_ = Sasl::none;
+        host_.log(LogLevel::notice, "AUTH " + sasl_mechanism_ +
+                                        " response line too long; exchange abandoned");
+        return reply(Code::syntax_error, "line too long (at most " +
+                                             std::to_string(sasl_line_max) +
+                                             " octets); AUTH abandoned");
     }
     host_.log(LogLevel::notice, "command line too long");
     return reply(Code::syntax_error,
@@ -231,23 +254,168 @@ Reply Session::dispatch(std::string_view line) {
         return reply(Code::syntax_error,
                      std::string(cmd->verb) + " needs one argument after one space");
     }
+    if (cmd->arg == Arg::sasl) {
+        const auto sp = arg.find(' ');
+        if (!is_argument(arg.substr(0, sp)) ||
+            (sp != std::string_view::npos && !is_argument(arg.substr(sp + 1)))) {
+            return reply(Code::syntax_error,
+                         "AUTH needs a mechanism and its initial response, or a secret");
+        }
+    }
     if ((cmd->allowed & bit(state_)) == 0) {
         return reply(Code::bad_sequence, std::string(wrong_state_reason(cmd->allowed, state_)));
     }
     return (this->*(cmd->handler))(arg);
 }
 
-Reply Session::cmd_helo(std::string_view arg) {
+Reply Session::cmd_helo(std::string_view arg) { return greet("HELO", arg); }
+
+Reply Session::greet(std::string_view verb, std::string_view arg) {
     if (!is_helo_name(arg)) {
-        return reply(Code::syntax_error, "HELO needs a host name");
+        return reply(Code::syntax_error, std::string(verb) + " needs a host name");
     }
     helo_name_ = arg;
-    host_.log(LogLevel::info, "HELO " + helo_name_);
+    host_.log(LogLevel::info, std::string(verb) + " " + helo_name_);
     set_state(State::greeted);
     return reply(Code::ok, settings_.host_name + " hello " + helo_name_ + " [" + peer_ + "]");
 }
 
+Reply Session::cmd_ehlo(std::string_view arg) {
+    Reply r = greet("EHLO", arg);
+    if (r.code != Code::ok) {
+        return r;
+    }
+    r.more.push_back(settings_.scram_plus ? std::string("AUTH ") + std::string(scram_mech) + " " +
+                                                std::string(scram_plus_mech)
+                                          : std::string("AUTH ") + std::string(scram_mech));
+    r.more.push_back("LINEMAX " + std::to_string(settings_.line_max));
+    return r;
+}
+
+Reply Session::auth_locked() {
+    host_.log(LogLevel::notice, "AUTH from " + peer_ +
+                                    " not checked: too many authentication failures from "
+                                    "this address (locked out)");
+    return close_with(Code::unavailable, settings_.host_name + " " + locked_text);
+}
+
+Reply Session::auth_failed(std::string_view mechanism) {
+    ++auth_failures_;
+    host_.log(LogLevel::notice, "AUTH " + std::string(mechanism) + "failed (" +
+                                    std::to_string(auth_failures_) + " of " +
+                                    std::to_string(settings_.max_auth_failures) + ")");
+    Reply r = auth_failures_ >= settings_.max_auth_failures
+                  ? close_with(Code::unavailable,
+                               settings_.host_name + " too many authentication failures")
+                  : reply(Code::access_denied, "authentication failed");
+    r.delay = settings_.auth_failure_delay;
+    return r;
+}
+
+Reply Session::auth_scram(std::string_view mechanism, std::string_view initial) {
+    const bool plus = same_upper(mechanism, scram_plus_mech);
+    sasl_mechanism_ = plus ? scram_plus_mech : scram_mech;
+    if (plus && !settings_.scram_plus) {
+        return reply(Code::syntax_error,
+                     std::string(scram_plus_mech) + " is not offered on this connection");
+    }
+    auto client_first = scram::unbase64(initial);
+    if (!client_first || client_first->empty()) {
+        return reply(Code::syntax_error, "the initial response is not base64");
+    }
+    // So that the server-first message, which repeats the client's nonce,
+    // fits in a 334 line.
+    if (client_first->size() > scram_first_max) {
+        return reply(Code::syntax_error, "the client-first message is longer than " +
+                                             std::to_string(scram_first_max) + " octets");
+    }
+    // The mechanism and the client's channel binding flag must agree.
+    if (plus != client_first->starts_with("p=")) {
+        return reply(Code::syntax_error,
+                     plus ? "SCRAM-SHA-256-PLUS needs channel binding (p=tls-exporter)"
+                          : "SCRAM-SHA-256 without -PLUS takes no channel binding");
+    }
+    ScramResult r = host_.scram_first(*client_first);
+    switch (r.kind) {
+    case ScramResult::Kind::next: break;
+    case ScramResult::Kind::locked: return auth_locked();
+    case ScramResult::Kind::rejected: return auth_failed(sasl_mechanism_ + " ");
+    }
+    sasl_ = Sasl::first;
+    Reply out = reply(Code::auth_challenge, scram::base64(r.message));
+    out.long_line = true;
+    return out;
+}
+
+Reply Session::on_sasl_line(std::string_view line) {
+    const Sasl at = sasl_;
+    sasl_ = Sasl::none;  // unless the exchange goes on
+    if (line == "*") {
+        host_.log(LogLevel::info, "AUTH " + sasl_mechanism_ + " cancelled by the client");
+        return reply(Code::syntax_error, "AUTH cancelled");
+    }
+    const std::string_view verb = line.substr(0, line.find(' '));
+    if (CommandTable::find(verb) != nullptr) {
+        host_.log(LogLevel::notice, "a command in the middle of AUTH " + sasl_mechanism_ +
+                                        "; exchange abandoned");
+        return reply(Code::bad_sequence, "a command in the middle of AUTH; AUTH abandoned");
+    }
+    if (at == Sasl::last) {
+        if (!line.empty()) {
+            host_.log(LogLevel::notice, "AUTH " + sasl_mechanism_ +
+                                            ": not an empty line after the server's "
+                                            "signature; exchange abandoned");
+            return reply(Code::syntax_error,
+                         "expected an empty line after the signature; AUTH abandoned");
+        }
+        controller_ = std::move(sasl_controller_);
+        sasl_controller_.clear();
+        host_.log(LogLevel::info, "AUTH ok: controller " + controller_ + " (" +
+                                      sasl_mechanism_ + ")");
+        set_state(State::authed);
+        return reply(Code::ok, "authenticated as " + controller_);
+    }
+    auto client_final = scram::unbase64(line);
+    if (!client_final || client_final->empty()) {
+        host_.log(LogLevel::notice, "AUTH " + sasl_mechanism_ +
+                                        ": the response is not base64; exchange abandoned");
+        return reply(Code::syntax_error, "the response is not base64; AUTH abandoned");
+    }
+    ScramResult r = host_.scram_final(*client_final);
+    switch (r.kind) {
+    case ScramResult::Kind::next: break;
+    case ScramResult::Kind::locked: return auth_locked();
+    case ScramResult::Kind::rejected: return auth_failed(sasl_mechanism_ + " ");
+    }
+    if (r.controller.empty()) {
+        return auth_failed(sasl_mechanism_ + " ");
+    }
+    sasl_ = Sasl::last;
+    sasl_controller_ = std::move(r.controller);
+    Reply out = reply(Code::auth_challenge, scram::base64(r.message));
+    out.long_line = true;
+    return out;
+}
+
 Reply Session::cmd_auth(std::string_view arg) {
+    if (const auto sp = arg.find(' '); sp != std::string_view::npos) {
+        const std::string_view mech = arg.substr(0, sp);
+        if (same_upper(mech, scram_mech) || same_upper(mech, scram_plus_mech)) {
+            return auth_scram(mech, arg.substr(sp + 1));
+        }
+        return reply(Code::syntax_error, "unknown mechanism; EHLO lists them");
+    }
+    if (same_upper(arg, scram_mech) || same_upper(arg, scram_plus_mech)) {
+        return reply(Code::syntax_error,
+                     "give the client-first message on the AUTH line (AUTH " +
+                         std::string(scram_mech) + " <base64>)");
+    }
+    // The SASL exception to line_max is for SASL only.
+    if (arg.size() + 7 > settings_.line_max) {
+        host_.log(LogLevel::notice, "command line too long");
+        return reply(Code::syntax_error, "line too long (at most " +
+                                             std::to_string(settings_.line_max) + " octets)");
+    }
     const Secret secret(arg);
     AuthResult result = host_.authenticate(secret);
     if (result.kind == AuthResult::Kind::accepted) {
@@ -257,20 +425,9 @@ Reply Session::cmd_auth(std::string_view arg) {
         return reply(Code::ok, "authenticated as " + controller_);
     }
     if (result.kind == AuthResult::Kind::locked) {
-        host_.log(LogLevel::notice, "AUTH from " + peer_ +
-                                        " not checked: too many authentication failures from "
-                                        "this address (locked out)");
-        return close_with(Code::unavailable, settings_.host_name + " " + locked_text);
+        return auth_locked();
     }
-    ++auth_failures_;
-    host_.log(LogLevel::notice, "AUTH failed (" + std::to_string(auth_failures_) + " of " +
-                                    std::to_string(settings_.max_auth_failures) + ")");
-    Reply r = auth_failures_ >= settings_.max_auth_failures
-                  ? close_with(Code::unavailable,
-                               settings_.host_name + " too many authentication failures")
-                  : reply(Code::access_denied, "authentication failed");
-    r.delay = settings_.auth_failure_delay;
-    return r;
+    return auth_failed("");
 }
 
 // VRFY and CHPW: the user name, then the host's verdict. Returns the

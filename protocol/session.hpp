@@ -38,6 +38,18 @@ struct AuthResult {
     std::string controller;
 };
 
+// One step of an AUTH SCRAM-SHA-256 exchange, as the host answers it.
+// The messages are the raw SASL ones (the session adds the base64).
+struct ScramResult {
+    enum class Kind {
+        next,      // `message` is the server-first or server-final message
+        rejected,  // a wrong proof, an unknown controller or a bad message: 530
+        locked,    // not checked: too many failed AUTHs from the peer's address: 421
+    } kind = Kind::rejected;
+    std::string message;
+    std::string controller;  // after a good proof: who
+};
+
 enum class UserVerdict {
     allowed,
     unknown,    // no such user: 551
@@ -62,6 +74,14 @@ public:
     // Which controller's secret this is, if any; or that the peer's
     // address may not try one now.
     virtual AuthResult authenticate(const Secret& secret) = 0;
+    // AUTH SCRAM-SHA-256 (mpasswd-protocol(7)): the client-first message
+    // in, the server-first message out (next), for the controller it
+    // names; a host that does not do SCRAM rejects it. A new scram_first
+    // abandons an exchange under way.
+    virtual ScramResult scram_first(std::string_view /*client_first*/) { return {}; }
+    // The client-final message in: on a good proof the server-final
+    // message (next) and the controller's name. Ends the exchange.
+    virtual ScramResult scram_final(std::string_view /*client_final*/) { return {}; }
     virtual UserVerdict check_user(std::string_view controller, std::string_view user) = 0;
     virtual ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                          const Secret& password) = 0;
@@ -74,6 +94,9 @@ struct SessionSettings {
     std::size_t line_max = limits::line_max_default;
     unsigned max_auth_failures = limits::max_auth_failures_default;
     std::chrono::milliseconds auth_failure_delay = limits::auth_failure_delay_default;
+    // EHLO offers SCRAM-SHA-256-PLUS (TLS 1.3: the host has this
+    // connection's tls-exporter channel binding).
+    bool scram_plus = false;
 };
 
 class Session {
@@ -96,6 +119,8 @@ public:
     [[nodiscard]] State state() const noexcept { return state_; }
     [[nodiscard]] bool closed() const noexcept { return state_ == State::closed; }
     [[nodiscard]] const SessionSettings& settings() const noexcept { return settings_; }
+    // In an AUTH exchange: every input line may be up to sasl_line_max.
+    [[nodiscard]] bool long_lines() const noexcept { return sasl_ != Sasl::none; }
 
 private:
     struct Command;
@@ -110,7 +135,13 @@ private:
     void set_state(State next);
     void drop_transaction() noexcept;
 
+    Reply on_sasl_line(std::string_view line);
+    Reply auth_scram(std::string_view mechanism, std::string_view initial);
+    Reply auth_failed(std::string_view mechanism);
+    Reply auth_locked();
+    Reply greet(std::string_view verb, std::string_view arg);
     Reply cmd_helo(std::string_view arg);
+    Reply cmd_ehlo(std::string_view arg);
     Reply cmd_auth(std::string_view arg);
     Reply cmd_vrfy(std::string_view arg);
     Reply cmd_chpw(std::string_view arg);
@@ -127,6 +158,11 @@ private:
 
     std::string helo_name_;
     std::string controller_;
+    // The AUTH SCRAM exchange: waiting for the client-final message, or
+    // for the empty line after server-final.
+    enum class Sasl { none, first, last } sasl_ = Sasl::none;
+    std::string sasl_mechanism_;
+    std::string sasl_controller_;
     unsigned auth_failures_ = 0;
 
     // The pending change.

@@ -11,6 +11,7 @@
 #include "config_keys.hpp"
 #include "fingerprint.hpp"
 #include "limits.hpp"
+#include "scram.hpp"
 #include "secret.hpp"
 #include "secret_hash.hpp"
 #include "text.hpp"
@@ -209,7 +210,28 @@ bool set_secret_hash(Controller& ctl, std::string_view value, const std::string&
 
 // Never the hash itself.
 std::string show_secret_hash(const Controller& ctl) {
-    return ctl.secret_hash.empty() ? "(not set)" : "(set, yescrypt)";
+    return ctl.secret_hash.empty() ? "(none: the old AUTH <secret> refused)"
+                                   : "(set, yescrypt; the old AUTH <secret> accepted)";
+}
+
+bool set_secret_verifier(Controller& ctl, std::string_view value, const std::string&,
+                         std::string* why) {
+    std::string reason;
+    auto v = mctp::scram::parse_verifier(value, &reason);
+    if (!v) {
+        *why = "is not a SCRAM-SHA-256 verifier (" + reason +
+               "); make one with mpasswdd --new-secret or --verifier";
+        return false;
+    }
+    ctl.verifier = std::move(*v);
+    return true;
+}
+
+// Never the verifier itself.
+std::string show_secret_verifier(const Controller& ctl) {
+    return ctl.verifier ? "(set, SCRAM-SHA-256, " + std::to_string(ctl.verifier->iterations) +
+                              " iterations)"
+                        : std::string("(none: AUTH SCRAM-SHA-256 refused)");
 }
 
 bool set_client_subject(Controller& ctl, std::string_view value, const std::string&,
@@ -247,8 +269,11 @@ const cfg::KeyTable<Controller>& controller_table() {
              return s.empty() ? std::string("(none)") : s;
          },
          "the addresses, CIDR blocks or 'local' it may connect from"},
+        {"secret_verifier", set_secret_verifier, show_secret_verifier,
+         "the SCRAM-SHA-256 verifier of its secret (mpasswdd --new-secret or --verifier)"},
         {"secret_hash", set_secret_hash, show_secret_hash,
-         "the yescrypt hash of its secret (mpasswdd --hash-secret)"},
+         "legacy: the yescrypt hash of its secret, for the old AUTH <secret> "
+         "(mpasswdd --hash-secret)"},
         names<C>("users", &C::users, true, "when set, the only users it may manage",
                  "(any allowed by policy)"),
         names<C>("groups", &C::groups, false, "when set, only members of these groups",
@@ -299,7 +324,9 @@ std::optional<cfg::SectionSink> route(Config& config, std::string_view section,
 }  // namespace
 
 Config load_config(const std::string& path) {
-    const std::string text = cfg::read_checked(path, "secret_hash", true);
+    // secret_hash and secret_verifier: a verifier lets whoever reads it
+    // pose as this host to the controller.
+    const std::string text = cfg::read_checked(path, "secret_", true);
     Config config;
     config.path = path;
     cfg::parse_sections(text, path, {"'key = value' or '[section]'", "given twice in one section"},
@@ -312,8 +339,9 @@ Config load_config(const std::string& path) {
         if (ctl.from.empty()) {
             throw ConfigError(where + "[" + section + "] has no 'from' key");
         }
-        if (ctl.secret_hash.empty()) {
-            throw ConfigError(where + "[" + section + "] has no 'secret_hash' key");
+        if (ctl.secret_hash.empty() && !ctl.verifier) {
+            throw ConfigError(where + "[" + section +
+                              "] has neither 'secret_verifier' nor 'secret_hash'");
         }
         if ((!ctl.tls_client_subject.empty() || !ctl.tls_client_fingerprint.empty()) &&
             config.tls_client_ca.empty()) {
@@ -335,7 +363,8 @@ Config load_config(const std::string& path) {
 
 void check_hashes(const Config& config) {
     for (const auto& ctl : config.controllers) {
-        if (check_secret(mctp::Secret(""), ctl.secret_hash) == HashCheck::unusable) {
+        if (!ctl.secret_hash.empty() &&
+            check_secret(mctp::Secret(""), ctl.secret_hash) == HashCheck::unusable) {
             throw ConfigError(config.path + ": [controller " + ctl.name +
                               "] secret_hash: libxcrypt cannot use this hash; make a new one "
                               "with mpasswdd --hash-secret");

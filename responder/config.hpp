@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,7 @@
 #include "config_file.hpp"
 #include "limits.hpp"
 #include "peer.hpp"
+#include "scram.hpp"
 
 namespace mpasswdd {
 
@@ -20,7 +22,10 @@ struct Controller {
     std::string name;
     std::vector<AddressRule> from;
     std::vector<std::string> from_text;  // as written, for --check-config
+    // The old AUTH <secret> (legacy): a yescrypt hash; empty: not accepted.
     std::string secret_hash;
+    // AUTH SCRAM-SHA-256: the verifier (secret_verifier); unset: not accepted.
+    std::optional<mctp::scram::Verifier> verifier;
     // When set, the only users (or members of groups) it may manage.
     std::vector<std::string> users;
     std::vector<std::string> groups;
@@ -84,7 +89,8 @@ Config load_config(const std::string& path);
 // use. For --check-config.
 void check_hashes(const Config& config);
 
-// The effective settings, as --check-config prints them: no hashes.
+// The effective settings, as --check-config prints them: no hashes, no
+// verifiers.
 std::string describe(const Config& config);
 
 }  // namespace mpasswdd

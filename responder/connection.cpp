@@ -171,7 +171,7 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
         }
         return session.closed();
     };
-    mctp::LineFramer framer(session.settings().line_max);
+    mctp::LineFramer framer(session.settings().line_max, mctp::sasl_line_max);
     std::vector<char> buf(mctp::limits::read_chunk);
     struct Wipe {
         std::vector<char>& b;
@@ -214,6 +214,7 @@ ConnectionEnd run_connection(mctp::Session& session, mctp::PeerVerdict verdict, 
                         }
                         send(ev == mctp::FrameEvent::line ? session.on_line(line)
                                                           : session.on_overflow());
+                        framer.set_long_lines(session.long_lines());
                         return !session.closed();
                     });
         mctp::wipe(buf.data(), static_cast<std::size_t>(n));

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -28,6 +29,7 @@
 #include "peer.hpp"
 #include "privsep.hpp"
 #include "sandbox.hpp"
+#include "scram.hpp"
 #include "secret_hash.hpp"
 #include "secret_line.hpp"
 #include "system_host.hpp"
@@ -59,13 +61,20 @@ void usage(std::FILE* out) {
     std::fputs(
         "usage: mpasswdd [-c FILE] [--ssh] [--log-stderr] [--debug]\n"
         "       mpasswdd [-c FILE] --check-config\n"
+        "       mpasswdd --new-secret FILE [--iterations N]\n"
+        "       mpasswdd --verifier [--iterations N]\n"
         "       mpasswdd --hash-secret [--cost N]\n"
         "       mpasswdd --help | --version\n"
         "Speaks MCTP on standard input and output (one connection per process).\n"
         "  -c, --config FILE  configuration file (default " MPASSWD_SYSCONFDIR
         "/mpasswd/mpasswdd.conf)\n"
         "      --check-config validate the configuration, print the effective settings\n"
-        "      --hash-secret  read a controller secret, print its yescrypt hash\n"
+        "      --new-secret FILE  write a random controller secret to FILE (new, mode 0600),\n"
+        "                     print its secret_verifier line\n"
+        "      --verifier     read a chosen controller secret, print its secret_verifier line\n"
+        "      --iterations N PBKDF2 iterations of the verifier (default 4096 for --new-secret,\n"
+        "                     600000 for --verifier)\n"
+        "      --hash-secret  read a controller secret, print its yescrypt hash (legacy)\n"
         "      --cost N       yescrypt cost for --hash-secret, 1 to 11 (default: libxcrypt's)\n"
         "      --ssh          run as an SSH forced command: the peer is SSH_CONNECTION's client\n"
         "      --log-stderr   copy log lines to standard error\n"
@@ -101,9 +110,12 @@ mctp::SecretLine read_secret(mctp::QuietTerminal* tty, std::string_view prompt) 
     return tty != nullptr ? tty->ask(prompt, secret_max) : mctp::read_secret_line(0, secret_max);
 }
 
-int hash_secret_command(unsigned long cost) {
+// A controller secret from standard input (twice on a terminal), checked:
+// nullopt after saying why on stderr, with *status the exit status.
+std::optional<mctp::Secret> read_controller_secret(int* status) {
     std::optional<mctp::QuietTerminal> tty;
     mctp::SecretLine line;
+    *status = exit_usage;
     try {
         if (isatty(0) != 0) {
             tty.emplace(0, 2);
@@ -111,30 +123,105 @@ int hash_secret_command(unsigned long cost) {
         line = read_secret(tty ? &*tty : nullptr, "Controller secret: ");
         if (!line.got) {
             std::fputs("mpasswdd: no secret given on standard input\n", stderr);
-            return exit_usage;
+            return std::nullopt;
         }
         if (tty) {
             const mctp::SecretLine again = read_secret(&*tty, "Again: ");
             if (!mctp::constant_time_equal(line.text.view(), again.text.view()) ||
                 line.too_long != again.too_long) {
                 std::fputs("mpasswdd: the secrets differ\n", stderr);
-                return exit_usage;
+                return std::nullopt;
             }
         }
     } catch (const mctp::SecretInputError& e) {
         std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
-        return exit_failure;
+        *status = exit_failure;
+        return std::nullopt;
     }
-    const mctp::Secret& secret = line.text;
-    if (line.too_long || !mctp::is_argument(secret.view()) || secret.size() < secret_min) {
+    if (line.too_long || !mctp::is_argument(line.text.view()) || line.text.size() < secret_min) {
         std::fprintf(stderr,
                      "mpasswdd: a secret is %zu to %zu printable ASCII characters "
                      "without spaces\n",
                      secret_min, secret_max);
-        return exit_usage;
+        return std::nullopt;
+    }
+    *status = 0;
+    return std::move(line.text);
+}
+
+int hash_secret_command(unsigned long cost) {
+    int status = 0;
+    const auto secret = read_controller_secret(&status);
+    if (!secret) {
+        return status;
     }
     try {
-        std::printf("%s\n", mpasswdd::hash_secret(secret, cost).c_str());
+        std::printf("%s\n", mpasswdd::hash_secret(*secret, cost).c_str());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
+        return exit_failure;
+    }
+    return 0;
+}
+
+// Iterations for a random 256-bit secret (RFC 7677's floor: nothing to
+// stretch) and for one a person chose (OWASP's PBKDF2-SHA256 figure).
+constexpr unsigned long random_iterations = mctp::scram::iterations_min;
+constexpr unsigned long chosen_iterations = 600'000;
+constexpr std::size_t random_secret_octets = 32;
+
+std::string verifier_line(std::string_view secret, unsigned long iterations) {
+    return "secret_verifier = " +
+           mctp::scram::format_verifier(mctp::scram::make_verifier(
+               secret, mctp::scram::random_salt(), static_cast<unsigned>(iterations)));
+}
+
+// --new-secret FILE: 32 random octets, base64, as one line in a new file
+// that only its owner may read; the verifier line on standard output.
+int new_secret_command(const std::string& path, unsigned long iterations) {
+    unsigned char raw[random_secret_octets];
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        std::fputs("mpasswdd: the random generator failed\n", stderr);
+        return exit_failure;
+    }
+    const mctp::Secret secret(mctp::scram::base64(
+        std::string_view(reinterpret_cast<const char*>(raw), sizeof raw)));
+    mctp::wipe(raw, sizeof raw);
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        std::fprintf(stderr, "mpasswdd: %s: %s%s\n", shown(path).c_str(), std::strerror(errno),
+                     errno == EEXIST ? " (it is never overwritten)" : "");
+        return exit_failure;
+    }
+    const mctp::Secret line = mctp::Secret::join({secret.view(), "\n"});
+    const bool ok = fchmod(fd, 0600) == 0 &&
+                    write(fd, line.view().data(), line.size()) ==
+                        static_cast<ssize_t>(line.size()) &&
+                    fsync(fd) == 0;
+    if (close(fd) != 0 || !ok) {
+        std::fprintf(stderr, "mpasswdd: %s: cannot write the secret: %s\n", shown(path).c_str(),
+                     std::strerror(errno));
+        unlink(path.c_str());
+        return exit_failure;
+    }
+    try {
+        std::printf("%s\n", verifier_line(secret.view(), iterations).c_str());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
+        return exit_failure;
+    }
+    return 0;
+}
+
+// --verifier: the verifier line of a secret read as --hash-secret reads it.
+int verifier_command(unsigned long iterations) {
+    int status = 0;
+    const auto secret = read_controller_secret(&status);
+    if (!secret) {
+        return status;
+    }
+    try {
+        std::printf("%s\n", verifier_line(secret->view(), iterations).c_str());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "mpasswdd: %s\n", shown(e.what()).c_str());
         return exit_failure;
@@ -161,6 +248,9 @@ struct Options {
     std::string config_path = mpasswdd::default_config_path;
     bool check_config = false;
     bool hash_secret = false;
+    bool verifier = false;
+    std::string new_secret;  // --new-secret FILE
+    unsigned long iterations = 0;  // 0: the default for the command
     bool log_stderr = false;
     bool debug = false;
     bool ssh = false;
@@ -180,6 +270,24 @@ std::optional<int> parse_options(int argc, char** argv, Options* o) {
             o->check_config = true;
         } else if (a == "--hash-secret") {
             o->hash_secret = true;
+        } else if (a == "--new-secret" && i + 1 < argc) {
+            o->new_secret = argv[++i];
+            if (o->new_secret.empty()) {
+                std::fputs("mpasswdd: --new-secret needs a file name\n", stderr);
+                return exit_usage;
+            }
+        } else if (a == "--verifier") {
+            o->verifier = true;
+        } else if (a == "--iterations" && i + 1 < argc) {
+            char* end = nullptr;
+            errno = 0;
+            o->iterations = std::strtoul(argv[++i], &end, 10);
+            if (*end != '\0' || errno != 0 || o->iterations < mctp::scram::iterations_min ||
+                o->iterations > mctp::scram::iterations_max) {
+                std::fprintf(stderr, "mpasswdd: --iterations takes a number from %u to %u\n",
+                             mctp::scram::iterations_min, mctp::scram::iterations_max);
+                return exit_usage;
+            }
         } else if (a == "--cost" && i + 1 < argc) {
             char* end = nullptr;
             o->cost = std::strtoul(argv[++i], &end, 10);
@@ -397,13 +505,15 @@ int run_parent(const Options& o, pid_t child, int fd, mpasswdd::Clock::time_poin
     };
     const mpasswdd::privsep::MonitorBackend backend{
         host,
-        [&](const std::string& subject, const std::string& fingerprint) {
+        [&](const std::string& subject, const std::string& fingerprint,
+            const std::string& tls_exporter) {
             if (!subject.empty()) {
                 mpasswdd::log::write(mctp::LogLevel::info,
                                      "TLS client certificate from " + peer->text + ": " +
                                          subject + " sha256 " + fingerprint);
             }
             host.set_client_certificate(subject, fingerprint);
+            host.set_channel_binding(tls_exporter);
             const auto v = host.verdict();
             return v == mctp::PeerVerdict::accepted && locked ? mctp::PeerVerdict::locked : v;
         },
@@ -497,8 +607,13 @@ int run_child(const Options& o, int fd, pid_t parent, mpasswdd::Clock::time_poin
     } else {
         channel = mpasswdd::fd_channel(0, 1);
     }
-    const mctp::PeerVerdict verdict = parent_link.start(peer.tls_subject, peer.tls_fingerprint);
+    const mctp::PeerVerdict verdict =
+        parent_link.start(peer.tls_subject, peer.tls_fingerprint, peer.tls_exporter);
     mctp::SessionSettings settings;
+    settings.scram_plus = peer.tls_exporter.size() == privsep::binding_size;
+    // Not needed here any more: the parent has it.
+    mctp::wipe(peer.tls_exporter.data(), peer.tls_exporter.size());
+    peer.tls_exporter.clear();
     settings.host_name = hello.host_name;
     settings.line_max = hello.line_max;
     settings.max_auth_failures = hello.max_auth_failures;
@@ -551,6 +666,13 @@ int main(int argc, char** argv) {
     }
     if (o.hash_secret) {
         return hash_secret_command(o.cost);
+    }
+    if (!o.new_secret.empty()) {
+        return new_secret_command(o.new_secret,
+                                  o.iterations != 0 ? o.iterations : random_iterations);
+    }
+    if (o.verifier) {
+        return verifier_command(o.iterations != 0 ? o.iterations : chosen_iterations);
     }
     if (o.check_config) {
         return check_config_command(o);

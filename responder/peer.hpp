@@ -19,6 +19,9 @@ struct Peer {
     // and SHA-256 fingerprint (lower-case hex); empty otherwise.
     std::string tls_subject;
     std::string tls_fingerprint;
+    // Over TLS 1.3: the 32 octets of the tls-exporter channel binding (RFC
+    // 9266) for SCRAM-SHA-256-PLUS; empty otherwise.
+    std::string tls_exporter;
 };
 
 // One entry of a controller's `from` list: `local`, or an address with an

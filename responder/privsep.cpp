@@ -287,10 +287,12 @@ void MonitorClient::request(Message& m, Type reply_type, Message* reply) {
 }
 
 mctp::PeerVerdict MonitorClient::start(std::string_view tls_subject,
-                                       std::string_view tls_fingerprint) {
+                                       std::string_view tls_fingerprint,
+                                       std::string_view tls_exporter) {
     Message m(Type::start);
     m.put_str(tls_subject.substr(0, text_max));
     m.put_str(tls_fingerprint.substr(0, fingerprint_max));
+    m.put_str(tls_exporter.size() == binding_size ? tls_exporter : std::string_view());
     Message reply;
     request(m, Type::verdict, &reply);
     std::uint8_t v = 0;
@@ -314,6 +316,44 @@ mctp::AuthResult MonitorClient::authenticate(const mctp::Secret& secret) {
     }
     r.kind = static_cast<mctp::AuthResult::Kind>(kind);
     return r;
+}
+
+namespace {
+
+mctp::ScramResult scram_reply(Message& reply, bool with_controller) {
+    std::uint8_t kind = 0;
+    mctp::ScramResult r;
+    if (!reply.get_u8(&kind) || !reply.get_str(scram_reply_max, &r.message) ||
+        (with_controller && !reply.get_str(mctp::limits::helo_name_max, &r.controller)) ||
+        !reply.at_end() || kind > static_cast<std::uint8_t>(mctp::ScramResult::Kind::locked)) {
+        parent_gone();
+    }
+    r.kind = static_cast<mctp::ScramResult::Kind>(kind);
+    return r;
+}
+
+}  // namespace
+
+mctp::ScramResult MonitorClient::scram_first(std::string_view client_first) {
+    if (client_first.size() > scram_message_max) {
+        return {};
+    }
+    Message m(Type::scram_first);
+    m.put_str(client_first);
+    Message reply;
+    request(m, Type::scram_first_reply, &reply);
+    return scram_reply(reply, false);
+}
+
+mctp::ScramResult MonitorClient::scram_final(std::string_view client_final) {
+    if (client_final.size() > scram_message_max) {
+        return {};
+    }
+    Message m(Type::scram_final);
+    m.put_str(client_final);
+    Message reply;
+    request(m, Type::scram_final_reply, &reply);
+    return scram_reply(reply, true);
 }
 
 mctp::UserVerdict MonitorClient::check_user(std::string_view /*controller*/,
@@ -399,6 +439,9 @@ private:
 
     std::optional<MonitorEnd> on_start(Message& m);
     std::optional<MonitorEnd> on_auth(Message& m);
+    std::optional<MonitorEnd> may_auth(const char* what);
+    std::optional<MonitorEnd> on_scram_first(Message& m);
+    std::optional<MonitorEnd> on_scram_final(Message& m);
     std::optional<MonitorEnd> on_check_user(Message& m);
     std::optional<MonitorEnd> on_change(Message& m);
     std::optional<MonitorEnd> on_log(Message& m);
@@ -411,20 +454,23 @@ private:
     unsigned failures_ = 0;
     std::string controller_;  // empty until an AUTH succeeds
     unsigned logs_ = 0;       // LOG messages so far
+    bool scram_ = false;      // a SCRAM exchange: SCRAM_FINAL is due
 };
 
 std::optional<MonitorEnd> Monitor::on_start(Message& m) {
     std::string subject;
     std::string fingerprint;
+    std::string exporter;
     if (!m.get_str(text_max, &subject) || !m.get_str(fingerprint_max, &fingerprint) ||
-        !m.at_end() || !mctp::is_printable_ascii(subject) ||
-        !mctp::is_printable_ascii(fingerprint)) {
+        !m.get_str(binding_size, &exporter) || !m.at_end() ||
+        !mctp::is_printable_ascii(subject) || !mctp::is_printable_ascii(fingerprint) ||
+        (!exporter.empty() && exporter.size() != binding_size)) {
         return violation("sent a malformed START");
     }
     if (phase_ != Phase::hello_sent) {
         return violation("sent START twice");
     }
-    const mctp::PeerVerdict v = backend_.verdict(subject, fingerprint);
+    const mctp::PeerVerdict v = backend_.verdict(subject, fingerprint, exporter);
     phase_ = v == mctp::PeerVerdict::accepted ? Phase::accepted : Phase::refused;
     Message r(Type::verdict);
     r.put_u8(static_cast<std::uint8_t>(v));
@@ -437,19 +483,9 @@ std::optional<MonitorEnd> Monitor::on_auth(Message& m) {
         !mctp::is_argument(secret.view())) {
         return violation("sent a malformed AUTH");
     }
-    if (phase_ != Phase::accepted) {
-        return violation("sent AUTH for a peer that was refused or not started");
+    if (auto end = may_auth("AUTH")) {
+        return end;
     }
-    if (locked_) {
-        return violation("sent AUTH after its source was locked out");
-    }
-    if (failures_ >= settings_.max_auth_failures) {
-        return violation("sent AUTH after max_auth_failures (" +
-                         std::to_string(settings_.max_auth_failures) + ") failures");
-    }
-    // A new AUTH drops the last one (the session only sends it after
-    // RSET, which forgets the controller).
-    controller_.clear();
     mctp::AuthResult result = backend_.host.authenticate(secret);
     secret.clear();
     switch (result.kind) {
@@ -471,6 +507,92 @@ std::optional<MonitorEnd> Monitor::on_auth(Message& m) {
     Message r(Type::auth_reply);
     r.put_u8(static_cast<std::uint8_t>(result.kind));
     r.put_str(result.kind == mctp::AuthResult::Kind::accepted ? result.controller : "");
+    return reply(r) ? std::nullopt : std::optional(MonitorEnd::io_error);
+}
+
+// Whether the child may try to authenticate now.
+std::optional<MonitorEnd> Monitor::may_auth(const char* what) {
+    if (phase_ != Phase::accepted) {
+        return violation(std::string("sent ") + what +
+                         " for a peer that was refused or not started");
+    }
+    if (locked_) {
+        return violation(std::string("sent ") + what + " after its source was locked out");
+    }
+    if (failures_ >= settings_.max_auth_failures) {
+        return violation(std::string("sent ") + what + " after max_auth_failures (" +
+                         std::to_string(settings_.max_auth_failures) + ") failures");
+    }
+    // A new AUTH drops the last one (the session only sends it after
+    // RSET, which forgets the controller) and any exchange under way.
+    controller_.clear();
+    scram_ = false;
+    return std::nullopt;
+}
+
+std::optional<MonitorEnd> Monitor::on_scram_first(Message& m) {
+    std::string client_first;
+    if (!m.get_str(scram_message_max, &client_first) || !m.at_end() || client_first.empty()) {
+        return violation("sent a malformed SCRAM_FIRST");
+    }
+    if (auto end = may_auth("SCRAM_FIRST")) {
+        return end;
+    }
+    mctp::ScramResult result = backend_.host.scram_first(client_first);
+    if (result.message.size() > scram_reply_max) {
+        result = {};
+    }
+    switch (result.kind) {
+    case mctp::ScramResult::Kind::next: scram_ = true; break;
+    case mctp::ScramResult::Kind::locked: locked_ = true; break;
+    case mctp::ScramResult::Kind::rejected:
+        ++failures_;
+        std::this_thread::sleep_for(settings_.auth_failure_delay);
+        break;
+    }
+    Message r(Type::scram_first_reply);
+    r.put_u8(static_cast<std::uint8_t>(result.kind));
+    r.put_str(result.kind == mctp::ScramResult::Kind::next ? result.message : "");
+    return reply(r) ? std::nullopt : std::optional(MonitorEnd::io_error);
+}
+
+std::optional<MonitorEnd> Monitor::on_scram_final(Message& m) {
+    std::string client_final;
+    if (!m.get_str(scram_message_max, &client_final) || !m.at_end() || client_final.empty()) {
+        return violation("sent a malformed SCRAM_FINAL");
+    }
+    if (!scram_) {
+        return violation("sent SCRAM_FINAL without a SCRAM exchange under way");
+    }
+    scram_ = false;
+    mctp::ScramResult result = backend_.host.scram_final(client_final);
+    if (result.message.size() > scram_reply_max) {
+        result = {};
+    }
+    switch (result.kind) {
+    case mctp::ScramResult::Kind::next:
+        if (!mctp::is_helo_name(result.controller)) {
+            result = {};
+            ++failures_;
+            std::this_thread::sleep_for(settings_.auth_failure_delay);
+            break;
+        }
+        // Only now, after a good proof, is the peer that controller.
+        controller_ = result.controller;
+        break;
+    case mctp::ScramResult::Kind::locked: locked_ = true; break;
+    case mctp::ScramResult::Kind::rejected:
+        ++failures_;
+        // Here, not in the child: a child that does not wait cannot guess
+        // faster.
+        std::this_thread::sleep_for(settings_.auth_failure_delay);
+        break;
+    }
+    const bool next = result.kind == mctp::ScramResult::Kind::next;
+    Message r(Type::scram_final_reply);
+    r.put_u8(static_cast<std::uint8_t>(result.kind));
+    r.put_str(next ? result.message : "");
+    r.put_str(next ? result.controller : "");
     return reply(r) ? std::nullopt : std::optional(MonitorEnd::io_error);
 }
 
@@ -561,6 +683,8 @@ MonitorEnd Monitor::run(Clock::time_point deadline) {
         switch (m.type()) {
         case Type::start: end = on_start(m); break;
         case Type::auth: end = on_auth(m); break;
+        case Type::scram_first: end = on_scram_first(m); break;
+        case Type::scram_final: end = on_scram_final(m); break;
         case Type::check_user: end = on_check_user(m); break;
         case Type::change: end = on_change(m); break;
         case Type::log: end = on_log(m); break;

@@ -53,7 +53,19 @@ enum class Type : std::uint8_t {
     change = 8,        // child: user, HELO name, password
     change_reply = 9,  //   <- u8 ChangeResult::Kind, PAM's message
     log = 10,          // child: u8 level (LogLevel, 4 = error), text; no reply
+    scram_first = 11,        // child: the SCRAM client-first message
+    scram_first_reply = 12,  //   <- u8 ScramResult::Kind, server-first message
+    scram_final = 13,        // child: the SCRAM client-final message
+    scram_final_reply = 14,  //   <- u8 ScramResult::Kind, server-final message, controller
 };
+
+// The longest SCRAM message either way (protocol.md: AUTH lines of up to
+// 1024 octets, and the base64 in them is longer than the message).
+inline constexpr std::size_t scram_message_max = 1024;
+// The server's messages answer a client message and are a little longer.
+inline constexpr std::size_t scram_reply_max = 2 * scram_message_max;
+// The tls-exporter channel binding START carries: 0 or this many octets.
+inline constexpr std::size_t binding_size = 32;
 
 // Log level 4 in a LOG message: an error (the child cannot go on).
 inline constexpr std::uint8_t log_error = 4;
@@ -142,10 +154,14 @@ public:
     explicit MonitorClient(int fd) : fd_(fd) {}
 
     // The verdict on the peer, given the TLS client certificate (empty
-    // strings without one).
-    mctp::PeerVerdict start(std::string_view tls_subject, std::string_view tls_fingerprint);
+    // strings without one) and the tls-exporter channel binding (TLS 1.3;
+    // empty otherwise).
+    mctp::PeerVerdict start(std::string_view tls_subject, std::string_view tls_fingerprint,
+                            std::string_view tls_exporter = {});
 
     mctp::AuthResult authenticate(const mctp::Secret& secret) override;
+    mctp::ScramResult scram_first(std::string_view client_first) override;
+    mctp::ScramResult scram_final(std::string_view client_final) override;
     mctp::UserVerdict check_user(std::string_view controller, std::string_view user) override;
     mctp::ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                        const mctp::Secret& password) override;
@@ -165,11 +181,13 @@ struct MonitorSettings {
 };
 
 // What the monitor needs besides the Host: the verdict on the peer once
-// the child reports its TLS client certificate (if any), and where an
-// error line goes.
+// the child reports its TLS client certificate (if any) and tls-exporter
+// channel binding (TLS 1.3; empty otherwise), and where an error line
+// goes.
 struct MonitorBackend {
     mctp::Host& host;
-    std::function<mctp::PeerVerdict(const std::string& subject, const std::string& fingerprint)>
+    std::function<mctp::PeerVerdict(const std::string& subject, const std::string& fingerprint,
+                                    const std::string& tls_exporter)>
         verdict;
     std::function<void(std::string_view)> error;
 };
@@ -184,10 +202,13 @@ enum class MonitorEnd {
 // Serves the child's requests on fd until it closes its end, sends
 // something it must not, or deadline passes. A state machine of its own:
 // START once and first; AUTH only after an accepted START and at most
-// max_auth_failures failures; CHECK_USER and CHANGE only after a
-// successful AUTH, for the controller that AUTH named, with the user
-// policy checked again for CHANGE. A failed AUTH is answered only after
-// auth_failure_delay. Every reason to end is given to backend.error.
+// max_auth_failures failures; SCRAM_FIRST when AUTH may be sent (it
+// abandons an exchange under way), SCRAM_FINAL only right after a
+// SCRAM_FIRST that the host answered, each once per exchange;
+// CHECK_USER and CHANGE only after a successful AUTH or a good SCRAM
+// proof, for the controller that named, with the user policy checked
+// again for CHANGE. A failed AUTH or SCRAM proof counts as a failure
+// and is answered only after auth_failure_delay. Every reason to end is given to backend.error.
 MonitorEnd serve(int fd, const MonitorBackend& backend, const MonitorSettings& settings,
                  Clock::time_point deadline);
 

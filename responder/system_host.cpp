@@ -6,6 +6,7 @@
 #include "log.hpp"
 #include "pam_change.hpp"
 #include "secret_hash.hpp"
+#include "text.hpp"
 #include "user_policy.hpp"
 
 namespace mpasswdd {
@@ -38,26 +39,59 @@ mctp::PeerVerdict SystemHost::verdict() const {
     return any ? mctp::PeerVerdict::accepted : mctp::PeerVerdict::rejected;
 }
 
+std::optional<unsigned> SystemHost::charge(bool* locked) {
+    *locked = false;
+    if (tally_ == nullptr) {
+        return std::nullopt;
+    }
+    try {
+        auto charged = tally_->charge(source_, wall_ms());
+        *locked = !charged;
+        return charged;
+    } catch (const TallyError& e) {
+        // The per-connection limit and delay still hold.
+        log::error(std::string("failed AUTHs from ") + source_ + " not counted: " + e.what());
+    }
+    return std::nullopt;
+}
+
+void SystemHost::refund(const std::optional<unsigned>& charged) {
+    if (!charged) {
+        return;
+    }
+    try {
+        tally_->refund(source_, wall_ms());
+    } catch (const TallyError& e) {
+        log::error(std::string("a right AUTH from ") + source_ +
+                   " stays counted as a failure: " + e.what());
+    }
+}
+
+void SystemHost::warn_if_locked(const std::optional<unsigned>& charged) {
+    if (charged && *charged == config_.max_auth_failures_per_source) {
+        log::write(mctp::LogLevel::warning,
+                   "source " + source_ + " locked out: " + std::to_string(*charged) +
+                       " failed AUTHs within " +
+                       mctp::cfg::seconds_text(config_.auth_failure_window) +
+                       " s (max_auth_failures_per_source); its connections get 421 until "
+                       "the window has passed");
+    }
+}
+
 mctp::AuthResult SystemHost::authenticate(const mctp::Secret& secret) {
     // Counted before the check, so that parallel connections from one
     // source cannot have more secrets checked than the limit between them.
-    std::optional<unsigned> charged;
-    if (tally_ != nullptr) {
-        try {
-            charged = tally_->charge(source_, wall_ms());
-            if (!charged) {
-                return {mctp::AuthResult::Kind::locked, ""};
-            }
-        } catch (const TallyError& e) {
-            // The per-connection limit and delay still hold.
-            log::error(std::string("failed AUTHs from ") + source_ + " not counted: " + e.what());
-        }
+    bool locked = false;
+    const auto charged = charge(&locked);
+    if (locked) {
+        return {mctp::AuthResult::Kind::locked, ""};
     }
     // Every controller that may connect from here is tried, so the time
-    // taken does not tell which entry, if any, came close.
+    // taken does not tell which entry, if any, came close. Only entries
+    // that keep a secret_hash take the old AUTH <secret>.
     std::optional<std::string> found;
     for (const auto& c : config_.controllers) {
-        if (!may_connect(c)) {
+        if (!may_connect(c) || c.secret_hash.empty()) {
             continue;
         }
         switch (check_secret(secret, c.secret_hash)) {
@@ -75,25 +109,90 @@ mctp::AuthResult SystemHost::authenticate(const mctp::Secret& secret) {
         }
     }
     if (found) {
-        if (charged) {
-            try {
-                tally_->refund(source_, wall_ms());
-            } catch (const TallyError& e) {
-                log::error(std::string("a right AUTH from ") + source_ +
-                           " stays counted as a failure: " + e.what());
-            }
-        }
+        refund(charged);
         return {mctp::AuthResult::Kind::accepted, std::move(*found)};
     }
-    if (charged && *charged == config_.max_auth_failures_per_source) {
-        log::write(mctp::LogLevel::warning,
-                   "source " + source_ + " locked out: " + std::to_string(*charged) +
-                       " failed AUTHs within " +
-                       mctp::cfg::seconds_text(config_.auth_failure_window) +
-                       " s (max_auth_failures_per_source); its connections get 421 until "
-                       "the window has passed");
-    }
+    warn_if_locked(charged);
     return {};
+}
+
+namespace {
+
+// The stand-in for a name that no controller entry (allowed from this
+// peer, with a verifier) has: the exchange looks the same up to the
+// proof, which fails. Its salt is fixed per name and host, so asking
+// twice does not tell a real entry from a stand-in by a changing salt.
+mctp::scram::Verifier stand_in(std::string_view name, std::string_view host) {
+    mctp::scram::Verifier v;
+    v.iterations = mctp::scram::iterations_min;
+    const auto a = mctp::scram::make_verifier(std::string(host) + '\n' + std::string(name),
+                                              "mpasswdd stand-in salt", 1);
+    v.salt.assign(reinterpret_cast<const char*>(a.stored_key.data()), mctp::scram::salt_min);
+    v.stored_key = a.server_key;
+    v.server_key = a.stored_key;
+    return v;
+}
+
+}  // namespace
+
+mctp::ScramResult SystemHost::scram_first(std::string_view client_first) {
+    scram_.reset();
+    scram_controller_.clear();
+    auto server = std::make_unique<mctp::scram::Server>(!binding_.empty(), binding_);
+    std::string why;
+    const auto name = server->start(client_first, &why);
+    if (!name) {
+        log::write(mctp::LogLevel::notice, "AUTH SCRAM-SHA-256 from " + peer_.text +
+                                               ": client-first message refused: " + why);
+        return {};
+    }
+    const Controller* found = nullptr;
+    for (const auto& c : config_.controllers) {
+        if (c.name == *name && c.verifier && may_connect(c)) {
+            found = &c;
+        }
+    }
+    mctp::ScramResult r;
+    r.kind = mctp::ScramResult::Kind::next;
+    if (found != nullptr) {
+        scram_controller_ = found->name;
+        r.message = server->first(*found->verifier);
+    } else {
+        log::write(mctp::LogLevel::notice,
+                   "AUTH SCRAM-SHA-256 from " + peer_.text + " names controller '" +
+                       mctp::printable(*name, mctp::scram::name_max) +
+                       "', which has no secret_verifier or may not connect from here");
+        r.message = server->first(stand_in(*name, config_.host_name));
+    }
+    scram_ = std::move(server);
+    return r;
+}
+
+mctp::ScramResult SystemHost::scram_final(std::string_view client_final) {
+    if (!scram_) {
+        return {};
+    }
+    const auto server = std::move(scram_);
+    const std::string controller = std::move(scram_controller_);
+    scram_controller_.clear();
+    bool locked = false;
+    const auto charged = charge(&locked);
+    if (locked) {
+        return {mctp::ScramResult::Kind::locked, "", ""};
+    }
+    std::string why;
+    auto final_message = server->final(client_final, &why);
+    if (!final_message || controller.empty()) {
+        if (!controller.empty()) {
+            log::write(mctp::LogLevel::notice,
+                       "AUTH SCRAM for controller " + controller + " from " +
+                           peer_.text + " failed: " + why);
+        }
+        warn_if_locked(charged);
+        return {};
+    }
+    refund(charged);
+    return {mctp::ScramResult::Kind::next, std::move(*final_message), controller};
 }
 
 mctp::UserVerdict SystemHost::check_user(std::string_view controller, std::string_view user) {

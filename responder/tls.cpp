@@ -172,6 +172,15 @@ std::unique_ptr<Channel> tls_channel(TlsContext context, int fd, Clock::time_poi
         peer->tls_subject = subject_of(cert);
         peer->tls_fingerprint = mctp::sha256_fingerprint(cert);
     }
+    // RFC 9266: tls-exporter, defined for TLS 1.3 only.
+    if (SSL_version(ssl.get()) == TLS1_3_VERSION) {
+        static constexpr char label[] = "EXPORTER-Channel-Binding";
+        std::string out(32, '\0');
+        if (SSL_export_keying_material(ssl.get(), reinterpret_cast<unsigned char*>(out.data()),
+                                       out.size(), label, sizeof label - 1, nullptr, 0, 0) == 1) {
+            peer->tls_exporter = std::move(out);
+        }
+    }
     return std::make_unique<TlsChannel>(std::move(ctx), std::move(ssl), fd);
 }
 

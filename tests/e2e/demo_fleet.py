@@ -91,7 +91,39 @@ def tls_demo(mpasswd):
         shutil.rmtree(folder)
 
 
+def fake_target_demo(mpasswd):
+    """A fake target on 127.0.0.1 (any local user could bind the port)
+    says yes to everything: it gets neither the secret nor the password."""
+    from mctp_client import FakeTarget
+    fleet = Fleet(fleet_env(), 1, "Demo-Fake-Secret-1", {0: "closed"})
+    fake = FakeTarget()
+    try:
+        fleet.write_config()
+        print("== a fake target on %s: EHLO offers SCRAM, it answers every line with 250 "
+              "or a made-up 334" % fake.target())
+        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf -H %s --stdin alice"
+              % (NEW, fake.target()))
+        r = subprocess.run([mpasswd, "-c", fleet.config, "-H", fake.target(), "--stdin", "alice"],
+                           input=NEW + "\n", capture_output=True, text=True, timeout=60)
+        print(r.stdout + r.stderr, end="")
+        print("== what the fake target received:")
+        for line in fake.lines:
+            print("  " + (line if len(line) < 60 else line[:57] + "..."))
+        secret = open(fleet.secret_file).read().strip()
+        ok = (r.returncode == 1 and "untrusted" in r.stdout and NEW.encode() not in fake.received
+              and secret.encode() not in fake.received)
+        print("ok: the fake target got no secret and no password (only EHLO, AUTH, a proof "
+              "for its own nonce, QUIT)" if ok else "FAILED")
+        return 0 if ok else 1
+    finally:
+        fake.stop()
+        fleet.stop()
+        fleet.remove()
+
+
 if __name__ == "__main__":
     status = main()
     print()
-    sys.exit(status or tls_demo(os.environ["MPASSWD"]))
+    status = status or tls_demo(os.environ["MPASSWD"])
+    print()
+    sys.exit(status or fake_target_demo(os.environ["MPASSWD"]))

@@ -9,9 +9,12 @@ import subprocess
 import tempfile
 import time
 
-from mctp_client import NOBODY_GROUP, NOBODY_PASSWD, free_port, hash_secret, privsep_directory
+from mctp_client import NOBODY_GROUP, NOBODY_PASSWD, free_port, privsep_directory, verifier
 
 SERVICE = "mpasswdd-fleet"
+# The controller's name: mpasswd.conf's name and the targets' [controller NAME]
+# (SCRAM's user name).
+CONTROLLER = "control-test"
 USERS = ["alice", "bob", "carol"]
 
 
@@ -69,8 +72,8 @@ class Fleet:
             for i, u in enumerate(USERS)) + NOBODY_PASSWD, 0o644)
         _write(groups, "root:x:0:\n" + "".join(
             "%s:x:%d:\n" % (u, 1001 + i) for i, u in enumerate(USERS)) + NOBODY_GROUP, 0o644)
-        good_hash = hash_secret(mpasswdd, secret)
-        other_hash = hash_secret(mpasswdd, secret + "-other") if "other-secret" in self.kinds.values() else None
+        good = verifier(mpasswdd, secret)
+        other = verifier(mpasswdd, secret + "-other") if "other-secret" in self.kinds.values() else None
         starting = []
         self._proc_of = {}  # responder index -> index in self.procs
         for i in range(n):
@@ -102,9 +105,9 @@ class Fleet:
                          if tls and i in tls else "")
             _write(conf, "host_name = t%d\npam_service = %s\nauth_failure_delay = 0.1\n"
                    "state_directory = %s\nprivsep_directory = %s\n%s%s"
-                   "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                   "[controller %s]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
                    % (i, SERVICE, os.path.join(tdir, "state"), privsep_directory(tdir), "deny_users = alice\n" if kind == "deny-alice" else "",
-                      tls_lines, other_hash if kind == "other-secret" else good_hash))
+                      tls_lines, CONTROLLER, other if kind == "other-secret" else good))
             log_path = os.path.join(tdir, "log")
             self.logs.append(log_path)
             cmd = ["-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
@@ -153,7 +156,7 @@ class Fleet:
     def write_config(self, extra="", ports=None, options=""):
         """ports: what the hosts file names instead of the responders' own
         (a relay in front of them); options: words after each host."""
-        _write(self.config, "name = control-test\nsecret_file = %s\nhosts = %s\n%s"
+        _write(self.config, "name = " + CONTROLLER + "\nsecret_file = %s\nhosts = %s\n%s"
                % (self.secret_file, os.path.join(self.dir, "hosts"), extra))
         _write(os.path.join(self.dir, "hosts"), "# the test fleet\n" + "".join(
             "127.0.0.1:%d%s\n" % (p, " " + options if options else "")

@@ -1,4 +1,7 @@
 """A tiny MCTP client and test helpers shared by the end-to-end tests."""
+import base64
+import hashlib
+import hmac
 import os
 import select
 import socket
@@ -28,6 +31,29 @@ class Client:
         self.transcript.append("C: " + (shown if shown is not None else line))
         self.sock.sendall(line.encode() + b"\r\n")
         return self.reply()
+
+    def ehlo(self, name):
+        """EHLO; the reply's lines."""
+        self.transcript.append("C: EHLO " + name)
+        self.sock.sendall(b"EHLO " + name.encode() + b"\r\n")
+        lines = [self.reply()]
+        while lines[-1][3:4] == "-":
+            lines.append(self.reply())
+        return lines
+
+    def scram(self, name, secret, mechanism="SCRAM-SHA-256"):
+        """AUTH SCRAM-SHA-256 as controller `name`: the final reply. Checks
+        the server's signature before it sends the empty line."""
+        c = ScramClient(name, secret)
+        r = self.send("AUTH %s %s" % (mechanism, b64(c.first())), "AUTH %s (client-first)" % mechanism)
+        if not r.startswith("334 "):
+            return r
+        r = self.send(b64(c.final(unb64(r[4:]))), "(client-final)")
+        if not r.startswith("334 "):
+            return r
+        if not c.verify(unb64(r[4:])):
+            raise AssertionError("the target's SCRAM signature is wrong")
+        return self.send("", "(empty line)")
 
     def closed(self):
         """True when the server has closed the connection."""
@@ -92,6 +118,92 @@ def privsep_directory(parent):
 # user (privsep_user _mpasswdd falls back to nobody).
 NOBODY_PASSWD = "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 NOBODY_GROUP = "nogroup:x:65534:\n"
+
+
+# SCRAM-SHA-256 (RFC 5802, 7677) in a few lines, for the tests and the
+# benchmark: the controller's half and a target's half.
+def b64(data):
+    return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
+
+
+def unb64(text):
+    return base64.b64decode(text, validate=True).decode("ascii")
+
+
+def _hmac(key, msg):
+    return hmac.new(key, msg.encode() if isinstance(msg, str) else msg, hashlib.sha256).digest()
+
+
+def _xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+class ScramClient:
+    """cache: a dict shared by sessions, (salt, iterations) -> SaltedPassword,
+    as the controller's engine keeps it for one run."""
+
+    def __init__(self, name, secret, nonce=None, cache=None):
+        self.name, self.secret, self.cache = name, secret, cache
+        self.nonce = nonce or base64.b64encode(os.urandom(18)).decode()
+        self.bare = "n=%s,r=%s" % (name, self.nonce)
+        self.server_signature = None
+
+    def first(self):
+        return "n,," + self.bare
+
+    def final(self, server_first):
+        f = dict(x.split("=", 1) for x in server_first.split(","))
+        assert f["r"].startswith(self.nonce) and f["r"] != self.nonce, server_first
+        key = (f["s"], f["i"])
+        if self.cache is not None and key in self.cache:
+            salted = self.cache[key]
+        else:
+            salted = hashlib.pbkdf2_hmac("sha256", self.secret.encode(),
+                                         base64.b64decode(f["s"]), int(f["i"]))
+            if self.cache is not None:
+                self.cache[key] = salted
+        without_proof = "c=biws,r=" + f["r"]
+        auth_message = ",".join([self.bare, server_first, without_proof])
+        client_key = _hmac(salted, "Client Key")
+        proof = _xor(client_key, _hmac(hashlib.sha256(client_key).digest(), auth_message))
+        self.server_signature = _hmac(_hmac(salted, "Server Key"), auth_message)
+        return without_proof + ",p=" + base64.b64encode(proof).decode()
+
+    def verify(self, server_final):
+        return (self.server_signature is not None and server_final.startswith("v=") and
+                hmac.compare_digest(base64.b64decode(server_final[2:]), self.server_signature))
+
+
+def verifier(mpasswdd, secret):
+    """The secret_verifier value of a secret, made by mpasswdd --verifier
+    (4096 iterations: the tests' secrets need no stretching)."""
+    out = subprocess.run([mpasswdd, "--verifier", "--iterations", "4096"], input=secret + "\n",
+                         capture_output=True, text=True, check=True)
+    line = out.stdout.strip()
+    assert line.startswith("secret_verifier = SCRAM-SHA-256$"), line
+    return line[len("secret_verifier = "):]
+
+
+def scram_server_first(client_first, secret, salt=b"0123456789abcdef", iterations=4096):
+    """A target's answer for a secret it knows (tests' fake targets):
+    (server-first, state for scram_server_final)."""
+    bare = client_first.split(",", 2)[2]
+    nonce = dict(x.split("=", 1) for x in bare.split(","))["r"] + "srv" + b64(os.urandom(9))
+    sf = "r=%s,s=%s,i=%d" % (nonce, b64(salt), iterations)
+    salted = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, iterations)
+    return sf, (bare, sf, salted)
+
+
+def scram_server_final(client_final, state):
+    """v=... for a right proof, None for a wrong one."""
+    bare, sf, salted = state
+    without_proof, proof = client_final.rsplit(",p=", 1)
+    auth_message = ",".join([bare, sf, without_proof])
+    stored = hashlib.sha256(_hmac(salted, "Client Key")).digest()
+    client_key = _xor(base64.b64decode(proof), _hmac(stored, auth_message))
+    if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored):
+        return None
+    return "v=" + b64(_hmac(_hmac(salted, "Server Key"), auth_message))
 
 
 def hash_secret(mpasswdd, secret):
@@ -163,9 +275,10 @@ class ScriptedTarget:
     VRFY and CHPW; 221 to QUIT. It records what it received, but not the
     AUTH line."""
 
-    def __init__(self, refusal=b"554 " + HOSTILE_TEXT):
+    def __init__(self, refusal=b"554 " + HOSTILE_TEXT, secret=None):
         import threading
         self.refusal = refusal
+        self.secret = secret  # with one: EHLO offers SCRAM, and AUTH runs it
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -186,6 +299,7 @@ class ScriptedTarget:
 
     def _session(self, conn):
         buf = b""
+        scram = None  # during AUTH SCRAM: ("final", state) or ("empty", None)
         conn.sendall(b"220 scripted ready\r\n")
         while True:
             while b"\n" not in buf:
@@ -198,9 +312,22 @@ class ScriptedTarget:
                 buf += chunk
             line, buf = buf.split(b"\n", 1)
             verb = line[:4]
-            if verb != b"AUTH":
+            if verb != b"AUTH" and scram is None:
                 self.received.append(line.rstrip(b"\r"))
-            if verb in (b"VRFY", b"CHPW"):
+            if verb == b"EHLO" and self.secret:
+                conn.sendall(b"250-scripted hello\r\n250 AUTH SCRAM-SHA-256\r\n")
+            elif scram is not None and scram[0] == "final":
+                v = scram_server_final(unb64(line.strip().decode()), scram[1])
+                conn.sendall(b"334 " + b64(v or "e=invalid-proof").encode() + b"\r\n")
+                scram = ("empty", None)
+            elif scram is not None:
+                conn.sendall(b"250 authenticated as ctl\r\n")
+                scram = None
+            elif verb == b"AUTH" and self.secret:
+                sf, state = scram_server_first(unb64(line.split()[2].decode()), self.secret)
+                conn.sendall(b"334 " + b64(sf).encode() + b"\r\n")
+                scram = ("final", state)
+            elif verb in (b"VRFY", b"CHPW"):
                 conn.sendall(self.refusal + b"\r\n")
             elif verb == b"QUIT":
                 conn.sendall(b"221 bye\r\n")
@@ -220,3 +347,142 @@ class ScriptedTarget:
 def control_octets(data, allowed=b"\n"):
     """The octets of data (bytes) outside 0x20-0x7E, except `allowed`."""
     return sorted({c for c in data if (c < 0x20 or c > 0x7E) and c not in allowed})
+
+
+class FakeTarget:
+    """A fake target (a thread on 127.0.0.1, optionally TLS with the given
+    certificate and key): it says yes to everything. EHLO offers SCRAM
+    (and PLUS), AUTH gets a well-formed challenge, the proof a made-up
+    signature, every other line 250. It records every octet it receives."""
+
+    def __init__(self, tls=None):
+        import ssl
+        import threading
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(tls[0], tls[1])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = b""
+        self.lines = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                if self.ctx:
+                    conn = self.ctx.wrap_socket(conn, server_side=True)
+                conn.settimeout(10)
+                self._session(conn)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def _session(self, conn):
+        buf = b""
+        conn.sendall(b"220 fake MCTP ready\r\n")
+        while True:
+            while b"\n" not in buf:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                self.received += chunk
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            line = line.rstrip(b"\r").decode("ascii", "replace")
+            self.lines.append(line)
+            if line.upper().startswith("EHLO"):
+                conn.sendall(b"250-fake hello\r\n250 AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n")
+            elif line.upper().startswith("AUTH SCRAM"):
+                first = unb64(line.split()[2])
+                nonce = first.split("r=", 1)[1]
+                sf = "r=%sfake,s=%s,i=4096" % (nonce, b64(os.urandom(16)))
+                conn.sendall(b"334 " + b64(sf).encode() + b"\r\n")
+            elif line.startswith("Yz"):  # base64 of "c=...": the proof
+                conn.sendall(b"334 " + b64("v=" + b64(os.urandom(32))).encode() + b"\r\n")
+            elif line.upper() == "QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+class TlsRelay:
+    """A man in the middle between two TLS connections: it presents its
+    own certificate (one the controller trusts), connects to the real
+    target over TLS and passes the octets through both ways."""
+
+    def __init__(self, tls, upstream_port):
+        import ssl
+        import threading
+        self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_ctx.load_cert_chain(tls[0], tls[1])
+        self.client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.client_ctx.check_hostname = False
+        self.client_ctx.verify_mode = ssl.CERT_NONE
+        self.upstream_port = upstream_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.relayed = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                down = self.server_ctx.wrap_socket(conn, server_side=True)
+                up = self.client_ctx.wrap_socket(
+                    socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10))
+            except OSError:
+                conn.close()
+                continue
+            self.relayed += 1
+
+            def pump(a, b):
+                try:
+                    while True:
+                        data = a.recv(4096)
+                        if not data:
+                            break
+                        b.sendall(data)
+                except OSError:
+                    pass
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            threading.Thread(target=pump, args=(down, up), daemon=True).start()
+            threading.Thread(target=pump, args=(up, down), daemon=True).start()
+
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=10)

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mctp_client import Responder, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import Responder, privsep_directory, verifier  # noqa: E402
 
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,8 +141,8 @@ def inside(mode):
                 "state_directory = /etc/mpasswd/state\n"
                 # The network child's empty root, also in the overlay.
                 "privsep_directory = %s\n\n"
-                "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                % (privsep_directory("/etc/mpasswd"), hash_secret(mpasswdd, SECRET)))
+                "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+                % (privsep_directory("/etc/mpasswd"), verifier(mpasswdd, SECRET)))
     os.chmod(conf, 0o600)
     step(mode, "alice exists with password %r; /etc/pam.d/mpasswdd is the shipped file:" % OLD_PW)
     if demo:
@@ -163,7 +163,9 @@ def inside(mode):
         step(mode, "socket-activated responder: systemd-socket-activate --inetd on 127.0.0.1:%d"
              % responder.port)
         c = responder.connect()
-        replies = [c.reply(), c.send("HELO demo-ctl"), c.send("AUTH " + SECRET, "AUTH ********"),
+        # EHLO, then SCRAM-SHA-256: the secret never crosses; the target
+        # proves it holds the verifier before anything else is sent.
+        replies = [c.reply(), c.ehlo("demo-ctl")[-1], c.scram("demo-ctl", SECRET),
                    c.send("VRFY alice"), c.send("CHPW alice"), c.send("DATA")]
         replies.append(c.send(WEAK_PW, "%s   (weak password)" % WEAK_PW))
         weak = c.send(".")
@@ -209,14 +211,16 @@ def bypass_control(mpasswdd, check):
     with open(conf, "w") as f:
         f.write("host_name = target1\npam_service = mpasswdd-noenforce\n"
                 "state_directory = /etc/mpasswd/state\nprivsep_directory = %s\n"
-                "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                % (privsep_directory("/etc/mpasswd"), hash_secret(mpasswdd, SECRET)))
+                "[controller demo-ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+                % (privsep_directory("/etc/mpasswd"), verifier(mpasswdd, SECRET)))
     os.chmod(conf, 0o600)
     responder = Responder(mpasswdd, conf, env=["LANG=C"])
     try:
         c = responder.connect()
         c.reply()
-        for line in ["HELO demo-ctl", "AUTH " + SECRET, "CHPW alice", "DATA", WEAK_PW]:
+        c.ehlo("demo-ctl")
+        c.scram("demo-ctl", SECRET)
+        for line in ["CHPW alice", "DATA", WEAK_PW]:
             c.send(line)
         result = c.send(".")
         c.send("QUIT")

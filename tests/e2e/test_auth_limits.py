@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import Responder, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import Responder, hash_secret, privsep_directory, verifier  # noqa: E402
 from pki import Pki  # noqa: E402
 
 MPASSWDD = os.environ["MPASSWDD"]
@@ -31,6 +31,7 @@ class AuthLimits(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="mpasswdd-limits-")
         cls.hash = hash_secret(MPASSWDD, SECRET)
+        cls.verifier = verifier(MPASSWDD, SECRET)
         cls.responders = []
 
     @classmethod
@@ -47,7 +48,8 @@ class AuthLimits(unittest.TestCase):
         with open(path, "w") as f:
             f.write("host_name = t1\nstate_directory = %s\nprivsep_directory = %s\n%s\n"
                     "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                    % (state, privsep_directory(self.dir), extra, self.hash))
+                    "secret_verifier = %s\n"
+                    % (state, privsep_directory(self.dir), extra, self.hash, self.verifier))
         os.chmod(path, 0o600)
         r = Responder(MPASSWDD, path)
         self.responders.append(r)
@@ -213,6 +215,42 @@ class AuthLimits(unittest.TestCase):
               "%d secrets checked (%d connections refused at connect, %d AUTHs refused "
               "unchecked)" % (checked, refused, unchecked), file=sys.stderr)
         self.assertEqual(checked, 10)
+
+    def test_scram_failures_count_and_the_grace_time_applies(self):
+        r = self.responder("scram", "auth_failure_delay = 0.2\nmax_auth_failures_per_source = 3\n"
+                           "auth_failure_window = 60\nlogin_grace_time = 1.5")
+        tally = os.path.join(r.state, "auth-failures")
+        c = r.connect()
+        c.reply()
+        c.ehlo("ctl")
+        start = time.monotonic()
+        # A wrong proof: 530 after the delay, counted for the source.
+        self.assertEqual(c.scram("ctl", WRONG), "530 authentication failed")
+        self.assertGreaterEqual(time.monotonic() - start, 0.2)
+        self.assertEqual(c.scram("ctl", WRONG), "530 authentication failed")
+        with open(tally) as f:
+            self.assertRegex(f.read(), r"\n127\.0\.0\.1 2 \d+\n$")
+        # A right one is not counted, and the third failure locks the source.
+        self.assertEqual(c.scram("ctl", SECRET), "250 authenticated as ctl")
+        c.send("QUIT")
+        c = r.connect()
+        c.reply()
+        c.ehlo("ctl")
+        self.assertEqual(c.scram("ctl", WRONG), "530 authentication failed")
+        c.send("QUIT")
+        c = r.connect()
+        self.assertRegex(c.reply(), r"^421 t1 too many authentication failures from your address")
+        # The grace time runs through an exchange left half done.
+        r2 = self.responder("scram-grace", "login_grace_time = 1")
+        c = r2.connect()
+        c.reply()
+        c.ehlo("ctl")
+        self.assertTrue(c.send("AUTH SCRAM-SHA-256 " + __import__("mctp_client").b64(
+            "n,,n=ctl,r=abcdefghijklmnopqrstuvwx")).startswith("334 "))
+        self.assertEqual(c.reply(), GRACE_OVER)
+        log = r.log_text() + r2.log_text()
+        self.assertNotIn("p=", log)
+        self.assertIn("AUTH SCRAM-SHA-256 failed (1 of 3)", log)
 
     def test_zero_turns_the_count_off_and_uses_no_file(self):
         r = self.responder("off", "auth_failure_delay = 0\nmax_auth_failures_per_source = 0")

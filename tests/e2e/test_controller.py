@@ -16,7 +16,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fleet import Fleet, fleet_env  # noqa: E402
-from mctp_client import ScriptedTarget, answer_prompts, control_octets  # noqa: E402
+from mctp_client import (Client, FakeTarget, ScriptedTarget, answer_prompts,  # noqa: E402
+                         control_octets)
 
 MPASSWD = os.environ["MPASSWD"]
 SECRET = "Fleet-Secret-0042"
@@ -27,7 +28,9 @@ CLOSED, OTHER_SECRET, DENY_ALICE, SILENT = 7, 19, 31, 43
 SPECIAL = {CLOSED: "closed", OTHER_SECRET: "other-secret", DENY_ALICE: "deny-alice",
            SILENT: "silent"}
 EXPECTED = {CLOSED: ("unreachable", None, "connect"),
-            OTHER_SECRET: ("refused", 530, "AUTH"),
+            # It holds the verifier of another secret: it cannot prove
+            # itself, and nothing goes to it after the proof.
+            OTHER_SECRET: ("untrusted", 530, "SCRAM proof"),
             DENY_ALICE: ("refused", 530, "CHPW"),
             SILENT: ("timeout", None, "banner")}
 
@@ -74,6 +77,7 @@ class Controller(unittest.TestCase):
             self.assertEqual(o["action"], "change")
             want = EXPECTED.get(i, ("ok", 250, "end of data"))
             self.assertEqual((o["result"], o["code"], o["step"]), want, o)
+            self.assertEqual(o["auth"], None if i in (CLOSED, SILENT) else "SCRAM-SHA-256", o)
             if i in self.normal:
                 self.assertEqual(self.fleet.password_of(i, "alice"), NEW)
                 self.assertEqual(self.fleet.password_of(i, "bob"), "Old-Passw0rd-1")
@@ -85,7 +89,11 @@ class Controller(unittest.TestCase):
         # the whole run ends in about TIMEOUT (a sequential run would wait
         # for each target in turn).
         self.assertLess(took, 3 * TIMEOUT, "took %.1f s" % took)
-        self.assertIn("AUTH ok", self.fleet.log_text(self.normal[0]))
+        self.assertIn("AUTH ok: controller control-test (SCRAM-SHA-256)",
+                      self.fleet.log_text(self.normal[0]))
+        other = self.fleet.log_text(OTHER_SECRET)
+        self.assertIn("AUTH SCRAM-SHA-256 failed", other)
+        self.assertNotIn("CHPW", other)
 
     def test_table_and_summary_for_people(self):
         targets = self.fleet.targets([0, 1, CLOSED, DENY_ALICE])
@@ -211,8 +219,34 @@ class Controller(unittest.TestCase):
             self.assertNotIn(secret.encode(), r.stdout + r.stderr)
         return r
 
+    def test_a_fake_target_gets_no_secret_no_reusable_proof_no_password(self):
+        fake = FakeTarget()
+        try:
+            r = self.mpasswd("-H", fake.target(), "--stdin", "--json", "alice", stdin=NEW + "\n")
+        finally:
+            fake.stop()
+        self.assertEqual(r.returncode, 1, r.stderr)
+        [o] = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual((o["result"], o["step"], o["auth"]),
+                         ("untrusted", "SCRAM proof", "SCRAM-SHA-256"), o)
+        self.assertNotIn(SECRET.encode(), fake.received)
+        self.assertNotIn(NEW.encode(), fake.received)
+        self.assertEqual([line[:4] for line in fake.lines],
+                         ["EHLO", "AUTH", fake.lines[2][:4], "QUIT"], fake.lines)
+        # The proof it got is for its own nonce: a real target, which
+        # picks another, refuses it.
+        real = Client("127.0.0.1", self.fleet.ports[self.normal[0]])
+        try:
+            real.reply()
+            real.ehlo("x")
+            self.assertTrue(real.send(fake.lines[1]).startswith("334 "))
+            self.assertEqual(real.send(fake.lines[2]), "530 authentication failed")
+        finally:
+            real.close()
+        self.assertEqual(self.fleet.password_of(self.normal[0], "alice"), "Old-Passw0rd-1")
+
     def test_a_hostile_targets_text_reaches_the_terminal_escaped(self):
-        target = ScriptedTarget()
+        target = ScriptedTarget(secret=SECRET)  # it holds our verifier: it gets to VRFY/CHPW
         try:
             args = [b"-H", target.target().encode()]
             for action in ([b"--stdin"], [b"--verify"]):

@@ -151,7 +151,9 @@ class PamMctp(unittest.TestCase):
         hostile_hosts = os.path.join(self.dir, "hosts-hostile")
         try:
             with open(hostile_hosts, "w") as f:
-                f.write(target.target() + "\n" + self.fleet.targets([0])[0] + "\n")
+                # auth=plain: an explicit old-AUTH target (its AUTH line is
+                # not recorded).
+                f.write(target.target() + " auth=plain\n" + self.fleet.targets([0])[0] + "\n")
             self.stack("hosts=" + hostile_hosts + " best_effort")
             r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="2", text=False)
             self.assertEqual(r.returncode, 0, r.stdout)

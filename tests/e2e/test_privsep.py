@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mctp_client import Responder, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import Responder, hash_secret, privsep_directory, verifier  # noqa: E402
 
 MPASSWDD = os.environ["MPASSWDD"]
 SECRET = "privsep-secret-0123"
@@ -94,6 +94,7 @@ class Privsep(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="mpasswdd-privsep-")
         cls.empty = privsep_directory(cls.dir)
         cls.hash = hash_secret(MPASSWDD, SECRET)
+        cls.verifier = verifier(MPASSWDD, SECRET)
         cls.conf = cls.config("main.conf", "privsep_directory = %s\n" % cls.empty)
         cls.responder = Responder(MPASSWDD, cls.conf)
 
@@ -108,7 +109,8 @@ class Privsep(unittest.TestCase):
         with open(path, "w") as f:
             f.write("host_name = t1\nstate_directory = %s\nauth_failure_delay = 0\n%s"
                     "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-                    % (os.path.join(cls.dir, "state"), extra, cls.hash))
+                    "secret_verifier = %s\n"
+                    % (os.path.join(cls.dir, "state"), extra, cls.hash, cls.verifier))
         os.chmod(path, 0o600)
         return path
 
@@ -200,6 +202,28 @@ class Privsep(unittest.TestCase):
         self.assertNotIn(self.hash.encode(), child_mem)
         self.assertNotIn(salt.encode(), child_mem)
         self.assertNotIn(self.hash.split("$")[4].encode(), child_mem)
+
+    @unittest.skipUnless(os.geteuid() == 0, "reading another process's memory needs root")
+    def test_no_verifier_in_the_childs_memory_after_scram(self):
+        import base64
+        c, parent, child = self.session()
+        try:
+            self.assertEqual(c.scram("ctl", SECRET), "250 authenticated as ctl")
+            self.assertTrue(c.send("VRFY root").startswith("530 "))
+            child_mem = memory(child)
+            parent_mem = memory(parent)
+        finally:
+            c.send("QUIT")
+            c.close()
+        # StoredKey and ServerKey, as text and as octets; the salt is sent
+        # to the client, so it may be in the child.
+        stored, server = self.verifier.split("$")[2].split(":")
+        self.assertIn(MARKER.encode(), child_mem)
+        self.assertIn(self.verifier.encode(), parent_mem)
+        self.assertNotIn(self.verifier.encode(), child_mem)
+        for key in (stored, server):
+            self.assertNotIn(key.encode(), child_mem)
+            self.assertNotIn(base64.b64decode(key), child_mem)
 
     @unittest.skipUnless(os.geteuid() == 0, "privsep_directory is checked only as root")
     def test_an_unusable_privsep_directory_refuses_the_connection(self):

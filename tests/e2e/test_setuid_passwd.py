@@ -32,7 +32,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mctp_client import answer_prompts, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import answer_prompts, privsep_directory, verifier  # noqa: E402
 import real_pam  # noqa: E402
 
 SKIP = 77
@@ -245,8 +245,8 @@ class Bed:
         conf = t + "/mpasswdd.conf"
         write(conf, "host_name = realtarget\npam_service = mpasswdd-test\n"
               "auth_failure_delay = 0.05\nstate_directory = %s/state\nprivsep_directory = %s\n"
-              "[controller ctl]\nfrom = 127.0.0.1\n"
-              "secret_hash = %s\n" % (t, privsep_directory(t), hash_secret(os.environ["MPASSWDD"], SECRET)), 0o600,
+              "[controller control1]\nfrom = 127.0.0.1\n"
+              "secret_verifier = %s\n" % (t, privsep_directory(t), verifier(os.environ["MPASSWDD"], SECRET)), 0o600,
               self.mctp)
         self.target_log = t + "/log"
         write(self.target_log, "", 0o600, self.mctp)

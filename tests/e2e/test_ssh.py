@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import control_octets, free_port, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import control_octets, free_port, privsep_directory, verifier  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
 MPASSWDD = os.environ["MPASSWDD"]
@@ -31,6 +31,34 @@ OLD = "Old-Passw0rd-1"
 SERVICE = "mpasswdd-ssh"
 RUN_UID = 65534 if os.geteuid() == 0 else os.geteuid()
 RUN_GID = 65534 if os.geteuid() == 0 else os.getegid()
+
+
+# A fake target on ssh's standard input and output (the forced command of
+# a key): records what it receives in the file named here.
+FAKE_TARGET = r"""
+import base64, os, sys
+record = open(%r, "ab", buffering=0)
+out = sys.stdout.buffer
+def say(line):
+    out.write(line.encode() + b"\r\n"); out.flush()
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+say("220 fake MCTP ready")
+for raw in sys.stdin.buffer:
+    record.write(raw)
+    line = raw.decode("ascii", "replace").strip()
+    if line.upper().startswith("EHLO"):
+        say("250-fake hello"); say("250 AUTH SCRAM-SHA-256")
+    elif line.upper().startswith("AUTH SCRAM"):
+        first = base64.b64decode(line.split()[2]).decode()
+        say("334 " + b64("r=%%sfake,s=%%s,i=4096" %% (first.split("r=", 1)[1], b64(os.urandom(16)))))
+    elif line.startswith("Yz"):
+        say("334 " + b64("v=" + b64(os.urandom(32))))
+    elif line.upper() == "QUIT":
+        say("221 bye"); break
+    else:
+        say("250 ok")
+"""
 
 
 def write(path, text, mode=0o600, owner=None):
@@ -78,8 +106,8 @@ class SshTransport(unittest.TestCase):
         # it runs as (as under inetd, ssh has no StateDirectory=).
         write(conf, "host_name = sshtarget\npam_service = %s\nauth_failure_delay = 0.05\n"
               "state_directory = %s\n"
-              "[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
-              % (SERVICE, os.path.join(target, "state"), hash_secret(MPASSWDD, SECRET)),
+              "[controller control-ssh]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+              % (SERVICE, os.path.join(target, "state"), verifier(MPASSWDD, SECRET)),
               0o600, owner)
         cls.log = os.path.join(target, "log")
         write(cls.log, "", 0o600, owner)
@@ -102,9 +130,21 @@ class SshTransport(unittest.TestCase):
         hostile_key = keygen(cls.hostile_identity)
         hostile = (r"printf 'ready\n\033]0;pwned\007\033[2J\ralice: password changed on 9 of 9"
                    r" targets\233\n' >&2; exit 1")
+        # A third key whose forced command is a fake target that says yes
+        # to everything (EHLO with SCRAM, a well-formed challenge, a
+        # made-up signature) and records every octet it receives.
+        cls.fake_identity = os.path.join(ctl, "id_fake")
+        fake_key = keygen(cls.fake_identity)
+        cls.fake_record = os.path.join(target, "fake-received")
+        write(cls.fake_record, "", 0o600, owner)
+        fake_script = os.path.join(target, "fake.py")
+        write(fake_script, FAKE_TARGET % cls.fake_record, 0o755, owner)
         write(os.path.join(target, "authorized_keys"),
-              'restrict,command="%s" %s\nrestrict,command="%s" %s\n'
-              % (forced, " ".join(client_key), hostile, " ".join(hostile_key)), 0o644, owner)
+              'restrict,command="%s" %s\nrestrict,command="%s" %s\nrestrict,command="%s %s" %s\n'
+              % (forced, " ".join(client_key), hostile, " ".join(hostile_key),
+                 # the system's python: the sshd user may not reach a private one
+                 "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable,
+                 fake_script, " ".join(fake_key)), 0o644, owner)
         sshd_config = os.path.join(target, "sshd_config")
         cls.sshd_log = open(os.path.join(d, "sshd.log"), "wb")
         env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER_LIB, NSS_WRAPPER_PASSWD=cls.users,
@@ -262,6 +302,25 @@ class SshTransport(unittest.TestCase):
         self.assertTrue(r["text"].startswith("ssh: \\x1b]0;pwned\\x07"), r)
         self.assertEqual(self.log_text(), before)  # mpasswdd never ran
 
+    def test_a_fake_target_behind_an_accepted_host_key_gets_nothing(self):
+        # ssh authenticates the host; the forced command is not mpasswdd.
+        self.write_config(identity=self.fake_identity)
+        new = "Fake-N3w-Passw0rd!"
+        try:
+            status, results, err = self.mpasswd("alice", password=new)
+        finally:
+            self.write_config()
+        self.assertEqual(status, 1, err)
+        [r] = results
+        self.assertEqual((r["result"], r["step"], r["transport"]),
+                         ("untrusted", "SCRAM proof", "ssh"), r)
+        with open(self.fake_record, "rb") as f:
+            got = f.read()
+        self.assertNotIn(SECRET.encode(), got)
+        self.assertNotIn(new.encode(), got)
+        self.assertEqual([l[:4] for l in got.split(b"\r\n") if l][-1:], [b"QUIT"], got)
+        self.assertEqual(len([l for l in got.split(b"\r\n") if l]), 4, got)
+
     def test_key_not_authorized_is_unreachable(self):
         stranger = os.path.join(self.dir, "ctl", "stranger")
         keygen(stranger)
@@ -324,8 +383,8 @@ class ResponderSshOption(unittest.TestCase):
         try:
             conf = os.path.join(d, "c.conf")
             write(conf, "state_directory = %s\nprivsep_directory = %s\n[controller ctl]\n"
-                  "from = 127.0.0.1\nsecret_hash = %s\n"
-                  % (os.path.join(d, "state"), privsep_directory(d), hash_secret(MPASSWDD, SECRET)))
+                  "from = 127.0.0.1\nsecret_verifier = %s\n"
+                  % (os.path.join(d, "state"), privsep_directory(d), verifier(MPASSWDD, SECRET)))
             env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
             p = subprocess.run([MPASSWDD, "--ssh", "-c", conf], input="QUIT\r\n",
                                capture_output=True, text=True, env=env)

@@ -16,7 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mctp_client import NOBODY_GROUP, NOBODY_PASSWD, Responder, hash_secret, privsep_directory  # noqa: E402
+from mctp_client import (NOBODY_GROUP, NOBODY_PASSWD, FakeTarget, Responder, TlsRelay,  # noqa: E402
+                         privsep_directory, verifier)  # noqa: E402
 from pki import Pki, fingerprint, subject  # noqa: E402
 
 MPASSWD = os.environ["MPASSWD"]
@@ -57,7 +58,7 @@ class Tls(unittest.TestCase):
               + NOBODY_PASSWD, 0o644)
         groups = os.path.join(d, "group")
         write(groups, "root:x:0:\nalice:x:1001:\n" + NOBODY_GROUP, 0o644)
-        cls.hash = hash_secret(MPASSWDD, SECRET)
+        cls.hash = verifier(MPASSWDD, SECRET)
         cls.responders = {}
         kinds = {"good1": (cls.server, ""), "good2": (cls.server, ""), "good3": (cls.server, ""),
                  "wrongname": (cls.wrong_name, ""), "expired": (cls.expired, ""),
@@ -73,7 +74,7 @@ class Tls(unittest.TestCase):
             conf = os.path.join(d, name + ".conf")
             write(conf, "host_name = %s\npam_service = %s\nstate_directory = %s\n"
                   "privsep_directory = %s\ntls = yes\ntls_certificate = %s\n"
-                  "tls_key = %s\n%s[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n%s"
+                  "tls_key = %s\n%s[controller ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n%s"
                   % (name, service, os.path.join(d, "state-" + name), privsep_directory(d), cert, key,
                      "tls_client_ca = %s\n" % cls.pki.ca if mutual else "", cls.hash, extra))
             env = ["LD_PRELOAD=%s %s" % (PAM_WRAPPER_LIB, NSS_WRAPPER_LIB), "PAM_WRAPPER=1",
@@ -117,7 +118,7 @@ class Tls(unittest.TestCase):
         return "%s:%d %s" % (host, self.responders[name][0].port, options)
 
     def run_mpasswd(self, lines, extra="", ca=None, timeout=60):
-        write(self.config, "secret_file = secret\nhosts = hosts\nreply_timeout = 5\n"
+        write(self.config, "name = ctl\nsecret_file = secret\nhosts = hosts\nreply_timeout = 5\n"
               "tls_ca = %s\n%s" % (ca or self.pki.ca, extra))
         write(os.path.join(self.dir, "hosts"), "\n".join(lines) + "\n", 0o644)
         p = subprocess.run([MPASSWD, "-c", self.config, "--stdin", "--json", "alice"],
@@ -133,6 +134,49 @@ class Tls(unittest.TestCase):
         log = self.wait_log(name, "TLS handshake with 127.0.0.1 failed")
         self.assertIn("TLS handshake with 127.0.0.1 failed", log)
         self.assertNotIn("AUTH", log)  # the responder never received it
+
+    def test_a_fake_target_with_a_trusted_certificate_gets_nothing(self):
+        # TLS verifies, but the target cannot prove it holds our verifier.
+        fake = FakeTarget(tls=self.server)
+        try:
+            status, results, err = self.run_mpasswd([fake.target() + " tls"])
+        finally:
+            fake.stop()
+        self.assertEqual(status, 1, err)
+        [r] = results
+        self.assertEqual((r["result"], r["step"], r["auth"]),
+                         ("untrusted", "SCRAM proof", "SCRAM-SHA-256-PLUS"), r)
+        self.assertNotIn(SECRET.encode(), fake.received)
+        self.assertNotIn(NEW.encode(), fake.received)
+        # EHLO, AUTH, the proof (bound to this TLS connection), then only QUIT.
+        self.assertEqual(len(fake.lines), 4, fake.lines)
+        self.assertEqual(fake.lines[3], "QUIT")
+
+    def test_a_relay_between_two_tls_connections_is_refused_with_plus(self):
+        status, results, err = self.run_mpasswd([self.target("good1")])
+        self.assertEqual(status, 0, (results, err))
+        self.assertEqual(results[0]["auth"], "SCRAM-SHA-256-PLUS")
+        self.assertIn("AUTH ok: controller ctl (SCRAM-SHA-256-PLUS)",
+                      self.wait_log("good1", "AUTH ok"))
+        for _, passdb in self.responders.values():
+            write(passdb, "alice:%s:x\n" % OLD)
+        self.wait_log("good1", "session closed")
+        self.logs_before["good1"] = self.responders["good1"][0].log_text()
+        # The relay's certificate is one the controller trusts, and it
+        # passes every line through; the channel bindings differ.
+        relay = TlsRelay(self.server, self.responders["good1"][0].port)
+        try:
+            status, results, err = self.run_mpasswd([relay.target() + " tls"])
+        finally:
+            relay.stop()
+        self.assertEqual(relay.relayed, 1)
+        self.assertEqual(status, 1, err)
+        [r] = results
+        self.assertEqual((r["result"], r["code"], r["step"]), ("untrusted", 530, "SCRAM proof"), r)
+        self.assertEqual(self.password("good1"), OLD)
+        log = self.wait_log("good1", "channel binding")
+        self.assertIn("the channel binding does not match", log)
+        self.assertNotIn("CHPW", log)
 
     def test_change_on_several_responders(self):
         status, results, err = self.run_mpasswd(
@@ -255,7 +299,7 @@ class Tls(unittest.TestCase):
                 files = dict(base, **{name: fifo})
                 conf = os.path.join(self.dir, "fifo-%s.conf" % name)
                 write(conf, "tls = yes\nstate_directory = %s\nprivsep_directory = %s\n"
-                      "%s[controller ctl]\nfrom = 127.0.0.1\nsecret_hash = %s\n"
+                      "%s[controller ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
                       % (os.path.join(self.dir, "state"), privsep_directory(self.dir),
                          "".join("%s = %s\n" % kv for kv in files.items()), self.hash))
                 r = subprocess.run([MPASSWDD, "-c", conf, "--check-config"], capture_output=True,

@@ -1,5 +1,6 @@
 // libFuzzer target: arbitrary bytes through the line framer and the
-// session, as the responder feeds them. Checks the protocol's promises on
+// session, as the responder feeds them (EHLO and the AUTH SCRAM exchange
+// included). Checks the protocol's promises on
 // every reply: one line of printable ASCII within line_max, nothing read
 // after close; ASan and UBSan check the memory. (That no secret reaches a
 // reply or the log is tested in tests/unit: here the fuzzer may send the
@@ -7,6 +8,7 @@
 // logged, so a byte search cannot tell a leak from an echo.)
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
 #include <span>
 #include <string>
@@ -42,17 +44,58 @@ struct FuzzHost : mctp::Host {
             std::abort();
         }
     }
+    // The SCRAM exchange by simple rules (a fuzzer cannot make a proof):
+    // a client-first naming n=ctl goes on; a client-final ending in "p=ok"
+    // is a good proof, one ending in '!' a locked-out address.
+    mctp::ScramResult scram_first(std::string_view client_first) override {
+        started = client_first.find("n=ctl") != std::string_view::npos;
+        if (!started) {
+            return {};
+        }
+        return {mctp::ScramResult::Kind::next,
+                std::string(client_first.substr(client_first.find("n=ctl"))) +
+                    ",s=MDEyMzQ1Njc4OWFiY2RlZg==,i=4096",
+                ""};
+    }
+    mctp::ScramResult scram_final(std::string_view client_final) override {
+        if (!started) {
+            std::abort();  // the session asked for a final without a first
+        }
+        started = false;
+        if (client_final.ends_with("p=ok")) {
+            return {mctp::ScramResult::Kind::next, "v=c2lnbmF0dXJl", "ctl"};
+        }
+        return {client_final.ends_with('!') ? mctp::ScramResult::Kind::locked
+                                            : mctp::ScramResult::Kind::rejected,
+                "", ""};
+    }
+    bool started = false;
 };
 
+// Every reply: at most 16 lines, each within line_max (a 334 within 1024),
+// "NNN-" on all but the last, printable ASCII.
 void check(const mctp::Reply& r, std::size_t line_max) {
-    const std::string line = mctp::format_reply(r, line_max);
-    if (line.size() > line_max || line.size() < 5 || !line.ends_with("\r\n")) {
-        std::abort();
-    }
-    for (std::size_t i = 0; i + 2 < line.size(); ++i) {
-        const auto c = static_cast<unsigned char>(line[i]);
-        if (c < 0x20 || c > 0x7e) {
+    const std::string all = mctp::format_reply(r, line_max);
+    const std::size_t max = r.long_line ? std::max(line_max, mctp::sasl_line_max) : line_max;
+    std::size_t at = 0;
+    std::size_t lines = 0;
+    while (at < all.size()) {
+        const std::size_t end = all.find("\r\n", at);
+        if (end == std::string::npos) {
             std::abort();
+        }
+        const std::string line = all.substr(at, end + 2 - at);
+        at = end + 2;
+        ++lines;
+        if (line.size() > max || line.size() < 5 || lines > mctp::ehlo_lines_max ||
+            line[3] != (at == all.size() ? ' ' : '-')) {
+            std::abort();
+        }
+        for (std::size_t i = 0; i + 2 < line.size(); ++i) {
+            const auto c = static_cast<unsigned char>(line[i]);
+            if (c < 0x20 || c > 0x7e) {
+                std::abort();
+            }
         }
     }
 }
@@ -66,7 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     mctp::SessionSettings settings{"fuzz", line_max, 3, std::chrono::milliseconds(0)};
     mctp::Session session(settings, host, "192.0.2.1");
     check(session.start(mctp::PeerVerdict::accepted), line_max);
-    mctp::LineFramer framer(line_max);
+    mctp::LineFramer framer(line_max, mctp::sasl_line_max);
     framer.feed(std::span<const char>(reinterpret_cast<const char*>(data), size),
                 [&](mctp::FrameEvent ev, std::string_view line) {
                     if (session.closed()) {
@@ -75,6 +118,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     check(ev == mctp::FrameEvent::line ? session.on_line(line)
                                                        : session.on_overflow(),
                           line_max);
+                    framer.set_long_lines(session.long_lines());
                     return !session.closed();
                 });
     if (!session.closed()) {

@@ -144,13 +144,17 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     useradd -m -s /bin/bash alice
     local old_pw='Old-Passw0rd-1!'
     usermod -p "$(perl -e 'print crypt($ARGV[0], q($6$installtest$))' "$old_pw")" alice
-    head -c 18 /dev/urandom | base64 > /etc/mpasswd/secret
-    chmod 600 /etc/mpasswd/secret
-    printf '\n[controller control]\nfrom = 127.0.0.1\nsecret_hash = %s\n' \
-        "$(mpasswdd --hash-secret < /etc/mpasswd/secret)" >> /etc/mpasswd/mpasswdd.conf
+    # One command on the control host, one line on the target.
+    local verifier_line
+    verifier_line=$(mpasswdd --new-secret /etc/mpasswd/secret) || fail "--new-secret"
+    [ "$(stat -c %a:%U /etc/mpasswd/secret)" = "600:root" ] || fail "the new secret's mode"
+    mpasswdd --new-secret /etc/mpasswd/secret 2> /dev/null && fail "--new-secret overwrote a file"
+    printf '\n[controller control]\nfrom = 127.0.0.1\n%s\n' "$verifier_line" \
+        >> /etc/mpasswd/mpasswdd.conf
+    sed -i 's/^#name = .*/name = control/' /etc/mpasswd/mpasswd.conf
     mpasswdd --check-config > /tmp/check.log 2>&1 || { cat /tmp/check.log; fail "--check-config"; }
     echo 127.0.0.1 >> /etc/mpasswd/hosts  # the default port is the socket's
-    ok "controller added: secret hash in mpasswdd.conf, 127.0.0.1 in /etc/mpasswd/hosts"
+    ok "controller added: mpasswdd --new-secret, its verifier line in mpasswdd.conf, 127.0.0.1 in /etc/mpasswd/hosts"
 
     shadow_hash() { getent shadow alice | cut -d: -f2; }
     verifies() { perl -e 'exit(crypt($ARGV[0], $ARGV[1]) eq $ARGV[1] ? 0 : 1)' "$1" "$(shadow_hash)"; }
@@ -160,6 +164,7 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     echo "$out"
     [ "$status" = 0 ] || fail "mpasswd exit $status"
     echo "$out" | grep -q '"result":"ok"' || fail "no ok result"
+    echo "$out" | grep -q '"auth":"SCRAM-SHA-256"' || fail "not authenticated with SCRAM"
     verifies "$pw1" || fail "the new password does not verify against /etc/shadow"
     verifies "$old_pw" && fail "the old password still verifies"
     ok "changed through the installed units, PAM service and pam_unix, without pam_pwquality installed"

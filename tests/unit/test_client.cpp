@@ -27,9 +27,11 @@ struct Lines {
     mctp::Secret auth = Client::auth_line(secret);
     mctp::Secret data = Client::data_line(password);
 
+    // The old AUTH <secret> (auth=plain): fixed lines, so the scripts
+    // below can say every reply. SCRAM has its own tests further down.
     Client make(Client::Action action, std::string user = "alice") {
         return Client({action, std::move(user), "ctl", &auth,
-                       action == Client::Action::change ? &data : nullptr});
+                       action == Client::Action::change ? &data : nullptr, Client::Auth::plain});
     }
 };
 
@@ -52,7 +54,7 @@ const std::vector<std::string> verify_replies{"220 t MCTP ready", "250 t hello c
 const std::vector<std::string> change_replies{
     "220 t MCTP ready", "250 t hello ctl", "250 authed",        "250 change pending",
     "354 send it",      "355 go on",       "250 password changed"};
-const std::vector<Step> change_steps{Step::banner, Step::helo,     Step::auth,       Step::chpw,
+const std::vector<Step> change_steps{Step::banner, Step::ehlo,     Step::auth,       Step::chpw,
                                      Step::data,   Step::password, Step::end_of_data};
 
 // Feeds `replies` one by one, after the client has said all it would
@@ -77,7 +79,7 @@ TEST(Client, VerifyScript) {
     EXPECT_EQ(c.step(), Step::banner);
     EXPECT_TRUE(c.next().empty());  // nothing before the banner
     const auto sent = converse(c, verify_replies);
-    EXPECT_EQ(sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH test-secret-1\r\n",
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
                                               "VRFY alice\r\n", "QUIT\r\n"}));
     ASSERT_TRUE(c.finished());
     EXPECT_EQ(c.outcome().kind, Kind::ok);
@@ -107,7 +109,7 @@ TEST(Client, ChangeScript) {
         c.on_line(change_replies[i]);
     }
     EXPECT_EQ(drain(c), std::vector<std::string>{"QUIT\r\n"});
-    EXPECT_EQ(sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH test-secret-1\r\n",
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
                                               "CHPW alice\r\n", "DATA\r\n", "New-Pw-1\r\n",
                                               ".\r\n"}));
     EXPECT_EQ(c.outcome().kind, Kind::ok);
@@ -143,6 +145,9 @@ TEST(Client, EveryRefusalAtEveryStep) {
     Lines l;
     for (std::size_t at = 0; at < change_replies.size(); ++at) {
         for (const int code : {421, 451, 500, 501, 503, 521, 530, 551, 554, 499, 599}) {
+            if (at == 1 && code == 500) {
+                continue;  // EHLO unknown: HELO instead (ScramClient.PlainFallsBackToHelo)
+            }
             Client c = l.make(Client::Action::change);
             std::vector<std::string> replies(change_replies.begin(),
                                              change_replies.begin() + static_cast<long>(at));
@@ -236,7 +241,7 @@ TEST(Client, MultiLineReplies) {
     std::vector<std::string> replies{"220 t", "250-t hello ctl", "250-TEST", "250-", "250 LINEMAX 128",
                                      "250 ok", "250-alice", "250 may be managed"};
     const auto sent = converse(c, replies);
-    EXPECT_EQ(sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH test-secret-1\r\n",
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
                                               "VRFY alice\r\n", "QUIT\r\n"}));
     EXPECT_EQ(c.outcome().kind, Kind::ok);
     EXPECT_EQ(c.outcome().text, "alice may be managed");
@@ -254,7 +259,7 @@ TEST(Client, MultiLineReplies) {
     const auto m_sent = converse(m, {"220 t", "250-hello", "554 no"});
     EXPECT_EQ(m.outcome().kind, Kind::protocol_error);
     EXPECT_EQ(m.outcome().text, "a multi-line reply that changes its code: '554 no'");
-    EXPECT_EQ(m.outcome().step, Step::helo);
+    EXPECT_EQ(m.outcome().step, Step::ehlo);
     EXPECT_EQ(m_sent.size(), 1U);
 }
 
@@ -277,8 +282,8 @@ TEST(Client, MultiLineRepliesAreBounded) {
     const auto sent = converse(d, replies);
     EXPECT_EQ(d.outcome().kind, Kind::protocol_error);
     EXPECT_EQ(d.outcome().text, "reply longer than 16 lines");
-    EXPECT_EQ(d.outcome().step, Step::helo);
-    EXPECT_EQ(sent, std::vector<std::string>{"HELO ctl\r\n"});
+    EXPECT_EQ(d.outcome().step, Step::ehlo);
+    EXPECT_EQ(sent, std::vector<std::string>{"EHLO ctl\r\n"});
     EXPECT_TRUE(d.done());
 }
 
@@ -343,7 +348,7 @@ TEST(Client, BadJobsAreRefusedBeforeAnything) {
     const auto make = [&](Client::Action a, std::string user, std::string helo,
                           const mctp::Secret* auth, const mctp::Secret* data) {
         try {
-            Client c({a, std::move(user), std::move(helo), auth, data});
+            Client c({a, std::move(user), std::move(helo), auth, data, Client::Auth::plain});
         } catch (const std::invalid_argument& e) {
             return std::string(e.what());
         }
@@ -365,6 +370,12 @@ TEST(Client, BadJobsAreRefusedBeforeAnything) {
               "MCTP client: no password line");
     EXPECT_EQ(make(Client::Action::change, "alice", "ctl", &l.auth, &empty),
               "MCTP client: no password line");
+    // SCRAM needs the secret itself.
+    for (const mctp::Secret* secret : {static_cast<const mctp::Secret*>(nullptr), &empty}) {
+        EXPECT_THROW(Client({Client::Action::verify, "alice", "ctl", nullptr, nullptr,
+                             Client::Auth::scram, secret}),
+                     std::invalid_argument);
+    }
 }
 
 // ---- client and server against each other, in memory ----
@@ -428,7 +439,7 @@ TEST(ClientAndServer, Verify) {
     EXPECT_EQ(o.kind, Kind::ok);
     EXPECT_EQ(o.code, Code::ok);
     EXPECT_EQ(o.text, "alice may be managed");
-    EXPECT_EQ(p.sent, (std::vector<std::string>{"HELO ctl\r\n", "AUTH good-secret-1\r\n",
+    EXPECT_EQ(p.sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH good-secret-1\r\n",
                                                 "VRFY alice\r\n", "QUIT\r\n"}));
     EXPECT_EQ(p.replies.back(), "221 target closing\r\n");
     EXPECT_TRUE(p.session.closed());
@@ -561,7 +572,9 @@ mpasswd::Result engine_run(const std::string& bytes, mpasswd::Action action, std
     script.bytes = bytes;
     mpasswd::fake::MemoryTransport transport(script);
     const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr};
-    auto r = mpasswd::run({mpasswd::Target{"h", 1, "test"}}, s, job, transport, nullptr).at(0);
+    mpasswd::Target t{"h", 1, "test"};
+    t.auth_plain = true;  // fixed replies: the old AUTH <secret>
+    auto r = mpasswd::run({t}, s, job, transport, nullptr).at(0);
     *written = transport.written();
     return r;
 }
@@ -576,8 +589,9 @@ TEST(ClientInTheEngine, MultiLineRepliesAndQuit) {
     EXPECT_EQ(r.code, 250);
     EXPECT_EQ(r.step, "end of data");
     EXPECT_EQ(r.text, "password changed");
-    EXPECT_EQ(written, "HELO ctl\r\nAUTH test-secret-1\r\nCHPW alice\r\nDATA\r\n..New-Pw-1\r\n.\r\n"
+    EXPECT_EQ(written, "EHLO ctl\r\nAUTH test-secret-1\r\nCHPW alice\r\nDATA\r\n..New-Pw-1\r\n.\r\n"
                        "QUIT\r\n");
+    EXPECT_EQ(r.auth, "plain");
     // Seventeen lines in one reply: not MCTP, no QUIT.
     std::string many = "220 t\r\n";
     for (int i = 0; i < 16; ++i) {
@@ -586,9 +600,9 @@ TEST(ClientInTheEngine, MultiLineRepliesAndQuit) {
     r = engine_run(many + "250 x\r\n", mpasswd::Action::verify, &written);
     EXPECT_EQ(r.outcome, mpasswd::Outcome::protocol_error);
     EXPECT_EQ(r.code, 0);
-    EXPECT_EQ(r.step, "HELO");
+    EXPECT_EQ(r.step, "EHLO");
     EXPECT_EQ(r.text, "reply longer than 16 lines");
-    EXPECT_EQ(written, "HELO ctl\r\n");
+    EXPECT_EQ(written, "EHLO ctl\r\n");
 }
 
 TEST(ClientInTheEngine, ReplyLinesUpToTheLargestLineMax) {
@@ -611,3 +625,209 @@ TEST(ClientInTheEngine, ReplyLinesUpToTheLargestLineMax) {
 }
 
 }  // namespace
+
+// ---- SCRAM-SHA-256: the client against the session, and fake targets ----
+
+namespace {
+
+// A client (SCRAM) and a session (FakeHost running scram::Server) in
+// memory, as the responder frames lines. Returns the outcome; `sent`
+// gets every line the client handed out.
+struct ScramPair {
+    test::FakeHost host;
+    mctp::SessionSettings settings;
+    mctp::Session session;
+    mctp::LineFramer framer{128, mctp::sasl_line_max};
+    mctp::Secret secret{"good-secret-1"};
+    mctp::Secret password{"New-Pw-1"};
+    mctp::Secret data = Client::data_line(password);
+    mctp::scram::KeyCache keys;
+    std::vector<std::string> sent;
+
+    explicit ScramPair(std::string binding = {})
+        : host(std::move(binding)),
+          settings{"target", 128, 3, 0ms, !host.binding.empty()},
+          session(settings, host, "192.0.2.7") {}
+
+    Client make(Client::Action action) {
+        return Client({action, "alice", "ctl", nullptr,
+                       action == Client::Action::change ? &data : nullptr, Client::Auth::scram,
+                       &secret, &keys});
+    }
+
+    Client::Outcome run(Client& c) {
+        const auto deliver = [&](const mctp::Reply& r) {
+            const std::string wire = mctp::format_reply(r, settings.line_max);
+            for (std::size_t at = 0; at < wire.size();) {
+                const auto crlf = wire.find("\r\n", at);
+                c.on_line(std::string_view(wire).substr(at, crlf - at));
+                at = crlf + 2;
+            }
+        };
+        deliver(session.start(mctp::PeerVerdict::accepted));
+        while (!c.done() && !session.closed()) {
+            const auto bytes = c.next();
+            if (bytes.empty()) {
+                ADD_FAILURE() << "the client waits for a reply that does not come";
+                break;
+            }
+            sent.emplace_back(bytes);
+            framer.feed(std::span<const char>(bytes.data(), bytes.size()),
+                        [&](mctp::FrameEvent ev, std::string_view line) {
+                            deliver(ev == mctp::FrameEvent::line ? session.on_line(line)
+                                                                 : session.on_overflow());
+                            framer.set_long_lines(session.long_lines());
+                            return !session.closed();
+                        });
+        }
+        return c.outcome();
+    }
+};
+
+// Every reply the script gives, to whatever the client says; returns what
+// the client sent.
+std::vector<std::string> against(Client& c, const std::vector<std::string>& replies) {
+    return converse(c, replies);
+}
+
+}  // namespace
+
+TEST(ScramClient, ChangeAgainstTheSession) {
+    ScramPair p;
+    Client c = p.make(Client::Action::change);
+    const auto o = p.run(c);
+    EXPECT_EQ(o.kind, Kind::ok) << o.text;
+    EXPECT_EQ(c.mechanism(), "SCRAM-SHA-256");
+    ASSERT_EQ(p.host.changes.size(), 1U);
+    EXPECT_EQ(p.host.changes[0].password, "New-Pw-1");
+    ASSERT_GE(p.sent.size(), 5U);
+    EXPECT_EQ(p.sent[0], "EHLO ctl\r\n");
+    EXPECT_TRUE(p.sent[1].starts_with("AUTH SCRAM-SHA-256 "));
+    EXPECT_EQ(p.sent[3], "\r\n");
+    EXPECT_EQ(p.sent[4], "CHPW alice\r\n");
+    // The secret itself never crosses.
+    for (const auto& s : p.sent) {
+        EXPECT_EQ(s.find("good-secret-1"), std::string::npos) << s;
+    }
+}
+
+TEST(ScramClient, PlusWithTheSameChannelAndRefusedThroughARelay) {
+    const std::string exporter(32, 'e');
+    {
+        ScramPair p(exporter);
+        Client c = p.make(Client::Action::verify);
+        c.set_channel_binding(exporter);
+        EXPECT_EQ(p.run(c).kind, Kind::ok) << c.outcome().text;
+        EXPECT_EQ(c.mechanism(), "SCRAM-SHA-256-PLUS");
+    }
+    {
+        // A relay: its TLS connection to the target is not the client's.
+        ScramPair p(exporter);
+        Client c = p.make(Client::Action::change);
+        c.set_channel_binding(std::string(32, 'r'));
+        const auto o = p.run(c);
+        EXPECT_EQ(o.kind, Kind::untrusted) << o.text;
+        EXPECT_EQ(o.code, Code::access_denied);
+        EXPECT_TRUE(p.host.changes.empty());
+        EXPECT_EQ(p.sent.back(), "QUIT\r\n");
+        for (const auto& s : p.sent) {
+            EXPECT_EQ(s.find("New-Pw-1"), std::string::npos);
+            EXPECT_NE(s.substr(0, 4), "CHPW");
+        }
+    }
+}
+
+TEST(ScramClient, AnotherSecretsVerifierIsUntrustedAndGetsNothingAfterTheProof) {
+    ScramPair p;
+    p.host.secret = "another-secret";
+    Client c = p.make(Client::Action::change);
+    const auto o = p.run(c);
+    EXPECT_EQ(o.kind, Kind::untrusted);
+    EXPECT_EQ(o.step, Step::scram_final);
+    // EHLO, AUTH, the proof, QUIT: nothing else.
+    ASSERT_EQ(p.sent.size(), 4U);
+    EXPECT_EQ(p.sent[3], "QUIT\r\n");
+}
+
+TEST(ScramClient, AFakeTargetThatSays250GetsNoSecretNoProofNoPassword) {
+    Lines l;
+    mctp::Secret secret("good-secret-1");
+    mctp::Secret data = Client::data_line(l.password);
+    Client c({Client::Action::change, "alice", "ctl", nullptr, &data, Client::Auth::scram,
+              &secret});
+    const auto sent = against(c, {"220 fake", "250-fake\r\n", "250 AUTH SCRAM-SHA-256",
+                                  "250 ok", "250 ok", "354 go", "355 ok", "250 ok"});
+    EXPECT_EQ(c.outcome().kind, Kind::untrusted);
+    EXPECT_EQ(c.outcome().step, Step::scram_first);
+    ASSERT_EQ(sent.size(), 3U);  // EHLO, AUTH <client-first>, QUIT
+    EXPECT_EQ(sent[2], "QUIT\r\n");
+    for (const auto& s : sent) {
+        EXPECT_EQ(s.find("good-secret-1"), std::string::npos);
+        EXPECT_EQ(s.find("New-Pw-1"), std::string::npos);
+        EXPECT_EQ(s.find("p="), std::string::npos);
+    }
+}
+
+TEST(ScramClient, AFakeTargetWithAMadeUpSignatureIsUntrusted) {
+    mctp::Secret secret("good-secret-1");
+    for (const std::string& bad : {std::string("334 ") + mctp::scram::base64("v=AAAA"),
+                                   std::string("334 !!notbase64"), std::string("250 welcome")}) {
+        Client c({Client::Action::verify, "alice", "ctl", nullptr, nullptr, Client::Auth::scram,
+                  &secret});
+        c.on_line("220 fake");
+        EXPECT_EQ(drain(c), std::vector<std::string>{"EHLO ctl\r\n"});
+        c.on_line("250-fake");
+        c.on_line("250 AUTH SCRAM-SHA-256");
+        // A server-first that extends the client's nonce, as a relay of a
+        // real target would give.
+        const std::string first = std::string(c.next());
+        ASSERT_TRUE(first.starts_with("AUTH SCRAM-SHA-256 "));
+        const auto cf = *mctp::scram::unbase64(first.substr(19, first.size() - 21));
+        const std::string nonce = cf.substr(cf.find("r=") + 2);
+        c.on_line("334 " + mctp::scram::base64("r=" + nonce + "xyz,s=" +
+                                                mctp::scram::base64("0123456789abcdef") +
+                                                ",i=4096"));
+        const std::string proof = std::string(c.next());
+        c.on_line(bad);
+        EXPECT_EQ(c.outcome().kind, Kind::untrusted) << bad;
+        EXPECT_EQ(drain(c), std::vector<std::string>{"QUIT\r\n"}) << bad;
+    }
+}
+
+TEST(ScramClient, NoScramInEhloIsUnsupportedUnlessPlain) {
+    mctp::Secret secret("good-secret-1");
+    Client c({Client::Action::verify, "alice", "ctl", nullptr, nullptr, Client::Auth::scram,
+              &secret});
+    auto sent = converse(c, {"220 old", "250-old hello", "250 LINEMAX 128"});
+    EXPECT_EQ(c.outcome().kind, Kind::unsupported);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
+    // An old responder that does not know EHLO at all.
+    Client d({Client::Action::verify, "alice", "ctl", nullptr, nullptr, Client::Auth::scram,
+              &secret});
+    sent = converse(d, {"220 old", "500 command unrecognized"});
+    EXPECT_EQ(d.outcome().kind, Kind::unsupported);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
+}
+
+TEST(ScramClient, PlainFallsBackToHelo) {
+    Lines l;
+    Client c = l.make(Client::Action::verify);
+    const auto sent = converse(c, {"220 old", "500 command unrecognized", "250 hello", "250 ok",
+                                   "250 alice may be managed"});
+    EXPECT_EQ(c.outcome().kind, Kind::ok) << c.outcome().text;
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "HELO ctl\r\n",
+                                              "AUTH test-secret-1\r\n", "VRFY alice\r\n",
+                                              "QUIT\r\n"}));
+    EXPECT_EQ(c.mechanism(), "plain");
+}
+
+TEST(ScramClient, OneDerivationForManySessions) {
+    ScramPair first;
+    for (int i = 0; i < 5; ++i) {
+        ScramPair p;
+        Client c({Client::Action::verify, "alice", "ctl", nullptr, nullptr, Client::Auth::scram,
+                  &p.secret, &first.keys});
+        EXPECT_EQ(p.run(c).kind, Kind::ok);
+    }
+    EXPECT_EQ(first.keys.derivations(), 1U);
+}

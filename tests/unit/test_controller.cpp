@@ -25,6 +25,7 @@
 
 #include "controller_config.hpp"
 #include "fanout.hpp"
+#include "scram.hpp"
 #include "memory_transport.hpp"
 #include "options.hpp"
 #include "reply.hpp"
@@ -112,7 +113,10 @@ TEST(Targets, HostsFileOptions) {
     EXPECT_TRUE(list[1].insecure_plaintext);
     EXPECT_EQ(parse_error("a tlss\n"),
               "hosts:1: unknown option 'tlss' (HOST[:PORT] then tcp, tls, ssh, "
-              "insecure_plaintext or tls_fingerprint=SHA256)");
+              "insecure_plaintext, auth=plain or tls_fingerprint=SHA256)");
+    list = parse_hosts("a\nb auth=plain\n", "h", TargetDefaults(4242));
+    EXPECT_FALSE(list[0].auth_plain);
+    EXPECT_TRUE(list[1].auth_plain);
     // tls, and a pin (which implies tls), normalized to lower-case hex.
     const std::string pin(64, 'A');
     list = parse_hosts("a tls\nb tls_fingerprint=" + pin.substr(0, 2) + ":" + pin.substr(2) + "\n",
@@ -130,7 +134,7 @@ TEST(Targets, HostsFileOptions) {
 TEST(Targets, BadLinesNameFileAndLine) {
     EXPECT_EQ(parse_error("web1\nweb 2\n", "/etc/mpasswd/hosts"),
               "/etc/mpasswd/hosts:2: unknown option '2' (HOST[:PORT] then tcp, tls, ssh, "
-              "insecure_plaintext or tls_fingerprint=SHA256)");
+              "insecure_plaintext, auth=plain or tls_fingerprint=SHA256)");
     EXPECT_EQ(parse_error("ok\n\nbad:port\n"), "hosts:3: 'port' is not a port from 1 to 65535");
     EXPECT_EQ(parse_error("web1\nweb1:4242\n"), "hosts:2: web1:4242 is already listed on line 1");
     EXPECT_EQ(parse_error("x\n" + std::string(2000, 'a') + "\n"),
@@ -376,7 +380,10 @@ TEST(Report, JsonTableSummary) {
     EXPECT_EQ(json_line(t, job, r),
               "{\"target\":\"[::1]:7\",\"host\":\"::1\",\"port\":7,\"transport\":\"tcp\",\"user\":\"alice\","
               "\"action\":\"change\",\"result\":\"refused\",\"code\":554,\"step\":\"end of data\","
-              "\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\",\"elapsed_ms\":12}");
+              "\"auth\":null,\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\",\"elapsed_ms\":12}");
+    r.auth = "SCRAM-SHA-256-PLUS";
+    EXPECT_NE(json_line(t, job, r).find(",\"auth\":\"SCRAM-SHA-256-PLUS\","), std::string::npos);
+    r.auth.clear();
     Result ok;
     ok.outcome = Outcome::ok;
     ok.code = 250;
@@ -555,8 +562,39 @@ ScriptServer::Script responder(ScriptServer* self, std::string at = "", std::str
             if (line.empty()) {
                 return;
             }
-            self->note(line);
             const std::string verb = line.substr(0, 4);
+            if (verb == "AUTH" && at != "AUTH" && line.starts_with("AUTH SCRAM-SHA-256 ")) {
+                // SCRAM for controller ctl with test-secret-1 (what is
+                // recorded: the steps, not the random messages).
+                self->note("AUTH SCRAM-SHA-256");
+                mctp::scram::Server server;
+                std::string why;
+                const auto first = mctp::scram::unbase64(line.substr(19));
+                if (!first || server.start(*first, &why) != std::optional<std::string>("ctl")) {
+                    say(fd, "530 authentication failed");
+                    continue;
+                }
+                say(fd, "334 " + mctp::scram::base64(server.first(mctp::scram::make_verifier(
+                                     "test-secret-1", "0123456789abcdef", 4096))));
+                const auto final = mctp::scram::unbase64(hear(fd));
+                self->note("proof");
+                const auto last = final ? server.final(*final, &why) : std::nullopt;
+                if (!last) {
+                    say(fd, "530 authentication failed");
+                    continue;
+                }
+                say(fd, "334 " + mctp::scram::base64(*last));
+                self->note(hear(fd).empty() ? "(empty)" : "not empty");
+                say(fd, "250 authenticated as ctl");
+                continue;
+            }
+            self->note(line);
+            if (verb == "EHLO") {
+                if (!reply("EHLO", "250-t hello ctl\r\n250 AUTH SCRAM-SHA-256")) {
+                    return;
+                }
+                continue;
+            }
             if (verb == "QUIT") {
                 self->leaving();
                 say(fd, "221 bye");
@@ -613,7 +651,9 @@ TEST_F(EngineFixture, ChangeSendsTheWholeDialogue) {
     EXPECT_EQ(r.code, 250);
     EXPECT_EQ(r.step, "end of data");
     EXPECT_EQ(server.received(),
-              "HELO ctl\nAUTH test-secret-1\nCHPW alice\nDATA\ndata:New-Pw-1\n.\nQUIT\n");
+              "EHLO ctl\nAUTH SCRAM-SHA-256\nproof\n(empty)\nCHPW alice\nDATA\ndata:New-Pw-1\n.\n"
+              "QUIT\n");
+    EXPECT_EQ(r.auth, "SCRAM-SHA-256");
 }
 
 TEST_F(EngineFixture, VerifySendsNoPassword) {
@@ -622,7 +662,8 @@ TEST_F(EngineFixture, VerifySendsNoPassword) {
     self = &server;
     const Result r = run_one(server, Action::verify);
     EXPECT_EQ(r.outcome, Outcome::ok) << r.text;
-    EXPECT_EQ(server.received(), "HELO ctl\nAUTH test-secret-1\nVRFY alice\nQUIT\n");
+    EXPECT_EQ(server.received(),
+              "EHLO ctl\nAUTH SCRAM-SHA-256\nproof\n(empty)\nVRFY alice\nQUIT\n");
 }
 
 TEST_F(EngineFixture, LeadingDotIsStuffed) {
@@ -662,7 +703,7 @@ TEST_F(EngineFixture, NotMctpIsAProtocolError) {
     for (const auto& bad : {std::string("SSH-2.0-OpenSSH_9.2"), std::string("250-continued"),
                             std::string("220 ready but then") /* 220 where 250 is due */}) {
         ScriptServer* self = nullptr;
-        const std::string at = bad.starts_with("220") ? "HELO" : "banner";
+        const std::string at = bad.starts_with("220") ? "EHLO" : "banner";
         ScriptServer server([&](int fd) { responder(self, at, bad)(fd); });
         self = &server;
         const Result r = run_one(server);
@@ -681,7 +722,7 @@ TEST_F(EngineFixture, NotMctpIsAProtocolError) {
 }
 
 TEST_F(EngineFixture, HangUpAndSilenceAtEachStep) {
-    for (const std::string at : {"banner", "HELO", "AUTH", "CHPW", "DATA", "password", "."}) {
+    for (const std::string at : {"banner", "EHLO", "AUTH", "CHPW", "DATA", "password", "."}) {
         ScriptServer* self = nullptr;
         ScriptServer server([&](int fd) { responder(self, at, "close")(fd); });
         self = &server;
@@ -715,8 +756,10 @@ TEST_F(EngineFixture, TargetTimeoutBoundsASlowTarget) {
             if (line.empty()) {
                 return;
             }
-            std::this_thread::sleep_for(300ms);
-            say(fd, line.starts_with("DATA") ? "354 go" : "250 ok");
+            std::this_thread::sleep_for(400ms);
+            say(fd, line.starts_with("DATA")   ? "354 go"
+                    : line.starts_with("EHLO") ? "250-slow\r\n250 AUTH SCRAM-SHA-256"
+                                               : "250 ok");
         }
     });
     auto s = settings();
@@ -905,7 +948,10 @@ struct MemoryEngine : ::testing::Test {
         s.secret = &secret;
         fake::MemoryTransport transport(script);
         Job job{action, "alice", action == Action::change ? &password : nullptr};
-        return run({Target{"h", 1, "test"}}, s, job, transport, nullptr).at(0);
+        // Scripted bytes: the old AUTH <secret>, whose replies are fixed.
+        Target t{"h", 1, "test"};
+        t.auth_plain = true;
+        return run({t}, s, job, transport, nullptr).at(0);
     }
 };
 

@@ -18,6 +18,7 @@
 
 #include "privsep.hpp"
 #include "sandbox.hpp"
+#include "scram.hpp"
 
 namespace {
 
@@ -55,7 +56,36 @@ public:
     void log(mctp::LogLevel, std::string_view message) override {
         (message.starts_with("monitor: ") ? own : lines).emplace_back(message);
     }
+    // SCRAM for controller "ctl", whose secret is good-secret-1.
+    mctp::ScramResult scram_first(std::string_view client_first) override {
+        ++scram_firsts;
+        server = std::make_unique<mctp::scram::Server>();
+        std::string why;
+        const auto name = server->start(client_first, &why);
+        if (!name || *name != "ctl") {
+            return {};
+        }
+        return {mctp::ScramResult::Kind::next, server->first(verifier), ""};
+    }
+    mctp::ScramResult scram_final(std::string_view client_final) override {
+        ++scram_finals;
+        if (!server) {
+            return {};
+        }
+        const auto s = std::move(server);
+        std::string why;
+        auto f = s->final(client_final, &why);
+        if (!f) {
+            return {};
+        }
+        return {mctp::ScramResult::Kind::next, std::move(*f), "ctl"};
+    }
 
+    mctp::scram::Verifier verifier =
+        mctp::scram::make_verifier("good-secret-1", "0123456789abcdef", 4096);
+    std::unique_ptr<mctp::scram::Server> server;
+    unsigned scram_firsts = 0;
+    unsigned scram_finals = 0;
     unsigned auths = 0;
     std::vector<std::string> checked;
     std::vector<std::string> changes;
@@ -77,7 +107,7 @@ public:
         end_ = std::async(std::launch::async, [this, verdict, until] {
             const mpasswdd::privsep::MonitorBackend backend{
                 host,
-                [verdict](const std::string& subject, const std::string&) {
+                [verdict](const std::string& subject, const std::string&, const std::string&) {
                     return subject == "CN=intruder" ? mctp::PeerVerdict::rejected : verdict;
                 },
                 [this](std::string_view e) { errors.emplace_back(e); }};
@@ -143,6 +173,7 @@ std::uint8_t start(const Monitor& mon, const std::string& subject = "") {
     Message m(Type::start);
     m.put_str(subject);
     m.put_str("");
+    m.put_str("");
     Message r;
     mon.ask(m, Type::verdict, &r);
     std::uint8_t v = 99;
@@ -183,6 +214,179 @@ std::string header(std::uint8_t version, std::uint8_t type, std::uint16_t flags,
 std::string str(const std::string& s) {
     const auto n = static_cast<std::uint16_t>(s.size());
     return std::string(reinterpret_cast<const char*>(&n), 2) + s;
+}
+
+// One SCRAM step through the monitor: the reply's kind, message and
+// controller.
+struct ScramStep {
+    std::uint8_t kind = 99;
+    std::string message;
+    std::string controller;
+};
+
+ScramStep scram_step(const Monitor& mon, Type type, const std::string& body) {
+    Message m(type);
+    m.put_str(body);
+    Message r;
+    const bool final = type == Type::scram_final;
+    mon.ask(m, final ? Type::scram_final_reply : Type::scram_first_reply, &r);
+    ScramStep out;
+    EXPECT_TRUE(r.get_u8(&out.kind) && r.get_str(2048, &out.message) &&
+                (!final || r.get_str(64, &out.controller)) && r.at_end());
+    return out;
+}
+
+constexpr auto scram_next = static_cast<std::uint8_t>(mctp::ScramResult::Kind::next);
+constexpr auto scram_rejected = static_cast<std::uint8_t>(mctp::ScramResult::Kind::rejected);
+
+std::uint8_t check(const Monitor& mon, const std::string& user) {
+    Message q(Type::check_user);
+    q.put_str(user);
+    Message r;
+    mon.ask(q, Type::user_reply, &r);
+    std::uint8_t v = 99;
+    EXPECT_TRUE(r.get_u8(&v) && r.at_end());
+    return v;
+}
+
+TEST(Privsep, ScramThroughTheMonitor) {
+    Monitor mon;
+    start(mon);
+    mctp::scram::Client client("ctl");
+    const auto first = scram_step(mon, Type::scram_first, client.first());
+    ASSERT_EQ(first.kind, scram_next);
+    std::string why;
+    const auto final = client.final(first.message, "good-secret-1", &why);
+    ASSERT_TRUE(final) << why;
+    const auto last = scram_step(mon, Type::scram_final, *final);
+    ASSERT_EQ(last.kind, scram_next);
+    EXPECT_EQ(last.controller, "ctl");
+    EXPECT_TRUE(client.verify(last.message, &why)) << why;
+    // The controller is recorded: the child may ask about users now.
+    EXPECT_EQ(check(mon, "alice"), static_cast<std::uint8_t>(mctp::UserVerdict::allowed));
+    EXPECT_EQ(mon.host.checked, std::vector<std::string>{"ctl:alice"});
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_TRUE(mon.errors.empty()) << mon.all_errors();
+}
+
+TEST(Privsep, AWrongScramProofIsAFailureAfterTheDelayAndRecordsNoOne) {
+    Monitor mon;
+    start(mon);
+    mctp::scram::Client client("ctl");
+    const auto first = scram_step(mon, Type::scram_first, client.first());
+    ASSERT_EQ(first.kind, scram_next);
+    std::string why;
+    const auto final = client.final(first.message, "wrong-secret-1", &why);
+    ASSERT_TRUE(final) << why;
+    const auto before = Clock::now();
+    const auto last = scram_step(mon, Type::scram_final, *final);
+    EXPECT_GE(Clock::now() - before, milliseconds(150));
+    EXPECT_EQ(last.kind, scram_rejected);
+    EXPECT_TRUE(last.message.empty());
+    EXPECT_TRUE(last.controller.empty());
+    // No controller: asking about a user is a violation.
+    Message q(Type::check_user);
+    q.put_str("alice");
+    mon.put(q);
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_TRUE(mon.host.checked.empty());
+}
+
+TEST(Privsep, ScramFailuresCountTowardsTheLimit) {
+    Monitor mon;  // max_auth_failures = 2
+    start(mon);
+    for (int i = 0; i < 2; ++i) {
+        mctp::scram::Client client("ctl");
+        const auto first = scram_step(mon, Type::scram_first, client.first());
+        ASSERT_EQ(first.kind, scram_next);
+        std::string why;
+        const auto final = client.final(first.message, "wrong-secret-1", &why);
+        EXPECT_EQ(scram_step(mon, Type::scram_final, *final).kind, scram_rejected);
+    }
+    mctp::scram::Client client("ctl");
+    Message m(Type::scram_first);
+    m.put_str(client.first());
+    mon.put(m);
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_NE(mon.all_errors().find("after max_auth_failures (2) failures"), std::string::npos)
+        << mon.all_errors();
+    EXPECT_EQ(mon.host.scram_firsts, 2U);
+}
+
+TEST(Privsep, AHostileChildCannotSendScramOutOfOrder) {
+    const auto valid_final = [](const Monitor& mon) {
+        mctp::scram::Client client("ctl");
+        const auto first = scram_step(mon, Type::scram_first, client.first());
+        std::string why;
+        return *client.final(first.message, "good-secret-1", &why);
+    };
+    {  // SCRAM_FINAL before any SCRAM_FIRST
+        Monitor mon;
+        start(mon);
+        Message m(Type::scram_final);
+        m.put_str("c=biws,r=abc,p=AAAA");
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_NE(mon.all_errors().find("SCRAM_FINAL without a SCRAM exchange"),
+                  std::string::npos);
+        EXPECT_EQ(mon.host.scram_finals, 0U);
+    }
+    {  // SCRAM_FINAL twice
+        Monitor mon;
+        start(mon);
+        const std::string f = valid_final(mon);
+        EXPECT_EQ(scram_step(mon, Type::scram_final, f).kind, scram_next);
+        Message m(Type::scram_final);
+        m.put_str(f);
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_EQ(mon.host.scram_finals, 1U);
+    }
+    {  // SCRAM_FIRST before START
+        Monitor mon;
+        Message m(Type::scram_first);
+        m.put_str("n,,n=ctl,r=abcdefabcdefabcdefabcdef");
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_EQ(mon.host.scram_firsts, 0U);
+    }
+    {  // for a refused peer
+        Monitor mon(mctp::PeerVerdict::rejected);
+        start(mon);
+        Message m(Type::scram_first);
+        m.put_str("n,,n=ctl,r=abcdefabcdefabcdefabcdef");
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_EQ(mon.host.scram_firsts, 0U);
+    }
+}
+
+TEST(Privsep, OversizedOrEmptyScramMessagesEndTheSession) {
+    const auto sized = [](std::uint8_t type, const std::string& body) {
+        return header(1, type, 0, static_cast<std::uint32_t>(body.size())) + body;
+    };
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"first over 1024", sized(11, str("n,,n=ctl,r=" + std::string(1014, 'a')))},
+        {"first empty", sized(11, str(""))},
+        {"first trailing", sized(11, str("n,,n=ctl,r=abc") + "x")},
+        {"START with a short binding", sized(2, str("") + str("") + str("0123456789"))},
+    };
+    for (const auto& [name, octets] : cases) {
+        Monitor mon;
+        if (name.rfind("START", 0) != 0) {
+            start(mon);
+        }
+        mon.raw(octets);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation) << name;
+        EXPECT_EQ(mon.host.scram_firsts, 0U) << name;
+    }
+    // Exactly 1024 is allowed (the server-first message is longer).
+    Monitor mon;
+    start(mon);
+    EXPECT_EQ(scram_step(mon, Type::scram_first, "n,,n=ctl,r=" + std::string(1013, 'a')).kind,
+              scram_next);
+    EXPECT_EQ(mon.host.scram_firsts, 1U);
 }
 
 TEST(Privsep, ASoundChildGetsItsAnswers) {
@@ -311,6 +515,7 @@ TEST(Privsep, NoMoreAuthAfterTheLimitOrForARefusedPeer) {
         Monitor mon;
         start(mon);
         Message m(Type::start);
+        m.put_str("");
         m.put_str("");
         m.put_str("");
         mon.put(m);

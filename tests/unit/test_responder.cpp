@@ -17,6 +17,7 @@
 #include "config.hpp"
 #include "log.hpp"
 #include "peer.hpp"
+#include "scram.hpp"
 #include "secret_hash.hpp"
 #include "user_policy.hpp"
 
@@ -26,6 +27,12 @@ namespace {
 const std::string& test_hash() {
     static const std::string h = mpasswdd::hash_secret(mctp::Secret("good-secret-1"), 1);
     return h;
+}
+
+const std::string& test_verifier() {
+    static const std::string v = mctp::scram::format_verifier(
+        mctp::scram::make_verifier("good-secret-1", "0123456789abcdef", 4096));
+    return v;
 }
 
 std::string config_error(const std::string& text, mode_t mode = 0600) {
@@ -86,6 +93,7 @@ TEST(Config, DefaultsAndAFullFile) {
                  "\n[controller ctl1]\n"
                  "from = 127.0.0.1, 10.0.0.0/8 ::1 local\n"
                  "secret_hash = " + test_hash() + "\n"
+                 "secret_verifier = " + test_verifier() + "\n"
                  "users = alice\n");
     const auto cfg = mpasswdd::load_config(c.path());
     EXPECT_EQ(cfg.host_name, "t1.example");
@@ -104,7 +112,25 @@ TEST(Config, DefaultsAndAFullFile) {
 
     const std::string shown = mpasswdd::describe(cfg);
     EXPECT_EQ(shown.find(test_hash()), std::string::npos);
-    EXPECT_NE(shown.find("secret_hash = (set, yescrypt)"), std::string::npos);
+    EXPECT_NE(shown.find("secret_hash = (set, yescrypt"), std::string::npos);
+    EXPECT_EQ(shown.find(test_verifier()), std::string::npos);
+    EXPECT_EQ(shown.find(test_verifier().substr(test_verifier().rfind(':'))), std::string::npos);
+    EXPECT_NE(shown.find("secret_verifier = (set, SCRAM-SHA-256, 4096 iterations)"),
+              std::string::npos)
+        << shown;
+    ASSERT_TRUE(cfg.controllers[0].verifier);
+    EXPECT_EQ(cfg.controllers[0].verifier->iterations, 4096U);
+}
+
+TEST(Config, AVerifierAloneIsEnoughAndABadOneIsRefused) {
+    TempFile ok("[controller c]\nfrom = local\nsecret_verifier = " + test_verifier() + "\n");
+    const auto cfg = mpasswdd::load_config(ok.path());
+    ASSERT_EQ(cfg.controllers.size(), 1U);
+    EXPECT_TRUE(cfg.controllers[0].verifier);
+    EXPECT_TRUE(cfg.controllers[0].secret_hash.empty());
+    const std::string e =
+        config_error("[controller c]\nfrom = local\nsecret_verifier = SCRAM-SHA-256$1:x$y:z\n");
+    EXPECT_EQ(e.rfind("FILE:3: secret_verifier: is not a SCRAM-SHA-256 verifier (", 0), 0U) << e;
 }
 
 TEST(Config, KeysBeforeAnySectionAreGlobal) {
@@ -193,16 +219,19 @@ TEST(Config, DescribeShowsEveryKeyOfBothSections) {
         const auto at = text.find("\n" + section);
         ASSERT_NE(at, std::string::npos) << text;
         const std::string part = text.substr(at);
-        for (const char* key : {"from", "secret_hash", "users", "groups", "tls_client_subject",
-                                "tls_client_fingerprint"}) {
+        for (const char* key : {"from", "secret_verifier", "secret_hash", "users", "groups",
+                                "tls_client_subject", "tls_client_fingerprint"}) {
             EXPECT_NE(part.find("\n" + std::string(key) + " = "), std::string::npos) << key;
         }
     }
     EXPECT_NE(text.find("\nmax_auth_failures_per_source = 10\n"), std::string::npos) << text;
     EXPECT_NE(text.find("\ntls_key = (none)\n"), std::string::npos) << text;
-    EXPECT_NE(text.find("\nsecret_hash = (set, yescrypt)\n"), std::string::npos) << text;
-    EXPECT_NE(text.find("\nfrom = ::1\nsecret_hash = (set, yescrypt)\nusers = (any allowed "
-                        "by policy)\ngroups = staff\n"),
+    EXPECT_NE(text.find("\nsecret_hash = (set, yescrypt; the old AUTH <secret> accepted)\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("\nfrom = ::1\nsecret_verifier = (none: AUTH SCRAM-SHA-256 refused)\n"
+                        "secret_hash = (set, yescrypt; the old AUTH <secret> accepted)\n"
+                        "users = (any allowed by policy)\ngroups = staff\n"),
               std::string::npos)
         << text;
     TempFile off("max_auth_failures_per_source = 0\n");
@@ -226,7 +255,7 @@ TEST(Config, ControllerErrors) {
     EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = $y$broken\n"),
               "FILE:3: secret_hash: is not a valid yescrypt hash");
     EXPECT_EQ(config_error("\n[controller c]\nfrom = local\n"),
-              "FILE:2: [controller c] has no 'secret_hash' key");
+              "FILE:2: [controller c] has neither 'secret_verifier' nor 'secret_hash'");
     EXPECT_EQ(config_error("[controller c]\nsecret_hash = " + h + "\n"),
               "FILE:1: [controller c] has no 'from' key");
     EXPECT_EQ(config_error("[controller c]\nfrom = local\nsecret_hash = " + h + "\nx = 1\n"),

@@ -443,3 +443,180 @@ TEST(Wire, CrOnlyBeforeLfIsDropped) {
 }
 
 }  // namespace
+
+// EHLO and AUTH SCRAM-SHA-256 (mpasswd-protocol(7)).
+namespace {
+
+std::string b64(std::string_view s) { return mctp::scram::base64(s); }
+std::string unb64(std::string_view s) { return mctp::scram::unbase64(s).value_or(""); }
+
+// The text of a 334 reply, decoded.
+std::string challenge(const Wire& w) {
+    EXPECT_EQ(mctp::number(w.last().code), 334);
+    EXPECT_TRUE(w.last().long_line);
+    return unb64(w.last().text);
+}
+
+}  // namespace
+
+TEST(Ehlo, ListsTheMechanismsAndLineMax) {
+    Wire w;
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    EXPECT_EQ(w.session.state(), State::greeted);
+    EXPECT_EQ(w.last().text, "target hello ctl [192.0.2.7]");
+    EXPECT_EQ(w.last().more, (std::vector<std::string>{"AUTH SCRAM-SHA-256", "LINEMAX 128"}));
+    EXPECT_EQ(mctp::format_reply(w.last(), 128),
+              "250-target hello ctl [192.0.2.7]\r\n250-AUTH SCRAM-SHA-256\r\n250 LINEMAX 128\r\n");
+    EXPECT_EQ(w.line("EHLO ctl"), 503);
+    EXPECT_EQ(w.line("HELP"), 250);
+    EXPECT_NE(w.last().text.find("EHLO"), std::string::npos);
+}
+
+TEST(Ehlo, OffersPlusOnlyWithAChannelBinding) {
+    Wire w(128, 3, std::string(32, 'e'));
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    EXPECT_EQ(w.last().more[0], "AUTH SCRAM-SHA-256 SCRAM-SHA-256-PLUS");
+}
+
+TEST(Scram, AFullExchangeAuthenticatesOnlyAfterTheEmptyLine) {
+    Wire w;
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    mctp::scram::Client c("ctl");
+    ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+    std::string why;
+    const auto final = c.final(challenge(w), w.host.secret, &why);
+    ASSERT_TRUE(final) << why;
+    ASSERT_EQ(w.line(b64(*final)), 334);
+    EXPECT_TRUE(c.verify(challenge(w), &why)) << why;
+    EXPECT_EQ(w.session.state(), State::greeted);
+    ASSERT_EQ(w.line(""), 250);
+    EXPECT_EQ(w.last().text, "authenticated as ctl");
+    EXPECT_EQ(w.session.state(), State::authed);
+    EXPECT_EQ(w.line("VRFY alice"), 250);
+    // The log names the controller and the mechanism, and no hidden part.
+    const std::string log = w.host.all_log();
+    EXPECT_NE(log.find("AUTH ok: controller ctl (SCRAM-SHA-256)"), std::string::npos) << log;
+    for (const auto& part : {c.first(), *final, unb64(w.replies[2].text)}) {
+        EXPECT_EQ(log.find(part.substr(part.find("r="), 30)), std::string::npos) << log;
+    }
+    EXPECT_EQ(log.find(final->substr(final->find("p="))), std::string::npos);
+}
+
+TEST(Scram, AWrongProofIs530WithTheDelayAndCounts) {
+    Wire w(128, 2);
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    for (int i = 0; i < 2; ++i) {
+        mctp::scram::Client c("ctl");
+        ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+        std::string why;
+        const auto final = c.final(challenge(w), "wrong-secret", &why);
+        const int code = w.line(b64(*final));
+        EXPECT_EQ(w.last().delay, std::chrono::milliseconds(1500));
+        if (i == 0) {
+            EXPECT_EQ(code, 530);
+            EXPECT_EQ(w.session.state(), State::greeted);
+        } else {
+            EXPECT_EQ(code, 421);  // max_auth_failures
+            EXPECT_TRUE(w.session.closed());
+        }
+    }
+}
+
+TEST(Scram, AnUnknownControllerIs530) {
+    Wire w;
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    mctp::scram::Client c("other");
+    EXPECT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 530);
+    EXPECT_EQ(w.last().delay, std::chrono::milliseconds(1500));
+}
+
+TEST(Scram, StarCancelsAndACommandAbandonsWith503) {
+    Wire w;
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    mctp::scram::Client c("ctl");
+    ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+    EXPECT_EQ(w.line("*"), 501);
+    EXPECT_EQ(w.last().text, "AUTH cancelled");
+    EXPECT_FALSE(w.session.long_lines());
+    // Back to GREETED: commands work again, AUTH may start over.
+    EXPECT_EQ(w.line("NOOP"), 250);
+    ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+    EXPECT_EQ(w.line("QUIT"), 503);  // not a QUIT: the exchange is abandoned
+    EXPECT_FALSE(w.session.closed());
+    EXPECT_EQ(w.session.state(), State::greeted);
+    ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+    EXPECT_EQ(w.line("vrfy alice"), 503);
+    EXPECT_EQ(w.line("VRFY alice"), 503);  // now out of sequence: not authenticated
+    EXPECT_EQ(w.host.scram_finals, 0U);
+    // After server-final only an empty line completes it.
+    ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+    std::string why;
+    ASSERT_EQ(w.line(b64(*c.final(challenge(w), w.host.secret, &why))), 334);
+    EXPECT_EQ(w.line("Zm9v"), 501);
+    EXPECT_EQ(w.session.state(), State::greeted);
+}
+
+TEST(Scram, LongLinesUpTo1024OnlyForAuth) {
+    Wire w;
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    // A 1024-octet AUTH line is read (and refused for its content, not
+    // its length); one octet more is 501 and its rest never a command.
+    const std::string pad = "AUTH SCRAM-SHA-256 ";
+    EXPECT_EQ(w.line(pad + std::string(1022 - pad.size(), 'A')), 501);
+    EXPECT_EQ(w.last().text, "the initial response is not base64");
+    EXPECT_EQ(w.send(pad + std::string(1023 - pad.size(), 'A') + "\r\n"),
+              (std::vector<int>{501}));
+    EXPECT_NE(w.last().text.find("line too long"), std::string::npos);
+    EXPECT_EQ(w.send(pad + std::string(1100, 'A') + "QUIT\r\n"), (std::vector<int>{501}));
+    EXPECT_NE(w.last().text.find("line too long"), std::string::npos);
+    EXPECT_FALSE(w.session.closed());
+    // Other lines keep line_max, and so does the old AUTH <secret>.
+    EXPECT_EQ(w.line("NOOP " + std::string(200, 'x')), 501);
+    EXPECT_EQ(w.line("AUTH " + std::string(200, 'x')), 501);
+    EXPECT_NE(w.last().text.find("at most 128"), std::string::npos);
+    EXPECT_EQ(w.host.auth_checks, 0U);
+    // During the exchange every line may be long; an over-long one is 501
+    // and abandons it, and its rest is never a command.
+    mctp::scram::Client c("ctl");
+    ASSERT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(c.first())), 334);
+    EXPECT_TRUE(w.session.long_lines());
+    EXPECT_EQ(w.send(std::string(2000, 'B') + "QUIT\r\n"), (std::vector<int>{501}));
+    EXPECT_NE(w.last().text.find("AUTH abandoned"), std::string::npos);
+    EXPECT_FALSE(w.session.closed());
+    EXPECT_EQ(w.host.scram_finals, 0U);
+}
+
+TEST(Scram, MechanismAndBindingMustAgree) {
+    Wire w;
+    ASSERT_EQ(w.line("EHLO ctl"), 250);
+    mctp::scram::Client plain("ctl");
+    // PLUS is not offered without a channel binding.
+    EXPECT_EQ(w.line("AUTH SCRAM-SHA-256-PLUS " + b64(plain.first())), 501);
+    mctp::scram::Client bound("ctl", mctp::scram::Binding::tls_exporter, std::string(32, 'x'));
+    EXPECT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(bound.first())), 501);
+    EXPECT_EQ(w.line("AUTH SCRAM-SHA-256"), 501);
+    EXPECT_EQ(w.line("AUTH FOO-BAR " + b64(plain.first())), 501);
+    EXPECT_EQ(w.line("AUTH SCRAM-SHA-256 !!!"), 501);
+    // None of these was a failed authentication.
+    EXPECT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(plain.first())), 334);
+}
+
+TEST(Scram, PlusBindsTheExchangeToTheChannel) {
+    const std::string exporter(32, 'e');
+    for (const bool same : {true, false}) {
+        Wire w(128, 3, exporter);
+        ASSERT_EQ(w.line("EHLO ctl"), 250);
+        // A relay has its own TLS connection, so its own exporter.
+        mctp::scram::Client c("ctl", mctp::scram::Binding::tls_exporter,
+                              same ? exporter : std::string(32, 'r'));
+        ASSERT_EQ(w.line("AUTH SCRAM-SHA-256-PLUS " + b64(c.first())), 334);
+        std::string why;
+        const auto final = c.final(challenge(w), w.host.secret, &why);
+        EXPECT_EQ(w.line(b64(*final)), same ? 334 : 530);
+        // "y" (could bind, but thinks the server cannot) is refused here.
+        mctp::scram::Client y("ctl", mctp::scram::Binding::client_only);
+        if (!same) {
+            EXPECT_EQ(w.line("AUTH SCRAM-SHA-256 " + b64(y.first())), 530);
+        }
+    }
+}

@@ -1,5 +1,9 @@
 #include "scram.hpp"
 
+#include <map>
+#include <mutex>
+#include <utility>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -256,8 +260,43 @@ Client::~Client() { OPENSSL_cleanse(server_signature_.data(), server_signature_.
 
 std::string Client::first() const { return gs2_header(binding_) + client_first_bare_; }
 
+struct KeyCache::Impl {
+    std::mutex mutex;
+    std::map<std::pair<std::string, unsigned>, Key> keys;
+    std::size_t derivations = 0;
+};
+
+KeyCache::KeyCache() : impl_(new Impl) {}
+
+KeyCache::~KeyCache() {
+    for (auto& [k, v] : impl_->keys) {
+        OPENSSL_cleanse(v.data(), v.size());
+    }
+    delete impl_;
+}
+
+void KeyCache::salted(std::string_view secret, std::string_view salt, unsigned iterations,
+                      Key* out) {
+    const std::lock_guard lock(impl_->mutex);
+    const auto key = std::make_pair(std::string(salt), iterations);
+    if (const auto it = impl_->keys.find(key); it != impl_->keys.end()) {
+        *out = it->second;
+        return;
+    }
+    salted_password(secret, salt, iterations, out);
+    ++impl_->derivations;
+    if (impl_->keys.size() < entries_max) {
+        impl_->keys.emplace(key, *out);
+    }
+}
+
+std::size_t KeyCache::derivations() const {
+    const std::lock_guard lock(impl_->mutex);
+    return impl_->derivations;
+}
+
 std::optional<std::string> Client::final(std::string_view server_first, std::string_view secret,
-                                         std::string* why) {
+                                         std::string* why, KeyCache* cache) {
     const auto f = fields(server_first, {'r', 's', 'i'});
     if (!f) {
         fail(why, "server-first-message is not r=...,s=...,i=...");
@@ -285,7 +324,11 @@ std::optional<std::string> Client::final(std::string_view server_first, std::str
         client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
 
     WipedKey salted, client_key, stored_key, signature, server_key;
-    salted_password(secret, *salt, *iterations, &salted.k);
+    if (cache != nullptr) {
+        cache->salted(secret, *salt, *iterations, &salted.k);
+    } else {
+        salted_password(secret, *salt, *iterations, &salted.k);
+    }
     hmac(bytes(salted.k), "Client Key", &client_key.k);
     sha256(bytes(client_key.k), &stored_key.k);
     hmac(bytes(stored_key.k), auth_message, &signature.k);

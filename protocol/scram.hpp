@@ -61,6 +61,28 @@ std::optional<std::string> unbase64(std::string_view text);  // strict, padded
 
 enum class Binding { none, client_only, tls_exporter };  // "n", "y", "p=tls-exporter"
 
+// SaltedPassword = PBKDF2(secret, salt, iterations), kept per (salt,
+// iterations) for one secret, so that a controller talking to many
+// targets that share a verifier derives it once per run. Bounded
+// (entries_max; beyond that, derived without keeping), safe to share
+// between threads, wiped when it goes. The cache is for one secret: the
+// caller never asks it with another.
+class KeyCache {
+public:
+    static constexpr std::size_t entries_max = 64;
+    KeyCache();
+    ~KeyCache();
+    KeyCache(const KeyCache&) = delete;
+    KeyCache& operator=(const KeyCache&) = delete;
+    void salted(std::string_view secret, std::string_view salt, unsigned iterations, Key* out);
+    // How many derivations it has run (for tests and benchmarks).
+    [[nodiscard]] std::size_t derivations() const;
+
+private:
+    struct Impl;
+    Impl* impl_;
+};
+
 // The controller's half. The iteration count it accepts from a target is
 // bounded by iterations_max.
 class Client {
@@ -80,8 +102,9 @@ public:
     // nonce, or asks for iterations or a salt out of bounds (a hostile
     // target must not make the controller burn CPU). The keys derived
     // from the secret are wiped before it returns.
+    // With cache, the PBKDF2 step comes from it.
     std::optional<std::string> final(std::string_view server_first, std::string_view secret,
-                                     std::string* why);
+                                     std::string* why, KeyCache* cache = nullptr);
     // Whether server-final proves the target holds this controller's
     // ServerKey (v=, compared in constant time). False for e=... too.
     bool verify(std::string_view server_final, std::string* why);
