@@ -22,7 +22,6 @@ usage: bench/session.py [-n N] [BUILD_DIR]
 (root, or unprivileged user namespaces, for the private /tmp)."""
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
