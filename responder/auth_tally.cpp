@@ -280,10 +280,20 @@ std::optional<unsigned> AuthTally::charge(std::string_view source, std::int64_t 
     } else {
         if (entries.size() >= limits::tally_entries_max) {
             // Full of live windows (expired ones went in load): the one
-            // that started first is the nearest to its end anyway.
-            entries.erase(std::min_element(
-                entries.begin(), entries.end(),
-                [](const Entry& a, const Entry& b) { return a.start_ms < b.start_ms; }));
+            // that started first is the nearest to its end anyway, but a
+            // locked-out source is never dropped for room (a flood of new
+            // sources must not free it), and when every entry is locked
+            // out, a new source is refused too: fail closed.
+            auto oldest = entries.end();
+            for (auto e = entries.begin(); e != entries.end(); ++e) {
+                if (e->count < limit_ && (oldest == entries.end() || e->start_ms < oldest->start_ms)) {
+                    oldest = e;
+                }
+            }
+            if (oldest == entries.end()) {
+                return std::nullopt;
+            }
+            entries.erase(oldest);
         }
         entries.push_back(Entry{std::string(source), 1, now_ms});
     }

@@ -178,6 +178,32 @@ TEST(AuthTally, AFloodOfSourcesStaysBoundedAndDropsTheOldest) {
     EXPECT_EQ(read_all(d.file()).find("10."), std::string::npos);
 }
 
+// A flood of fresh sources must not free a locked-out one; when every
+// entry is locked out, a new source is refused as well (fail closed).
+TEST(AuthTally, AFloodNeverDropsALockedOutSource) {
+    TempDir d;
+    AuthTally t(d.state(), 2, window);
+    const std::size_t max = mctp::limits::tally_entries_max;
+    const auto source = [](std::size_t i) {
+        return "10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." +
+               std::to_string(i % 256);
+    };
+    ASSERT_EQ(t.charge("192.0.2.66", t0), 1U);
+    ASSERT_EQ(t.charge("192.0.2.66", t0 + 1), 2U);  // locked out, the oldest window
+    for (std::size_t i = 0; i < max + 10; ++i) {
+        ASSERT_EQ(t.charge(source(i), t0 + 10 + static_cast<std::int64_t>(i)), 1U) << i;
+    }
+    EXPECT_TRUE(t.locked("192.0.2.66", t0 + 20'000));
+    // Every entry locked out: a new source gets no room and is refused.
+    TempDir d2;
+    AuthTally full(d2.state(), 1, window);
+    for (std::size_t i = 0; i < max; ++i) {
+        ASSERT_EQ(full.charge(source(i), t0 + static_cast<std::int64_t>(i)), 1U) << i;
+    }
+    EXPECT_EQ(full.charge("192.0.2.77", t0 + 5000), std::nullopt);
+    EXPECT_TRUE(full.locked(source(0), t0 + 5000));
+}
+
 TEST(AuthTally, ACorruptFileIsLoggedAndReset) {
     for (const std::string& bad :
          {std::string("garbage\n"),
