@@ -121,12 +121,26 @@ namespace {
 // The stand-in for a name that no controller entry (allowed from this
 // peer, with a verifier) has: the exchange looks the same up to the
 // proof, which fails. Its salt is fixed per name and host, so asking
-// twice does not tell a real entry from a stand-in by a changing salt.
-mctp::scram::Verifier stand_in(std::string_view name, std::string_view host) {
+// twice does not tell a real entry from a stand-in by a changing salt;
+// and it is keyed by this host's configured verifiers, which only root
+// may read, so nobody can compute it from the names and tell a real
+// entry's salt from a stand-in's that way (as PostgreSQL keys its mock
+// authentication with a secret nonce).
+mctp::scram::Verifier stand_in(std::string_view name, std::string_view host,
+                               const std::vector<Controller>& controllers) {
+    std::string key;
+    for (const auto& c : controllers) {
+        if (c.verifier) {
+            key.append(reinterpret_cast<const char*>(c.verifier->server_key.data()),
+                       c.verifier->server_key.size());
+        }
+        key += c.secret_hash;
+    }
+    key += '\n' + std::string(host) + '\n' + std::string(name);
     mctp::scram::Verifier v;
     v.iterations = mctp::scram::iterations_min;
-    const auto a = mctp::scram::make_verifier(std::string(host) + '\n' + std::string(name),
-                                              "mpasswdd stand-in salt", 1);
+    const auto a = mctp::scram::make_verifier(key, "mpasswdd stand-in salt", 1);
+    mctp::wipe(key.data(), key.size());
     v.salt.assign(reinterpret_cast<const char*>(a.stored_key.data()), mctp::scram::salt_min);
     v.stored_key = a.server_key;
     v.server_key = a.stored_key;
@@ -162,7 +176,7 @@ mctp::ScramResult SystemHost::scram_first(std::string_view client_first) {
                    "AUTH SCRAM-SHA-256 from " + peer_.text + " names controller '" +
                        mctp::printable(*name, mctp::scram::name_max) +
                        "', which has no secret_verifier or may not connect from here");
-        r.message = server->first(stand_in(*name, config_.host_name));
+        r.message = server->first(stand_in(*name, config_.host_name, config_.controllers));
     }
     scram_ = std::move(server);
     return r;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "config.hpp"
+#include "system_host.hpp"
 #include "log.hpp"
 #include "peer.hpp"
 #include "scram.hpp"
@@ -476,3 +477,41 @@ TEST(SecretHash, ShapeCheck) {
 }
 
 }  // namespace
+
+// The stand-in verifier for a controller name this host does not have:
+// the same salt every time (asking twice tells nothing), but not one that
+// anybody can compute from the host and controller names (which would
+// tell a real entry's salt from a stand-in's): it is keyed by the
+// configured verifiers.
+TEST(SystemHostScram, TheStandInSaltIsStableAndNotPublic) {
+    const auto salt_for = [](const mpasswdd::Config& config, const std::string& name) {
+        mpasswdd::SystemHost host(config, mpasswdd::Peer{});
+        const auto r = host.scram_first("n,,n=" + name + ",r=clientnonce");
+        EXPECT_EQ(r.kind, mctp::ScramResult::Kind::next);
+        const auto s = r.message.find(",s=");
+        const auto i = r.message.find(",i=");
+        return s == std::string::npos || i == std::string::npos ? std::string()
+                                                                 : r.message.substr(s + 3, i - s - 3);
+    };
+    mpasswdd::Config config;
+    config.host_name = "web1";
+    mpasswdd::Controller ctl;
+    ctl.name = "ctl";
+    std::string why;
+    ctl.from.push_back(*mpasswdd::parse_address_rule("local", &why));
+    ctl.verifier = mctp::scram::make_verifier("secret-one", mctp::scram::random_salt(), 4096);
+    config.controllers.push_back(ctl);
+    const std::string ghost = salt_for(config, "ghost");
+    ASSERT_FALSE(ghost.empty());
+    EXPECT_EQ(salt_for(config, "ghost"), ghost);  // stable
+    EXPECT_NE(salt_for(config, "other-ghost"), ghost);
+    // Not the salt anybody could derive from the names alone.
+    const auto public_rule =
+        mctp::scram::make_verifier("web1\nghost", "mpasswdd stand-in salt", 1).stored_key;
+    EXPECT_NE(ghost, mctp::scram::base64(std::string_view(
+                         reinterpret_cast<const char*>(public_rule.data()), mctp::scram::salt_min)));
+    // Another host's verifiers: another stand-in salt for the same names.
+    config.controllers[0].verifier =
+        mctp::scram::make_verifier("secret-two", mctp::scram::random_salt(), 4096);
+    EXPECT_NE(salt_for(config, "ghost"), ghost);
+}
