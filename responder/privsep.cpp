@@ -105,7 +105,7 @@ bool Message::get_u32(std::uint32_t* v) {
     return true;
 }
 
-bool Message::get_str(std::size_t max, std::string* out) {
+bool Message::take_field(std::size_t max, std::string_view* out) {
     const char* at = nullptr;
     std::uint16_t n = 0;
     if (!take(2, &at)) {
@@ -115,21 +115,25 @@ bool Message::get_str(std::size_t max, std::string* out) {
     if (n > max || !take(n, &at)) {
         return false;
     }
-    out->assign(at, n);
+    *out = std::string_view(at, n);
+    return true;
+}
+
+bool Message::get_str(std::size_t max, std::string* out) {
+    std::string_view field;
+    if (!take_field(max, &field)) {
+        return false;
+    }
+    out->assign(field);
     return true;
 }
 
 bool Message::get_secret(std::size_t max, mctp::Secret* out) {
-    const char* at = nullptr;
-    std::uint16_t n = 0;
-    if (!take(2, &at)) {
+    std::string_view field;
+    if (!take_field(max, &field)) {
         return false;
     }
-    std::memcpy(&n, at, 2);
-    if (n > max || !take(n, &at)) {
-        return false;
-    }
-    *out = mctp::Secret(std::string_view(at, n));
+    *out = mctp::Secret(field);
     return true;
 }
 

@@ -108,6 +108,8 @@ public:
 private:
     friend Received receive(int fd, Message* m, Clock::time_point deadline, std::string* why);
     bool take(std::size_t n, const char** at);
+    // A u16 length and that many octets (at most max), in the buffer.
+    bool take_field(std::size_t max, std::string_view* out);
     void set_length() noexcept;
 
     std::array<char, message_max + 1> buf_{};
