@@ -269,22 +269,19 @@ HOSTILE_TEXT = (b"no\x1b]0;pwned\x07\x1b[2J\ralice: password changed on 9 of 9 t
                 b"\xc2\x9b31m")
 
 
-class ScriptedTarget:
-    """A fake MCTP target on 127.0.0.1 (a thread, no mpasswdd): a banner,
-    250 to every command, and `refusal` (a whole reply line, bytes) to
-    VRFY and CHPW; 221 to QUIT. It records what it received, but not the
-    AUTH line."""
+class LoopbackServer:
+    """A listening socket on 127.0.0.1 served by a thread: subclasses
+    answer each accepted connection in _connection(conn), one at a time."""
 
-    def __init__(self, refusal=b"554 " + HOSTILE_TEXT, secret=None):
+    def __init__(self, backlog=16):
         import threading
-        self.refusal = refusal
-        self.secret = secret  # with one: EHLO offers SCRAM, and AUTH runs it
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
-        self.received = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self):
         self.thread.start()
 
     def _serve(self):
@@ -293,9 +290,34 @@ class ScriptedTarget:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(10)
-                self._session(conn)
+            self._connection(conn)
+
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+class ScriptedTarget(LoopbackServer):
+    """A fake MCTP target on 127.0.0.1 (a thread, no mpasswdd): a banner,
+    250 to every command, and `refusal` (a whole reply line, bytes) to
+    VRFY and CHPW; 221 to QUIT. It records what it received, but not the
+    AUTH line."""
+
+    def __init__(self, refusal=b"554 " + HOSTILE_TEXT, secret=None):
+        super().__init__()
+        self.refusal = refusal
+        self.secret = secret  # with one: EHLO offers SCRAM, and AUTH runs it
+        self.received = []
+        self.start()
+
+    def _connection(self, conn):
+        with conn:
+            conn.settimeout(10)
+            self._session(conn)
 
     def _session(self, conn):
         buf = b""
@@ -335,13 +357,6 @@ class ScriptedTarget:
             else:
                 conn.sendall(b"250 ok\r\n")
 
-    def target(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(timeout=10)
 
 
 def control_octets(data, allowed=b"\n"):
@@ -349,7 +364,7 @@ def control_octets(data, allowed=b"\n"):
     return sorted({c for c in data if (c < 0x20 or c > 0x7E) and c not in allowed})
 
 
-class FakeTarget:
+class FakeTarget(LoopbackServer):
     """A fake target (a thread on 127.0.0.1, optionally TLS with the given
     certificate and key): it says yes to everything. EHLO offers SCRAM
     (and PLUS), AUTH gets a well-formed challenge, the proof a made-up
@@ -357,35 +372,25 @@ class FakeTarget:
 
     def __init__(self, tls=None):
         import ssl
-        import threading
+        super().__init__()
         self.ctx = None
         if tls:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(tls[0], tls[1])
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.received = b""
         self.lines = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.start()
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                if self.ctx:
-                    conn = self.ctx.wrap_socket(conn, server_side=True)
-                conn.settimeout(10)
-                self._session(conn)
-            except OSError:
-                pass
-            finally:
-                conn.close()
+    def _connection(self, conn):
+        try:
+            if self.ctx:
+                conn = self.ctx.wrap_socket(conn, server_side=True)
+            conn.settimeout(10)
+            self._session(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def _session(self, conn):
         buf = b""
@@ -415,74 +420,50 @@ class FakeTarget:
             else:
                 conn.sendall(b"250 ok\r\n")
 
-    def target(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(timeout=10)
 
 
-class TlsRelay:
+class TlsRelay(LoopbackServer):
     """A man in the middle between two TLS connections: it presents its
     own certificate (one the controller trusts), connects to the real
     target over TLS and passes the octets through both ways."""
 
     def __init__(self, tls, upstream_port):
         import ssl
-        import threading
+        super().__init__(backlog=4)
         self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_ctx.load_cert_chain(tls[0], tls[1])
         self.client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.client_ctx.check_hostname = False
         self.client_ctx.verify_mode = ssl.CERT_NONE
         self.upstream_port = upstream_port
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
         self.relayed = 0
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.start()
 
-    def _serve(self):
+    def _connection(self, conn):
         import threading
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                down = self.server_ctx.wrap_socket(conn, server_side=True)
-                up = self.client_ctx.wrap_socket(
-                    socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10))
-            except OSError:
-                conn.close()
-                continue
-            self.relayed += 1
+        try:
+            down = self.server_ctx.wrap_socket(conn, server_side=True)
+            up = self.client_ctx.wrap_socket(
+                socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10))
+        except OSError:
+            conn.close()
+            return
+        self.relayed += 1
 
-            def pump(a, b):
+        def pump(a, b):
+            try:
+                while True:
+                    data = a.recv(4096)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
                 try:
-                    while True:
-                        data = a.recv(4096)
-                        if not data:
-                            break
-                        b.sendall(data)
+                    s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-                for s in (a, b):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            threading.Thread(target=pump, args=(down, up), daemon=True).start()
-            threading.Thread(target=pump, args=(up, down), daemon=True).start()
+        threading.Thread(target=pump, args=(down, up), daemon=True).start()
+        threading.Thread(target=pump, args=(up, down), daemon=True).start()
 
-    def target(self):
-        return "127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(timeout=10)
