@@ -571,7 +571,8 @@ mpasswd::Result engine_run(const std::string& bytes, mpasswd::Action action, std
     mpasswd::fake::MemoryScript script;
     script.bytes = bytes;
     mpasswd::fake::MemoryTransport transport(script);
-    const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr};
+    const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr,
+                           true};  // best effort: the one-phase dialogue
     mpasswd::Target t{"h", 1, "test"};
     t.auth_plain = true;  // fixed replies: the old AUTH <secret>
     auto r = mpasswd::run({t}, s, job, transport, nullptr).at(0);
