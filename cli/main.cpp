@@ -39,6 +39,9 @@ const char* const usage_text =
     "      --hosts FILE    the hosts file (default: 'hosts' in the configuration)\n"
     "      --verify        only check that USER exists and may be managed everywhere\n"
     "      --stdin         read the new password as one line from standard input\n"
+    "      --best-effort   change it wherever it is accepted, without first TESTing it\n"
+    "                      on every target (by default no target is changed unless\n"
+    "                      every target accepts the password in TEST)\n"
     "      --parallel N    talk to at most N targets at once (default 64)\n"
     "      --timeout S     seconds allowed to connect and for each reply\n"
     "      --json          one JSON object per target on standard output\n"
@@ -56,6 +59,7 @@ struct Options {
     std::optional<std::string> hosts_file;
     bool verify = false;
     bool from_stdin = false;
+    bool best_effort = false;
     std::optional<unsigned> parallel;
     std::optional<std::chrono::milliseconds> timeout;
     bool json = false;
@@ -85,7 +89,8 @@ Options parse_options(int argc, char** argv) {
         opt_parallel,
         opt_timeout,
         opt_json,
-        opt_check_config
+        opt_check_config,
+        opt_best_effort
     };
     static const option long_options[] = {
         {"config", required_argument, nullptr, 'c'},
@@ -93,6 +98,7 @@ Options parse_options(int argc, char** argv) {
         {"hosts", required_argument, nullptr, opt_hosts},
         {"verify", no_argument, nullptr, opt_verify},
         {"stdin", no_argument, nullptr, opt_stdin},
+        {"best-effort", no_argument, nullptr, opt_best_effort},
         {"parallel", required_argument, nullptr, opt_parallel},
         {"timeout", required_argument, nullptr, opt_timeout},
         {"json", no_argument, nullptr, opt_json},
@@ -118,6 +124,7 @@ Options parse_options(int argc, char** argv) {
         case opt_hosts: o.hosts_file = optarg; break;
         case opt_verify: o.verify = true; break;
         case opt_stdin: o.from_stdin = true; break;
+        case opt_best_effort: o.best_effort = true; break;
         case opt_parallel: {
             unsigned n = 0;
             if (!mctp::cfg::parse_uint(optarg, 1U, limits::parallel_max, &n)) {
@@ -165,6 +172,9 @@ Options parse_options(int argc, char** argv) {
     o.user = argv[optind];
     if (o.verify && o.from_stdin) {
         usage_error("--verify sends no password; --stdin does not go with it");
+    }
+    if (o.verify && o.best_effort) {
+        usage_error("--verify changes nothing; --best-effort does not go with it");
     }
     if (o.hosts_file && !o.hosts.empty()) {
         usage_error("give targets with -H or with --hosts, not both");
@@ -242,6 +252,7 @@ int run(const Options& o) {
     Job job;
     job.action = o.verify ? Action::verify : Action::change;
     job.user = o.user;
+    job.best_effort = o.best_effort;
     check_job(settings, Job{Action::verify, o.user, nullptr});
     std::optional<mctp::Secret> password;
     if (job.action == Action::change) {

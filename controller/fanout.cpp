@@ -72,7 +72,12 @@ asio::awaitable<void> within(asio::awaitable<void> op, Clock::time_point deadlin
 }
 
 mctp::Client::Action client_action(Action a) {
-    return a == Action::verify ? mctp::Client::Action::verify : mctp::Client::Action::change;
+    switch (a) {
+    case Action::verify: return mctp::Client::Action::verify;
+    case Action::change: return mctp::Client::Action::change;
+    case Action::test: return mctp::Client::Action::test;
+    }
+    return mctp::Client::Action::verify;
 }
 
 // One target's session, from connect to QUIT: the stream, the deadlines
@@ -266,6 +271,7 @@ std::string_view outcome_name(Outcome o) noexcept {
     case Outcome::timeout: return "timeout";
     case Outcome::protocol_error: return "protocol-error";
     case Outcome::unsupported: return "unsupported";
+    case Outcome::skipped: return "skipped";
     }
     return "unknown";
 }
@@ -285,7 +291,7 @@ void check_job(const EngineSettings& settings, const Job& job) {
     if (settings.parallel == 0) {
         throw JobError("parallel must be at least 1");
     }
-    if (job.action == Action::change) {
+    if (job.action != Action::verify) {
         if (job.password == nullptr || job.password->empty()) {
             throw JobError("the new password is empty");
         }
@@ -300,10 +306,11 @@ void check_job(const EngineSettings& settings, const Job& job) {
     }
 }
 
-std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings& settings,
-                        const Job& job, Transport& transport,
-                        const std::function<void(std::size_t, const Result&)>& on_result) {
-    check_job(settings, job);
+namespace {
+
+std::vector<Result> run_once(const std::vector<Target>& targets, const EngineSettings& settings,
+                             const Job& job, Transport& transport,
+                             const std::function<void(std::size_t, const Result&)>& on_result) {
     // The wire forms of the secret and password, built once, shared by
     // every session, wiped on return; the old AUTH line only for targets
     // that ask for it. The PBKDF2 of the secret is derived once per salt
@@ -315,7 +322,7 @@ std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings
     }
     mctp::scram::KeyCache keys;
     std::optional<mctp::Secret> data_line;
-    if (job.action == Action::change) {
+    if (job.action != Action::verify) {
         data_line = mctp::Client::data_line(*job.password);
     }
     std::vector<Result> results(targets.size());
@@ -354,6 +361,59 @@ std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings
         std::rethrow_exception(failure);
     }
     return results;
+}
+
+}  // namespace
+
+std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings& settings,
+                        const Job& job, Transport& transport,
+                        const std::function<void(std::size_t, const Result&)>& on_result) {
+    check_job(settings, job);
+    const auto phase = [](std::vector<Result> results, std::string_view name) {
+        for (auto& r : results) {
+            r.phase = name;
+            // In TEST the data steps are TEST's: the table says where.
+            if (name == "test" && (r.step == "DATA" || r.step == "password" ||
+                                   r.step == "end of data")) {
+                r.step = "TEST";
+            }
+        }
+        return results;
+    };
+    if (job.action == Action::verify) {
+        return run_once(targets, settings, job, transport, on_result);
+    }
+    if (job.action == Action::test) {
+        return phase(run_once(targets, settings, job, transport, on_result), "test");
+    }
+    if (!job.best_effort) {
+        Job test = job;
+        test.action = Action::test;
+        auto tested = phase(run_once(targets, settings, test, transport, {}), "test");
+        const bool all_ok = std::all_of(tested.begin(), tested.end(),
+                                        [](const Result& r) { return r.outcome == Outcome::ok; });
+        if (!all_ok) {
+            for (std::size_t i = 0; i < tested.size(); ++i) {
+                Result& r = tested[i];
+                if (r.outcome == Outcome::ok) {
+                    r.outcome = Outcome::skipped;
+                    r.text = "password acceptable here, but not on every target: not changed";
+                }
+                if (on_result) {
+                    on_result(i, r);
+                }
+            }
+            return tested;
+        }
+    }
+    const auto mark = [&](std::size_t i, const Result& r) {
+        if (on_result) {
+            Result copy = r;
+            copy.phase = "change";
+            on_result(i, copy);
+        }
+    };
+    return phase(run_once(targets, settings, job, transport, mark), "change");
 }
 
 }  // namespace mpasswd

@@ -21,14 +21,20 @@ enum class Outcome {
     untrusted,       // not authenticated, or not secure: nothing secret sent
     timeout,         // a step took longer than its timeout
     protocol_error,  // closed early, or a reply that is not MCTP
-    unsupported,     // the target does not offer AUTH SCRAM-SHA-256: nothing secret sent
+    unsupported,     // the target does not offer AUTH SCRAM-SHA-256 (or TEST, for a
+                     // change): nothing secret sent
+    skipped,         // a change: this target accepted the password in TEST, but
+                     // another did not, so no target was sent CHPW
 };
 
 std::string_view outcome_name(Outcome o) noexcept;
 
 enum class Action {
     verify,  // EHLO, AUTH, VRFY user
-    change,  // EHLO, AUTH, CHPW user, DATA, the password, "."
+    change,  // without best_effort: first TEST on every target, then, only
+             // when every target accepted, EHLO, AUTH, CHPW user, DATA, the
+             // password, "." on every target
+    test,    // EHLO, AUTH, TEST user, DATA, the password, "."
 };
 
 struct Result {
@@ -39,6 +45,9 @@ struct Result {
     // How the controller authenticated: "SCRAM-SHA-256",
     // "SCRAM-SHA-256-PLUS", "plain", or empty when it did not get as far.
     std::string auth;
+    // For a change: the phase it ended in, "test" (TEST on every target
+    // first) or "change" (CHPW); empty for verify.
+    std::string phase;
     std::chrono::milliseconds elapsed{0};
 };
 
@@ -54,7 +63,10 @@ struct EngineSettings {
 struct Job {
     Action action = Action::verify;
     std::string user;
-    const mctp::Secret* password = nullptr;  // for change
+    const mctp::Secret* password = nullptr;  // for change and test
+    // For a change: no TEST first; CHPW goes to every target whatever the
+    // others' policies say (mpasswd --best-effort, pam_mctp best_effort).
+    bool best_effort = false;
 };
 
 // Why a job cannot start: a bad user name, password or setting. Nothing
@@ -68,7 +80,11 @@ void check_job(const EngineSettings& settings, const Job& job);
 
 // Runs the job on every target and returns one result per target, in the
 // targets' order. on_result is called as each target finishes (on this
-// thread). Each target ends within its connect timeout plus one reply
+// thread), once per target. A change without best_effort runs in two
+// phases: TEST everywhere (on_result is not called yet), then CHPW
+// everywhere if every target's TEST was ok; otherwise nothing is changed
+// and every target's result is its TEST's (phase "test"), an accepted one
+// `skipped`. Each target ends within its connect timeout plus one reply
 // timeout per step, and never later than target_timeout.
 std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings& settings,
                         const Job& job, Transport& transport,

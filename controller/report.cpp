@@ -40,7 +40,10 @@ std::string json_line(const Target& target, const Job& job, const Result& r) {
       << ",\"port\":" << target.port
       << ",\"transport\":" << json_string(std::string(via_name(target.via)))
       << ",\"user\":" << json_string(job.user)
-      << ",\"action\":" << json_string(job.action == Action::change ? "change" : "verify")
+      << ",\"action\":"
+      << json_string(job.action == Action::change ? "change"
+                     : job.action == Action::test ? "test"
+                                                  : "verify")
       << ",\"result\":" << json_string(outcome_name(r.outcome)) << ",\"code\":";
     if (r.code != 0) {
         o << r.code;
@@ -52,6 +55,12 @@ std::string json_line(const Target& target, const Job& job, const Result& r) {
         o << "null";
     } else {
         o << json_string(r.auth);
+    }
+    o << ",\"phase\":";
+    if (r.phase.empty()) {
+        o << "null";
+    } else {
+        o << json_string(r.phase);
     }
     o << ",\"text\":" << json_string(r.text)
       << ",\"elapsed_ms\":" << r.elapsed.count() << "}";
@@ -105,8 +114,12 @@ std::string summary_line(const Job& job, const std::vector<Result>& results) {
             ++why[outcome_name(r.outcome)];
         }
     }
+    const bool gated = job.action == Action::change && !results.empty() &&
+                       results.front().phase == "test";
     std::string out = mctp::printable(job.user, 64) + ": " +
-                      (job.action == Action::change ? "password changed on " : "verified on ") +
+                      (job.action == Action::change ? "password changed on "
+                       : job.action == Action::test ? "password acceptable on "
+                                                    : "verified on ") +
                       std::to_string(ok) + " of " + std::to_string(results.size()) +
                       (results.size() == 1 ? " target" : " targets");
     if (ok < results.size()) {
@@ -117,6 +130,9 @@ std::string summary_line(const Job& job, const std::vector<Result>& results) {
             first = false;
         }
         out += ")";
+    }
+    if (gated) {
+        out += "; TEST did not pass on every target, so no target was sent the change";
     }
     return out;
 }

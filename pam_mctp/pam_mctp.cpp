@@ -150,8 +150,10 @@ void log_result(const Module& m, const Job& job, const Target& target, const Res
     if (check && ok && !m.options.debug) {
         return;
     }
+    const bool tested = r.phase == "test";
     log(m.pamh, ok ? LOG_INFO : LOG_WARNING,
-        std::string(check ? "check of " : "change of ") + job.user + " on " + target.label() +
+        std::string(check ? "check of " : tested ? "TEST of " : "change of ") + job.user +
+            " on " + target.label() +
             ": " + std::string(outcome_name(r.outcome)) + " (" + code_text(r) + r.text +
             ") in " + std::to_string(r.elapsed.count()) + " ms");
 }
@@ -166,8 +168,8 @@ int report(const Module& m, bool prelim, const std::vector<Target>& targets,
             continue;
         }
         ++failed;
-        m.error(targets[i].label() + ": " + std::string(outcome_name(r.outcome)) + ": " +
-                code_text(r) + r.text);
+        m.error(targets[i].label() + ": " + std::string(outcome_name(r.outcome)) +
+                (r.phase == "test" ? " in TEST: " : ": ") + code_text(r) + r.text);
     }
     const std::string count = std::to_string(failed) + " of " + std::to_string(results.size());
     if (prelim) {
@@ -184,6 +186,12 @@ int report(const Module& m, bool prelim, const std::vector<Target>& targets,
     if (failed == 0) {
         m.info("Password changed on " + std::to_string(results.size()) + " other hosts.");
         return PAM_SUCCESS;
+    }
+    if (!results.empty() && results.front().phase == "test") {
+        // Nothing was sent CHPW: the error stops the modules below this
+        // one (the local store, when the module stands above it).
+        m.error("Password not changed: not every host accepts it (TEST).");
+        return PAM_AUTHTOK_ERR;
     }
     m.error("Password not changed on " + count + " other hosts.");
     return m.options.require_all ? PAM_AUTHTOK_ERR : PAM_SUCCESS;
@@ -216,6 +224,9 @@ int chauthtok(const Module& m) {
             return rc;
         }
         job.password = &*password;
+        // require_all: TEST on every target first, CHPW to none unless
+        // every one accepted (best_effort: CHPW wherever it goes).
+        job.best_effort = !m.options.require_all;
     }
     std::unique_ptr<Transport> transport;
     try {

@@ -34,6 +34,7 @@ std::string_view to_string(Client::Step s) noexcept {
     case Client::Step::scram_first: return "AUTH";
     case Client::Step::scram_final: return "SCRAM proof";
     case Client::Step::scram_done: return "SCRAM end";
+    case Client::Step::test: return "TEST";
     }
     return "?";
 }
@@ -75,7 +76,11 @@ Client::Client(Job job) : job_(std::move(job)) {
     if (job_.data_line == nullptr || job_.data_line->empty()) {
         throw std::invalid_argument("MCTP client: no password line");
     }
-    steps_.push_back({Step::chpw, Send::chpw, Code::ok});
+    if (job_.action == Action::test) {
+        steps_.push_back({Step::test, Send::test, Code::ok});
+    } else {
+        steps_.push_back({Step::chpw, Send::chpw, Code::ok});
+    }
     steps_.push_back({Step::data, Send::data, Code::start_data});
     steps_.push_back({Step::password, Send::password, Code::continue_data});
     steps_.push_back({Step::end_of_data, Send::end, Code::ok});
@@ -123,6 +128,7 @@ std::string_view Client::next() {
     case Send::auth: return job_.auth_line->view();
     case Send::vrfy: return line("VRFY", job_.user);
     case Send::chpw: return line("CHPW", job_.user);
+    case Send::test: return line("TEST", job_.user);
     case Send::data: return line("DATA", "");
     case Send::password: return job_.data_line->view();
     case Send::end: end_sent_ = true; return line(dot::end, "");
@@ -170,6 +176,11 @@ void Client::set_channel_binding(std::string binding) { binding_ = std::move(bin
 
 bool Client::on_ehlo(Code code) {
     if (code == Code::unknown_command) {
+        if (job_.action == Action::test) {
+            finish(Outcome::Kind::unsupported, code,
+                   "the target does not know EHLO, so not TEST (an old mpasswdd)");
+            return false;
+        }
         if (job_.auth == Auth::plain) {
             // An old responder: HELO instead, then the old AUTH.
             steps_[at_] = {Step::helo, Send::helo, Code::ok};
@@ -187,11 +198,13 @@ bool Client::on_ehlo(Code code) {
     }
     bool scram = false;
     bool plus = false;
+    bool test = false;
     for (std::size_t i = 1; i < lines_.size(); ++i) {
         std::string upper = lines_[i];
         for (auto& c : upper) {
             c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         }
+        test = test || upper == "TEST";
         if (!upper.starts_with("AUTH ")) {
             continue;
         }
@@ -203,6 +216,12 @@ bool Client::on_ehlo(Code code) {
             plus = plus || word == "SCRAM-SHA-256-PLUS";
             at = end + 1;
         }
+    }
+    if (job_.action == Action::test && !test) {
+        finish(Outcome::Kind::unsupported, code,
+               "the target does not announce TEST (EHLO): it cannot check the password "
+               "first (an old mpasswdd)");
+        return false;
     }
     if (job_.auth == Auth::plain) {
         mechanism_ = "plain";

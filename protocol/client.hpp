@@ -8,6 +8,8 @@
 //   verify: banner 220, EHLO 250, AUTH, VRFY 250
 //   change: banner 220, EHLO 250, AUTH, CHPW 250, DATA 354,
 //           the password 355, "." 250
+//   test:   as change with TEST for CHPW; the target must announce TEST
+//           in EHLO, or it is `unsupported` (nothing secret sent)
 // where AUTH is, by default, SCRAM-SHA-256 (-PLUS with a channel
 // binding the target offers it for): "AUTH SCRAM-SHA-256 <client-first>"
 // 334, <client-final> 334, then, only once the server's signature is
@@ -52,6 +54,8 @@ public:
     enum class Action {
         verify,  // HELO, AUTH, VRFY user
         change,  // HELO, AUTH, CHPW user, DATA, the password, "."
+        test,    // EHLO, AUTH, TEST user, DATA, the password, "."; a target
+                 // whose EHLO does not announce TEST is `unsupported`
     };
 
     // How the controller proves itself (and the target).
@@ -60,7 +64,7 @@ public:
     // Where the session is; the names are those of reports and JSON.
     enum class Step {
         banner, helo, auth, vrfy, chpw, data, password, end_of_data, quit,
-        ehlo, scram_first, scram_final, scram_done,
+        ehlo, scram_first, scram_final, scram_done, test,
     };
 
     struct Outcome {
@@ -126,7 +130,7 @@ public:
 private:
     enum class Send {
         nothing, helo, auth, vrfy, chpw, data, password, end,
-        ehlo, scram_first, scram_final, scram_done,
+        ehlo, scram_first, scram_final, scram_done, test,
     };
     struct StepSpec {
         Step step;

@@ -63,11 +63,11 @@ std::string_view result_word(UserVerdict v) {
 // step) or it is past the command's last one (say what was done).
 std::string_view wrong_state_reason(unsigned allowed, State now) {
     constexpr std::array<std::string_view, 4> missing{
-        "", "send HELO first", "authenticate first", "no pending change; send CHPW first"};
+        "", "send HELO first", "authenticate first", "no pending change; send CHPW or TEST first"};
     // Indexed by the command's last allowed state.
     constexpr std::array<std::string_view, 4> done{
         "already greeted; RSET first", "already authenticated",
-        "a change is already pending; send DATA or RSET", "not allowed now"};
+        "a change or test is already pending; send DATA or RSET", "not allowed now"};
     const auto at = static_cast<unsigned>(now);
     unsigned first = 0;
     while (first < missing.size() && (allowed & (1U << first)) == 0) {
@@ -96,12 +96,13 @@ struct Session::Command {
 };
 
 struct CommandTable {
-    static constexpr std::array<Session::Command, 10> commands{{
+    static constexpr std::array<Session::Command, 11> commands{{
         {"HELO", Arg::required, bit(State::connected), &Session::cmd_helo},
         {"EHLO", Arg::required, bit(State::connected), &Session::cmd_ehlo},
         {"AUTH", Arg::sasl, bit(State::greeted), &Session::cmd_auth},
         {"VRFY", Arg::required, bit(State::authed) | bit(State::pending), &Session::cmd_vrfy},
         {"CHPW", Arg::required, bit(State::authed), &Session::cmd_chpw},
+        {"TEST", Arg::required, bit(State::authed), &Session::cmd_test},
         {"DATA", Arg::none, bit(State::pending), &Session::cmd_data},
         {"RSET", Arg::none, any_state, &Session::cmd_rset},
         {"NOOP", Arg::none, any_state, &Session::cmd_noop},
@@ -144,6 +145,7 @@ void Session::drop_transaction() noexcept {
     sasl_ = Sasl::none;
     sasl_controller_.clear();
     user_.clear();
+    test_ = false;
     password_.clear();
     data_lines_ = 0;
     data_overflow_ = false;
@@ -288,6 +290,7 @@ Reply Session::cmd_ehlo(std::string_view arg) {
     r.more.push_back(settings_.scram_plus ? std::string("AUTH ") + std::string(scram_mech) + " " +
                                                 std::string(scram_plus_mech)
                                           : std::string("AUTH ") + std::string(scram_mech));
+    r.more.emplace_back("TEST");
     r.more.push_back("LINEMAX " + std::to_string(settings_.line_max));
     return r;
 }
@@ -459,8 +462,19 @@ Reply Session::cmd_chpw(std::string_view arg) {
         return std::move(*refused);
     }
     user_ = arg;
+    test_ = false;
     set_state(State::pending);
     return reply(Code::ok, "change for " + user_ + " pending; send DATA");
+}
+
+Reply Session::cmd_test(std::string_view arg) {
+    if (auto refused = check_user("TEST", arg)) {
+        return std::move(*refused);
+    }
+    user_ = arg;
+    test_ = true;
+    set_state(State::pending);
+    return reply(Code::ok, "test for " + user_ + " pending; send DATA");
 }
 
 Reply Session::cmd_data(std::string_view) {
@@ -489,8 +503,10 @@ Reply Session::on_data_line(std::string_view line) {
 
 Reply Session::finish_data() {
     const std::string user = user_;
+    const bool test = test_;
+    const std::string what = test ? "test for " : "change for ";
     const auto refuse = [&](const std::string& why) {
-        host_.log(LogLevel::notice, "change for " + user + " refused: " + why + "; nothing changed");
+        host_.log(LogLevel::notice, what + user + " refused: " + why + "; nothing changed");
         drop_transaction();
         set_state(State::authed);
         return reply(Code::syntax_error, why + "; nothing changed");
@@ -508,29 +524,34 @@ Reply Session::finish_data() {
         return refuse("password must be UTF-8 without control characters");
     }
 
-    ChangeResult result = host_.change_password(user, helo_name_, password_);
+    ChangeResult result = test ? host_.test_password(user, helo_name_, password_)
+                               : host_.change_password(user, helo_name_, password_);
     drop_transaction();
     set_state(State::authed);
 
     std::string msg = printable_ascii(result.message);
     switch (result.kind) {
     case ChangeResult::Kind::changed:
+        if (test) {
+            host_.log(LogLevel::notice, "test for " + user + ": password acceptable");
+            return reply(Code::ok, "password acceptable for " + user + "; nothing changed");
+        }
         host_.log(LogLevel::notice, "password changed for " + user);
         return reply(Code::ok, "password changed for " + user);
     case ChangeResult::Kind::refused:
-        host_.log(LogLevel::notice, "change for " + user + " refused by PAM: " + msg);
+        host_.log(LogLevel::notice, what + user + " refused by PAM: " + msg);
         return reply(Code::transaction_failed, msg.empty() ? "password refused by policy" : msg);
     case ChangeResult::Kind::unknown:
-        host_.log(LogLevel::notice, "change for " + user + " failed: unknown to PAM: " + msg);
+        host_.log(LogLevel::notice, what + user + " failed: unknown to PAM: " + msg);
         return reply(Code::user_unknown, user + " unknown");
     case ChangeResult::Kind::forbidden:
-        host_.log(LogLevel::notice, "change for " + user + " denied by PAM: " + msg);
+        host_.log(LogLevel::notice, what + user + " denied by PAM: " + msg);
         return reply(Code::access_denied, msg.empty() ? "permission denied" : msg);
     case ChangeResult::Kind::failed: break;
     }
-    host_.log(LogLevel::warning, "change for " + user + " failed: " + msg);
-    return reply(Code::local_error,
-                 "change aborted: " + (msg.empty() ? std::string("local error") : msg));
+    host_.log(LogLevel::warning, what + user + " failed: " + msg);
+    return reply(Code::local_error, (test ? "test aborted: " : "change aborted: ") +
+                                         (msg.empty() ? std::string("local error") : msg));
 }
 
 Reply Session::cmd_rset(std::string_view) {

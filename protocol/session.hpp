@@ -85,6 +85,10 @@ public:
     virtual UserVerdict check_user(std::string_view controller, std::string_view user) = 0;
     virtual ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                          const Secret& password) = 0;
+    // TEST: would the host's checks accept this password? Checks only,
+    // stores nothing (Kind::changed means acceptable).
+    virtual ChangeResult test_password(std::string_view user, std::string_view helo_name,
+                                       const Secret& password) = 0;
     // One line for the log. Never given a secret or a password.
     virtual void log(LogLevel level, std::string_view message) = 0;
 };
@@ -145,6 +149,7 @@ private:
     Reply cmd_auth(std::string_view arg);
     Reply cmd_vrfy(std::string_view arg);
     Reply cmd_chpw(std::string_view arg);
+    Reply cmd_test(std::string_view arg);
     Reply cmd_data(std::string_view arg);
     Reply cmd_rset(std::string_view arg);
     Reply cmd_noop(std::string_view arg);
@@ -165,8 +170,9 @@ private:
     std::string sasl_controller_;
     unsigned auth_failures_ = 0;
 
-    // The pending change.
+    // The pending change, or the pending TEST (test_).
     std::string user_;
+    bool test_ = false;
     Secret password_;
     std::size_t data_lines_ = 0;
     bool data_overflow_ = false;

@@ -50,6 +50,9 @@ struct Config {
     bool enabled = true;
     std::string host_name;  // empty: the system's host name
     std::string pam_service = "mpasswdd";
+    // TEST (mpasswd-protocol(7)): pam_chauthtok under this service, whose
+    // password stack checks and never stores.
+    std::string check_service = "mpasswdd-check";
     std::size_t line_max = mctp::limits::line_max_default;
     std::chrono::milliseconds idle_timeout = mctp::limits::idle_timeout_default;
     std::chrono::milliseconds session_timeout = mctp::limits::session_timeout_default;

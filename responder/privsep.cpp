@@ -378,12 +378,24 @@ mctp::UserVerdict MonitorClient::check_user(std::string_view /*controller*/,
 mctp::ChangeResult MonitorClient::change_password(std::string_view user,
                                                   std::string_view helo_name,
                                                   const mctp::Secret& password) {
-    Message m(Type::change);
+    return password_request(Type::change, user, helo_name, password);
+}
+
+mctp::ChangeResult MonitorClient::test_password(std::string_view user,
+                                                std::string_view helo_name,
+                                                const mctp::Secret& password) {
+    return password_request(Type::test, user, helo_name, password);
+}
+
+mctp::ChangeResult MonitorClient::password_request(Type type, std::string_view user,
+                                                   std::string_view helo_name,
+                                                   const mctp::Secret& password) {
+    Message m(type);
     m.put_str(user);
     m.put_str(helo_name);
     m.put_str(password.view());
     Message reply;
-    request(m, Type::change_reply, &reply);
+    request(m, type == Type::test ? Type::test_reply : Type::change_reply, &reply);
     std::uint8_t kind = 0;
     mctp::ChangeResult r{mctp::ChangeResult::Kind::failed, {}};
     if (!reply.get_u8(&kind) || !reply.get_str(text_max, &r.message) || !reply.at_end() ||
@@ -447,7 +459,8 @@ private:
     std::optional<MonitorEnd> on_scram_first(Message& m);
     std::optional<MonitorEnd> on_scram_final(Message& m);
     std::optional<MonitorEnd> on_check_user(Message& m);
-    std::optional<MonitorEnd> on_change(Message& m);
+    // CHANGE, or TEST (test): the same checks, a different PAM service.
+    std::optional<MonitorEnd> on_change(Message& m, bool test);
     std::optional<MonitorEnd> on_log(Message& m);
 
     int fd_;
@@ -615,7 +628,8 @@ std::optional<MonitorEnd> Monitor::on_check_user(Message& m) {
     return reply(r) ? std::nullopt : std::optional(MonitorEnd::io_error);
 }
 
-std::optional<MonitorEnd> Monitor::on_change(Message& m) {
+std::optional<MonitorEnd> Monitor::on_change(Message& m, bool test) {
+    const std::string verb = test ? "TEST" : "CHANGE";
     std::string user;
     std::string helo;
     mctp::Secret password;
@@ -624,29 +638,35 @@ std::optional<MonitorEnd> Monitor::on_change(Message& m) {
         !m.get_secret(settings_.line_max, &password) || !m.at_end() ||
         !mctp::is_user_name(user) || !mctp::is_helo_name(helo) || password.empty() ||
         !mctp::is_password_text(password.view())) {
-        return violation("sent a malformed CHANGE");
+        return violation("sent a malformed " + verb);
     }
     if (controller_.empty()) {
-        return violation("asked to change the password of " + user +
-                         " before a successful AUTH; nothing changed");
+        return violation(std::string(test ? "asked to test a password for "
+                                          : "asked to change the password of ") +
+                         user + " before a successful AUTH; nothing changed");
     }
     mctp::ChangeResult result{mctp::ChangeResult::Kind::failed, {}};
     // The child's own check is not taken on trust.
     const mctp::UserVerdict v = backend_.host.check_user(controller_, user);
     if (v != mctp::UserVerdict::allowed) {
-        backend_.error("privsep: the network child asked to change the password of " + user +
+        backend_.error(std::string("privsep: the network child asked to ") +
+                       (test ? "test a password for " : "change the password of ") + user +
                        ", whom controller " + controller_ + " may not manage; refused");
         result.kind = v == mctp::UserVerdict::unknown ? mctp::ChangeResult::Kind::unknown
                                                       : mctp::ChangeResult::Kind::forbidden;
+    } else if (test) {
+        result = backend_.host.test_password(user, helo, password);
     } else {
         result = backend_.host.change_password(user, helo, password);
     }
     password.clear();
+    const bool ok = result.kind == mctp::ChangeResult::Kind::changed;
     backend_.host.log(mctp::LogLevel::info,
-                      "monitor: change of " + user + " for controller " + controller_ + ": " +
-                          (result.kind == mctp::ChangeResult::Kind::changed ? "changed"
-                                                                            : "not changed"));
-    Message r(Type::change_reply);
+                      std::string(test ? "monitor: test for " : "monitor: change of ") + user +
+                          " for controller " + controller_ + ": " +
+                          (test ? (ok ? "acceptable" : "not acceptable")
+                                : (ok ? "changed" : "not changed")));
+    Message r(test ? Type::test_reply : Type::change_reply);
     r.put_u8(static_cast<std::uint8_t>(result.kind));
     r.put_str(std::string_view(result.message).substr(0, text_max));
     return reply(r) ? std::nullopt : std::optional(MonitorEnd::io_error);
@@ -690,7 +710,8 @@ MonitorEnd Monitor::run(Clock::time_point deadline) {
         case Type::scram_first: end = on_scram_first(m); break;
         case Type::scram_final: end = on_scram_final(m); break;
         case Type::check_user: end = on_check_user(m); break;
-        case Type::change: end = on_change(m); break;
+        case Type::change: end = on_change(m, false); break;
+        case Type::test: end = on_change(m, true); break;
         case Type::log: end = on_log(m); break;
         default:
             end = violation("sent a message of type " +

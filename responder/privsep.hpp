@@ -57,6 +57,8 @@ enum class Type : std::uint8_t {
     scram_first_reply = 12,  //   <- u8 ScramResult::Kind, server-first message
     scram_final = 13,        // child: the SCRAM client-final message
     scram_final_reply = 14,  //   <- u8 ScramResult::Kind, server-final message, controller
+    test = 15,         // child: user, HELO name, password (TEST: check only)
+    test_reply = 16,   //   <- u8 ChangeResult::Kind, PAM's message
 };
 
 // The longest SCRAM message either way (protocol.md: AUTH lines of up to
@@ -75,7 +77,7 @@ class Message;
 Received receive(int fd, Message* m, Clock::time_point deadline, std::string* why);
 
 // One message, built or received, in a fixed buffer that is wiped when
-// the message goes (AUTH and CHANGE carry secrets).
+// the message goes (AUTH, CHANGE and TEST carry secrets).
 class Message {
 public:
     Message() = default;
@@ -167,11 +169,15 @@ public:
     mctp::UserVerdict check_user(std::string_view controller, std::string_view user) override;
     mctp::ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                        const mctp::Secret& password) override;
+    mctp::ChangeResult test_password(std::string_view user, std::string_view helo_name,
+                                     const mctp::Secret& password) override;
     void log(mctp::LogLevel level, std::string_view message) override;
     void log_level(std::uint8_t level, std::string_view message);
 
 private:
     void request(Message& m, Type reply_type, Message* reply);
+    mctp::ChangeResult password_request(Type type, std::string_view user,
+                                        std::string_view helo_name, const mctp::Secret& password);
     int fd_;
 };
 
@@ -207,9 +213,9 @@ enum class MonitorEnd {
 // max_auth_failures failures; SCRAM_FIRST when AUTH may be sent (it
 // abandons an exchange under way), SCRAM_FINAL only right after a
 // SCRAM_FIRST that the host answered, each once per exchange;
-// CHECK_USER and CHANGE only after a successful AUTH or a good SCRAM
-// proof, for the controller that named, with the user policy checked
-// again for CHANGE. A failed AUTH or SCRAM proof counts as a failure
+// CHECK_USER, CHANGE and TEST only after a successful AUTH or a good
+// SCRAM proof, for the controller that named, with the user policy
+// checked again for CHANGE and TEST. A failed AUTH or SCRAM proof counts as a failure
 // and is answered only after auth_failure_delay. Every reason to end is given to backend.error.
 MonitorEnd serve(int fd, const MonitorBackend& backend, const MonitorSettings& settings,
                  Clock::time_point deadline);

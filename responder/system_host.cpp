@@ -227,6 +227,16 @@ mctp::ChangeResult SystemHost::change_password(std::string_view user, std::strin
     return mpasswdd::change_password(req, password);
 }
 
+mctp::ChangeResult SystemHost::test_password(std::string_view user, std::string_view helo_name,
+                                             const mctp::Secret& password) {
+    // The same conversation under check_service, whose stack checks and
+    // stores nothing (pam_permit where the store would be).
+    const ChangeRequest req{config_.check_service, std::string(user),
+                            peer_.local ? std::string("localhost") : peer_.text,
+                            std::string(helo_name)};
+    return mpasswdd::change_password(req, password);
+}
+
 void SystemHost::log(mctp::LogLevel level, std::string_view message) {
     log::write(level, message);
 }

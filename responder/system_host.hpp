@@ -37,6 +37,8 @@ public:
     mctp::UserVerdict check_user(std::string_view controller, std::string_view user) override;
     mctp::ChangeResult change_password(std::string_view user, std::string_view helo_name,
                                        const mctp::Secret& password) override;
+    mctp::ChangeResult test_password(std::string_view user, std::string_view helo_name,
+                                     const mctp::Secret& password) override;
     void log(mctp::LogLevel level, std::string_view message) override;
 
 private:

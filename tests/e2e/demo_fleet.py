@@ -28,8 +28,8 @@ def main():
         print(config.replace(fleet.dir, "$DEMO"), end="")
         print("== the hosts file: six targets on 127.0.0.1; the fifth refuses alice by "
               "policy, nothing listens on the sixth")
-        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf --stdin alice" % NEW)
-        r = subprocess.run([mpasswd, "-c", fleet.config, "--stdin", "alice"],
+        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf --best-effort --stdin alice" % NEW)
+        r = subprocess.run([mpasswd, "-c", fleet.config, "--best-effort", "--stdin", "alice"],
                            input=NEW + "\n", capture_output=True, text=True, timeout=120)
         print(r.stdout + r.stderr, end="")
         print("== exit status %d (1: some target failed)" % r.returncode)
@@ -70,9 +70,9 @@ def tls_demo(mpasswd):
               "names other.example")
         print("== the hosts file")
         print(hosts, end="")
-        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf --stdin alice   "
+        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf --best-effort --stdin alice   "
               "(tls_ca = the demo CA)" % NEW)
-        r = subprocess.run([mpasswd, "-c", fleet.config, "--stdin", "alice"],
+        r = subprocess.run([mpasswd, "-c", fleet.config, "--best-effort", "--stdin", "alice"],
                            input=NEW + "\n", capture_output=True, text=True, timeout=120)
         print(r.stdout + r.stderr, end="")
         print("== exit status %d" % r.returncode)
@@ -101,9 +101,10 @@ def fake_target_demo(mpasswd):
         fleet.write_config()
         print("== a fake target on %s: EHLO offers SCRAM, it answers every line with 250 "
               "or a made-up 334" % fake.target())
-        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf -H %s --stdin alice"
+        print("== $ printf '%%s\\n' '%s' | mpasswd -c $DEMO/mpasswd.conf -H %s --best-effort --stdin alice"
               % (NEW, fake.target()))
-        r = subprocess.run([mpasswd, "-c", fleet.config, "-H", fake.target(), "--stdin", "alice"],
+        r = subprocess.run([mpasswd, "-c", fleet.config, "-H", fake.target(), "--best-effort",
+                            "--stdin", "alice"],
                            input=NEW + "\n", capture_output=True, text=True, timeout=60)
         print(r.stdout + r.stderr, end="")
         print("== what the fake target received:")

@@ -32,8 +32,11 @@ PRIVATE_TMP = (["unshare", "--mount"] if os.geteuid() == 0 else
 
 def fleet_env():
     """What a Fleet needs, from the environment the test runner sets."""
-    return {k: os.environ[k] for k in
-            ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
+    env = {k: os.environ[k] for k in
+           ("MPASSWDD", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "PAM_MATRIX_MODULE")}
+    # Only a 'strict' responder needs it (its check service).
+    env["PWQUALITY_MODULE"] = os.environ.get("PWQUALITY_MODULE", "")
+    return env
 
 
 def _write(path, text, mode=0o600):
@@ -46,7 +49,8 @@ class Fleet:
     """n responders. kinds maps an index to a special case:
     'closed' (nothing listens), 'silent' (accepts, never answers),
     'other-secret' (expects another secret), 'deny-alice' (policy refuses
-    alice)."""
+    alice), 'strict' (its check service, TEST's, refuses every password:
+    pam_pwquality minlen=40)."""
 
     def __init__(self, env, n, secret, kinds=None, old_password="Old-Passw0rd-1",
                  workdir=None, cheap=True, tls=None):
@@ -100,6 +104,12 @@ class Fleet:
                    "password [success=ok auth_err=ignore default=bad] %s passdb=%s\n"
                    "password required pam_permit.so\n" % (env["PAM_MATRIX_MODULE"], passdb), 0o644)
             _write(os.path.join(services, "other"), "password required pam_deny.so\n", 0o644)
+            # TEST's check service: accepts every password, stores nothing;
+            # on a 'strict' responder it refuses every one, with a reason.
+            _write(os.path.join(services, "mpasswdd-check"),
+                   ("password requisite %s minlen=40 enforce_for_root retry=1\n"
+                    % env["PWQUALITY_MODULE"] if kind == "strict" else "")
+                   + "password required pam_permit.so\n", 0o644)
             conf = os.path.join(tdir, "mpasswdd.conf")
             tls_lines = ("tls = yes\ntls_certificate = %s\ntls_key = %s\n" % tls[i]
                          if tls and i in tls else "")

@@ -129,6 +129,11 @@ def inside(mode):
         shipped = src.read()
     with open("/etc/pam.d/mpasswdd", "w") as f:
         f.write(shipped)
+    # And the check service TEST runs, also verbatim.
+    with open(os.path.join(SOURCE, "packaging/pam.d/mpasswdd-check")) as src:
+        shipped_check = src.read()
+    with open("/etc/pam.d/mpasswdd-check", "w") as f:
+        f.write(shipped_check)
     with open("/etc/pam.d/mpasswd-check", "w") as f:
         f.write("auth required pam_unix.so nodelay\naccount required pam_permit.so\n")
     os.makedirs("/etc/mpasswd", exist_ok=True)
@@ -197,8 +202,63 @@ def inside(mode):
     finally:
         responder.stop()
     if not demo:
+        test_verb(mpasswdd, conf, check)
         bypass_control(mpasswdd, check)
     return 1 if failures else 0
+
+
+def store_state():
+    """Every byte TEST must leave alone in this namespace's /etc: the
+    account files, opasswd, and which files exist at all (a lock file or a
+    backup pam_unix would leave behind)."""
+    out = {}
+    for f in ["/etc/passwd", "/etc/shadow", "/etc/shadow-", "/etc/group", "/etc/gshadow",
+              "/etc/security/opasswd", "/etc/.pwd.lock", "/etc/nshadow", "/etc/shadow.lock",
+              "/etc/passwd.lock"]:
+        try:
+            with open(f, "rb") as fh:
+                out[f] = fh.read()
+        except OSError:
+            out[f] = None
+    out["names"] = sorted(os.listdir("/etc")) + sorted(os.listdir("/etc/security"))
+    return out
+
+
+TEST_PW = "T3st-0nly-Passw0rd!"
+
+
+def test_verb(mpasswdd, conf, check):
+    """TEST through the shipped mpasswdd-check stack and the real
+    pam_pwquality: a weak password gets 554 with pwquality's reason, a good
+    one 250, and nothing is stored."""
+    before = store_state()
+    responder = Responder(mpasswdd, conf, env=["LANG=C"])
+    try:
+        c = responder.connect()
+        c.reply()
+        ehlo = c.ehlo("demo-ctl")
+        c.scram("demo-ctl", SECRET)
+        replies = []
+        for pw in (WEAK_PW, TEST_PW):
+            replies += [c.send("TEST alice"), c.send("DATA"), c.send(pw)]
+            replies.append(c.send("."))
+        c.send("QUIT")
+        time.sleep(0.2)
+        log = responder.log_text()
+    finally:
+        responder.stop()
+    after = store_state()
+    check(any(line[4:] == "TEST" for line in ehlo), "EHLO announces TEST: %r" % ehlo)
+    check(replies[3].startswith("554 ") and "shorter than" in replies[3],
+          "TEST: the weak password refused with pwquality's reason: " + replies[3])
+    check(replies[7] == "250 password acceptable for alice; nothing changed",
+          "TEST: the good password acceptable: " + replies[7])
+    changed = [k for k in before if before[k] != after[k]]
+    check(not changed, "TEST changed nothing in /etc (shadow, opasswd, lock files): %r" % changed)
+    check(pam_check("alice", NEW_PW) == 0 and pam_check("alice", TEST_PW) == 1,
+          "TEST: alice's password is still the one CHPW set")
+    check(all(s not in log for s in (SECRET, TEST_PW)),
+          "TEST: no password or secret in the log")
 
 
 def bypass_control(mpasswdd, check):

@@ -24,9 +24,10 @@ SECRET = "Fleet-Secret-0042"
 NEW = "N3w-Fleet-Pw!"
 TIMEOUT = 2.0
 N = 50
-CLOSED, OTHER_SECRET, DENY_ALICE, SILENT = 7, 19, 31, 43
+CLOSED, OTHER_SECRET, DENY_ALICE, SILENT, STRICT = 7, 19, 31, 43, 12
+# STRICT: its check service (TEST) refuses every password; its store takes any.
 SPECIAL = {CLOSED: "closed", OTHER_SECRET: "other-secret", DENY_ALICE: "deny-alice",
-           SILENT: "silent"}
+           SILENT: "silent", STRICT: "strict"}
 EXPECTED = {CLOSED: ("unreachable", None, "connect"),
             # It holds the verifier of another secret: it cannot prove
             # itself, and nothing goes to it after the proof.
@@ -62,8 +63,9 @@ class Controller(unittest.TestCase):
 
     def test_fifty_targets_every_result_right_in_about_the_timeout(self):
         start = time.monotonic()
-        r = self.mpasswd("--stdin", "--json", "--timeout", str(TIMEOUT), "alice",
-                         stdin=NEW + "\n")
+        # --best-effort: no TEST first; CHPW wherever it goes.
+        r = self.mpasswd("--stdin", "--best-effort", "--json", "--timeout", str(TIMEOUT),
+                         "alice", stdin=NEW + "\n")
         took = time.monotonic() - start
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stderr, "")
@@ -77,8 +79,9 @@ class Controller(unittest.TestCase):
             self.assertEqual(o["action"], "change")
             want = EXPECTED.get(i, ("ok", 250, "end of data"))
             self.assertEqual((o["result"], o["code"], o["step"]), want, o)
+            self.assertEqual(o["phase"], "change", o)
             self.assertEqual(o["auth"], None if i in (CLOSED, SILENT) else "SCRAM-SHA-256", o)
-            if i in self.normal:
+            if i in self.normal or i == STRICT:
                 self.assertEqual(self.fleet.password_of(i, "alice"), NEW)
                 self.assertEqual(self.fleet.password_of(i, "bob"), "Old-Passw0rd-1")
             elif i in (OTHER_SECRET, DENY_ALICE):
@@ -98,7 +101,7 @@ class Controller(unittest.TestCase):
     def test_table_and_summary_for_people(self):
         targets = self.fleet.targets([0, 1, CLOSED, DENY_ALICE])
         args = sum([["-H", t] for t in targets], [])
-        r = self.mpasswd(*args, "--stdin", "alice", stdin=NEW + "\n")
+        r = self.mpasswd(*args, "--best-effort", "--stdin", "alice", stdin=NEW + "\n")
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr, "", "no progress line when stderr is not a terminal")
         lines = r.stdout.splitlines()
@@ -112,6 +115,41 @@ class Controller(unittest.TestCase):
         self.assertEqual(lines[3], "alice: password changed on 2 of 4 targets, "
                                    "2 failed (1 refused, 1 unreachable)")
         self.assertEqual(self.fleet.password_of(0, "alice"), NEW)
+
+    def test_a_stricter_target_refuses_in_test_and_no_store_changes(self):
+        indexes = [0, 1, STRICT]
+        args = sum([["-H", t] for t in self.fleet.targets(indexes)], [])
+        before = [len(self.fleet.log_text(i)) for i in indexes]
+        r = self.mpasswd(*args, "--stdin", "--json", "alice", stdin=NEW + "\n")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        by_port = {o["port"]: o for o in map(json.loads, r.stdout.splitlines())}
+        strict = by_port[self.fleet.ports[STRICT]]
+        self.assertEqual((strict["result"], strict["code"], strict["step"], strict["phase"]),
+                         ("refused", 554, "TEST", "test"), strict)
+        self.assertIn("shorter than", strict["text"])  # pam_pwquality's own reason
+        for i in (0, 1):
+            o = by_port[self.fleet.ports[i]]
+            self.assertEqual((o["result"], o["step"], o["phase"]), ("skipped", "TEST", "test"), o)
+        for n, i in enumerate(indexes):
+            self.assertEqual(self.fleet.password_of(i, "alice"), "Old-Passw0rd-1", i)
+            log = self.fleet.log_text(i)[before[n]:]
+            self.assertIn("TEST alice", log)
+            self.assertNotIn("CHPW", log)
+        # The table names the refusal, its step and reason; nothing changed.
+        r = self.mpasswd(*args, "--stdin", "alice", stdin=NEW + "\n")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        row = [line for line in r.stdout.splitlines()
+               if line.startswith("127.0.0.1:%d " % self.fleet.ports[STRICT])]
+        self.assertEqual(len(row), 1, r.stdout)
+        self.assertRegex(row[0], r"refused +554 +TEST +BAD PASSWORD: .*shorter than")
+        self.assertIn("no target was sent the change", r.stdout.splitlines()[-1])
+        for i in indexes:
+            self.assertEqual(self.fleet.password_of(i, "alice"), "Old-Passw0rd-1", i)
+        # --best-effort: no TEST; the change goes everywhere it is taken.
+        r = self.mpasswd(*args, "--best-effort", "--stdin", "alice", stdin=NEW + "\n")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for i in indexes:
+            self.assertEqual(self.fleet.password_of(i, "alice"), NEW, i)
 
     def test_all_ok_exit_0_and_quiet(self):
         args = sum([["-H", t] for t in self.fleet.targets(self.normal[:5])], [])
@@ -222,7 +260,8 @@ class Controller(unittest.TestCase):
     def test_a_fake_target_gets_no_secret_no_reusable_proof_no_password(self):
         fake = FakeTarget()
         try:
-            r = self.mpasswd("-H", fake.target(), "--stdin", "--json", "alice", stdin=NEW + "\n")
+            r = self.mpasswd("-H", fake.target(), "--best-effort", "--stdin", "--json", "alice",
+                             stdin=NEW + "\n")
         finally:
             fake.stop()
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -249,7 +288,7 @@ class Controller(unittest.TestCase):
         target = ScriptedTarget(secret=SECRET)  # it holds our verifier: it gets to VRFY/CHPW
         try:
             args = [b"-H", target.target().encode()]
-            for action in ([b"--stdin"], [b"--verify"]):
+            for action in ([b"--stdin", b"--best-effort"], [b"--verify"]):
                 r = self.mpasswd_bytes(*args, *action, b"alice", stdin=NEW.encode() + b"\n")
                 self.assertEqual(r.returncode, 1, r.stderr)
                 self.assertEqual(control_octets(r.stdout), [], r.stdout)
@@ -261,7 +300,7 @@ class Controller(unittest.TestCase):
                 self.assertIn(b"554", lines[1])
                 self.assertIn(b"pwned", lines[1])
                 self.assertTrue(lines[2].startswith(b"alice: %s on 0 of 1 target" % (
-                    b"password changed" if action == [b"--stdin"] else b"verified")), lines)
+                    b"password changed" if action[0] == b"--stdin" else b"verified")), lines)
                 r = self.mpasswd_bytes(*args, *action, b"--json", b"alice",
                                        stdin=NEW.encode() + b"\n")
                 self.assertEqual(r.returncode, 1, r.stderr)

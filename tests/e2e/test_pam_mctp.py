@@ -26,18 +26,22 @@ SERVICE = "passwd-mctp"
 class PamMctp(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        # Three good targets and one closed port.
-        cls.fleet = Fleet(fleet_env(), 4, SECRET, {3: "closed"})
+        # Three good targets and one closed port; a fifth whose check
+        # service (TEST) refuses every password.
+        cls.fleet = Fleet(fleet_env(), 5, SECRET, {3: "closed", 4: "strict"})
         cls.dir = tempfile.mkdtemp(prefix="pam-mctp-", dir="/var/tmp")
         cls.services = os.path.join(cls.dir, "services")
         os.mkdir(cls.services)
         cls.local = os.path.join(cls.dir, "local-passdb")
         cls.up = os.path.join(cls.dir, "hosts-up")
         cls.all = os.path.join(cls.dir, "hosts-all")
+        cls.strict = os.path.join(cls.dir, "hosts-strict")
         with open(cls.up, "w") as f:
             f.write("".join(t + "\n" for t in cls.fleet.targets([0, 1, 2])))
         with open(cls.all, "w") as f:
-            f.write("".join(t + "\n" for t in cls.fleet.targets()))
+            f.write("".join(t + "\n" for t in cls.fleet.targets([0, 1, 2, 3])))
+        with open(cls.strict, "w") as f:
+            f.write("".join(t + "\n" for t in cls.fleet.targets([0, 1, 2, 4])))
         with open(os.path.join(cls.services, "other"), "w") as f:
             f.write("password required pam_deny.so\n")
 
@@ -62,6 +66,17 @@ class PamMctp(unittest.TestCase):
                     "password required %s config=%s use_authtok %s\n"
                     % (os.environ["PAM_MATRIX_MODULE"], self.local, MODULE, self.fleet.config,
                        args))
+
+    def stack_before_the_store(self, args):
+        # Where pam_mctp(8) says it must stand for a TEST refusal to stop
+        # the local change: after the quality check that asks for the new
+        # password, before the store, use_authtok.
+        with open(os.path.join(self.services, SERVICE), "w") as f:
+            f.write("password requisite %s retry=1\n"
+                    "password requisite %s config=%s use_authtok %s\n"
+                    "password required %s passdb=%s\n"
+                    % (os.environ["PWQUALITY_MODULE"], MODULE, self.fleet.config, args,
+                       os.environ["PAM_MATRIX_MODULE"], self.local))
 
     def chauthtok(self, answers, silent=False, debuglevel="0", text=True, timeout=60,
                   user="alice"):
@@ -112,6 +127,40 @@ class PamMctp(unittest.TestCase):
         self.assertIn("VRFY alice", log)
         self.assertNotIn("CHPW alice", log)
 
+    def test_a_refusal_in_test_stops_every_change_local_and_remote(self):
+        self.stack_before_the_store("hosts=" + self.strict)
+        logs = [len(self.fleet.log_text(i)) for i in (0, 4)]
+        # pam_matrix, the store here, would ask for the new password again.
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW, NEW])
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("result: 20 ", r.stdout)  # PAM_AUTHTOK_ERR
+        self.assertNotIn("New Password :", r.stdout, "the store was never reached")
+        strict = self.fleet.targets([4])[0]
+        self.assertRegex(r.stdout, r"error: %s: refused in TEST: 554 BAD PASSWORD: .*shorter than"
+                         % strict.replace(".", r"\."))
+        self.assertIn("error: Password not changed: not every host accepts it (TEST).", r.stdout)
+        self.assertEqual(self.local_password(), LOCAL_OLD)
+        self.assertEqual(self.remote_passwords((0, 1, 2, 4)), ["Old-Passw0rd-1"] * 4)
+        for n, i in enumerate((0, 4)):
+            log = self.fleet.log_text(i)[logs[n]:]
+            self.assertIn("TEST alice", log)
+            self.assertNotIn("CHPW", log)
+
+    def test_every_host_accepting_in_test_changes_everywhere(self):
+        self.stack_before_the_store("hosts=" + self.up)
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW, NEW, NEW])  # pam_matrix asks twice more
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("info: Password changed on 3 other hosts.", r.stdout)
+        self.assertEqual(self.local_password(), NEW)
+        self.assertEqual(self.remote_passwords(), [NEW] * 3)
+
+    def test_best_effort_skips_test_and_changes_wherever_it_is_taken(self):
+        self.stack_before_the_store("hosts=" + self.strict + " best_effort")
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW, NEW, NEW])  # pam_matrix asks twice more
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.local_password(), NEW)
+        self.assertEqual(self.remote_passwords((0, 1, 2, 4)), [NEW] * 4)
+
     def test_best_effort_changes_the_reachable_and_says_which_failed(self):
         self.stack("hosts=" + self.all + " best_effort")
         r = self.chauthtok([LOCAL_OLD, NEW, NEW])
@@ -129,7 +178,7 @@ class PamMctp(unittest.TestCase):
         r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="2")
         self.assertEqual(r.returncode, 0, r.stdout)
         lines = [l for l in r.stderr.splitlines() if "change of alice on " in l]
-        for i, target in enumerate(self.fleet.targets()):
+        for i, target in enumerate(self.fleet.targets([0, 1, 2, 3])):
             mine = [l for l in lines if "on %s:" % target in l]
             self.assertEqual(len(mine), 1, (target, lines))
             # LOG_WARNING (4) for a failed target, LOG_INFO (6) for a changed one.

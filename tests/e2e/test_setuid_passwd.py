@@ -242,6 +242,8 @@ class Bed:
               "password required pam_permit.so\n" % (os.environ["PAM_MATRIX_MODULE"],
                                                      self.passdb), 0o644)
         write(services + "/other", "password required pam_deny.so\n", 0o644)
+        # TEST's check service (mpasswdd-check): accepts, stores nothing.
+        write(services + "/mpasswdd-check", "password required pam_permit.so\n", 0o644)
         conf = t + "/mpasswdd.conf"
         write(conf, "host_name = realtarget\npam_service = mpasswdd-test\n"
               "auth_failure_delay = 0.05\nstate_directory = %s/state\nprivsep_directory = %s\n"

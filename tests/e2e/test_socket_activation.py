@@ -41,6 +41,9 @@ class SocketActivation(unittest.TestCase):
                     "password required pam_permit.so\n" % (PAM_MATRIX, cls.passdb))
         with open(os.path.join(cls.services, "other"), "w") as f:
             f.write("password required pam_deny.so\n")
+        # TEST's check service (mpasswdd-check): accepts, stores nothing.
+        with open(os.path.join(cls.services, "mpasswdd-check"), "w") as f:
+            f.write("password required pam_permit.so\n")
         # Users for getpwnam from nss_wrapper, never /etc/passwd.
         users = os.path.join(cls.dir, "passwd")
         groups = os.path.join(cls.dir, "group")

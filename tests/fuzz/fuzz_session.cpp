@@ -39,6 +39,10 @@ struct FuzzHost : mctp::Host {
                                        const mctp::Secret& pw) override {
         return {static_cast<mctp::ChangeResult::Kind>(pw.size() % 5), "msg"};
     }
+    mctp::ChangeResult test_password(std::string_view, std::string_view,
+                                     const mctp::Secret& pw) override {
+        return {static_cast<mctp::ChangeResult::Kind>((pw.size() + 1) % 5), "test msg"};
+    }
     void log(mctp::LogLevel, std::string_view m) override {
         if (m.empty()) {
             std::abort();

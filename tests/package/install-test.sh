@@ -49,7 +49,7 @@ in_root() {
 
     [ "$(stat -c %a:%U /etc/mpasswd/mpasswdd.conf)" = "600:root" ] || fail "mpasswdd.conf mode"
     [ "$(stat -c %a:%U /etc/mpasswd/mpasswd.conf)" = "600:root" ] || fail "mpasswd.conf mode"
-    for f in /etc/mpasswd/mpasswdd.conf /etc/pam.d/mpasswdd; do
+    for f in /etc/mpasswd/mpasswdd.conf /etc/pam.d/mpasswdd /etc/pam.d/mpasswdd-check; do
         grep -qx "$f" /var/lib/dpkg/info/mpasswdd.conffiles || fail "$f is not a conffile"
     done
     grep -qx /etc/mpasswd/mpasswd.conf /var/lib/dpkg/info/mpasswd.conffiles ||
@@ -221,7 +221,8 @@ with open(sys.argv[2], "ab", buffering=0) as out:
         { cat /tmp/dpkg.log; fail "dpkg --purge"; }
     if grep -l pam_mctp /etc/pam.d/common-*; then fail "pam_mctp left in a PAM stack"; fi
     [ ! -e /etc/systemd/system/sockets.target.wants/mpasswdd.socket ] || fail "socket still enabled"
-    [ ! -e /etc/mpasswd/mpasswdd.conf ] && [ ! -e /etc/pam.d/mpasswdd ] || fail "conffiles left"
+    [ ! -e /etc/mpasswd/mpasswdd.conf ] && [ ! -e /etc/pam.d/mpasswdd ] &&
+        [ ! -e /etc/pam.d/mpasswdd-check ] || fail "conffiles left"
     [ ! -e /usr/sbin/mpasswdd ] && [ ! -e "$module" ] || fail "files left"
     [ ! -e /var/lib/mpasswdd ] || fail "/var/lib/mpasswdd left after purge"
     ok "purged: no PAM stack names pam_mctp, socket disabled, conffiles gone"

@@ -21,6 +21,8 @@ struct FakeHost : mctp::Host {
         std::string user, helo, password;
     };
     std::vector<Change> changes;
+    mctp::ChangeResult next_test{mctp::ChangeResult::Kind::changed, ""};
+    std::vector<Change> tests;
     std::vector<std::string> log_lines;
 
     // locked: the peer's address is locked out (no secret is checked).
@@ -50,6 +52,12 @@ struct FakeHost : mctp::Host {
                                        const mctp::Secret& pw) override {
         changes.push_back({std::string(user), std::string(helo), std::string(pw.view())});
         return next_result;
+    }
+    // TEST: recorded apart from the changes, answered with next_test.
+    mctp::ChangeResult test_password(std::string_view user, std::string_view helo,
+                                     const mctp::Secret& pw) override {
+        tests.push_back({std::string(user), std::string(helo), std::string(pw.view())});
+        return next_test;
     }
     void log(mctp::LogLevel, std::string_view m) override { log_lines.emplace_back(m); }
 

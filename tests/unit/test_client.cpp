@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "client.hpp"
@@ -115,6 +117,41 @@ TEST(Client, ChangeScript) {
     EXPECT_EQ(c.outcome().kind, Kind::ok);
     EXPECT_EQ(c.outcome().text, "password changed");
     EXPECT_EQ(c.outcome().step, Step::end_of_data);
+}
+
+TEST(Client, TestScriptNeedsTestInEhlo) {
+    Lines l;
+    const auto run = [&](const std::vector<std::string>& replies) {
+        Client c({Client::Action::test, "alice", "ctl", &l.auth, &l.data, Client::Auth::plain});
+        std::vector<std::string> sent;
+        for (const auto& r : replies) {
+            for (auto& s : drain(c)) {
+                sent.push_back(std::move(s));
+            }
+            c.on_line(r);
+        }
+        for (auto& s : drain(c)) {
+            sent.push_back(std::move(s));
+        }
+        return std::make_pair(c.outcome(), sent);
+    };
+    auto [o, sent] = run({"220 t MCTP ready", "250-t hello ctl", "250 TEST", "250 authed",
+                          "250 test pending", "354 send it", "355 go on",
+                          "554 BAD PASSWORD: too short"});
+    EXPECT_EQ(o.kind, Kind::refused);
+    EXPECT_EQ(o.text, "BAD PASSWORD: too short");
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
+                                              "TEST alice\r\n", "DATA\r\n", "New-Pw-1\r\n",
+                                              ".\r\n", "QUIT\r\n"}));
+    // No TEST in EHLO: unsupported, and nothing but QUIT after EHLO.
+    std::tie(o, sent) = run({"220 t MCTP ready", "250-t hello ctl", "250 LINEMAX 128"});
+    EXPECT_EQ(o.kind, Kind::unsupported);
+    EXPECT_EQ(o.step, Step::ehlo);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
+    // No EHLO at all (an old responder): unsupported too, no HELO fallback.
+    std::tie(o, sent) = run({"220 t MCTP ready", "500 unknown command"});
+    EXPECT_EQ(o.kind, Kind::unsupported);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
 }
 
 TEST(Client, StepNamesAreTheReportsOnes) {
@@ -571,7 +608,8 @@ mpasswd::Result engine_run(const std::string& bytes, mpasswd::Action action, std
     mpasswd::fake::MemoryScript script;
     script.bytes = bytes;
     mpasswd::fake::MemoryTransport transport(script);
-    const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr};
+    const mpasswd::Job job{action, "alice", action == mpasswd::Action::change ? &password : nullptr,
+                           true};  // best effort: the one-phase dialogue
     mpasswd::Target t{"h", 1, "test"};
     t.auth_plain = true;  // fixed replies: the old AUTH <secret>
     auto r = mpasswd::run({t}, s, job, transport, nullptr).at(0);

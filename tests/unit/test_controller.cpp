@@ -380,7 +380,11 @@ TEST(Report, JsonTableSummary) {
     EXPECT_EQ(json_line(t, job, r),
               "{\"target\":\"[::1]:7\",\"host\":\"::1\",\"port\":7,\"transport\":\"tcp\",\"user\":\"alice\","
               "\"action\":\"change\",\"result\":\"refused\",\"code\":554,\"step\":\"end of data\","
-              "\"auth\":null,\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\",\"elapsed_ms\":12}");
+              "\"auth\":null,\"phase\":null,\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\","
+              "\"elapsed_ms\":12}");
+    r.phase = "test";
+    EXPECT_NE(json_line(t, job, r).find(",\"phase\":\"test\","), std::string::npos);
+    r.phase.clear();
     r.auth = "SCRAM-SHA-256-PLUS";
     EXPECT_NE(json_line(t, job, r).find(",\"auth\":\"SCRAM-SHA-256-PLUS\","), std::string::npos);
     r.auth.clear();
@@ -396,6 +400,14 @@ TEST(Report, JsonTableSummary) {
     late.outcome = Outcome::timeout;
     EXPECT_EQ(summary_line(job, {ok, r, late}),
               "alice: password changed on 1 of 3 targets, 2 failed (1 refused, 1 timeout)");
+    Result tested = r;
+    tested.phase = "test";
+    Result skipped = ok;
+    skipped.outcome = Outcome::skipped;
+    skipped.phase = "test";
+    EXPECT_EQ(summary_line(job, {tested, skipped}),
+              "alice: password changed on 0 of 2 targets, 2 failed (1 refused, 1 skipped); TEST "
+              "did not pass on every target, so no target was sent the change");
     job.action = Action::verify;
     EXPECT_EQ(summary_line(job, {ok}), "alice: verified on 1 of 1 target");
     EXPECT_EQ(progress_line(3, 1, 10), "3/10 done, 1 failed, 7 pending");
@@ -637,7 +649,7 @@ struct EngineFixture : ::testing::Test {
     }
     Result run_one(ScriptServer& server, Action action = Action::change) {
         auto transport = make_tcp_transport();
-        Job job{action, "alice", action == Action::change ? &password : nullptr};
+        Job job{action, "alice", action == Action::change ? &password : nullptr, true};
         return run({server.target()}, settings(), job, *transport, nullptr).at(0);
     }
 };
@@ -947,7 +959,7 @@ struct MemoryEngine : ::testing::Test {
         s.helo_name = "ctl";
         s.secret = &secret;
         fake::MemoryTransport transport(script);
-        Job job{action, "alice", action == Action::change ? &password : nullptr};
+        Job job{action, "alice", action == Action::change ? &password : nullptr, true};
         // Scripted bytes: the old AUTH <secret>, whose replies are fixed.
         Target t{"h", 1, "test"};
         t.auth_plain = true;
@@ -1104,4 +1116,103 @@ TEST(DescriptorRoom, LowersParallelToTheHardLimit) {
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// ---- two phases: TEST on every target, then CHPW only if all accepted ----
+
+struct TwoPhase : ::testing::Test {
+    mctp::Secret secret{"test-secret-1"};
+    mctp::Secret password{"New-Pw-1"};
+    std::string written;
+    std::vector<Result> seen;
+    std::vector<Result> run_all(const std::vector<fake::MemoryScript>& scripts,
+                                bool best_effort = false) {
+        EngineSettings s;
+        s.helo_name = "ctl";
+        s.secret = &secret;
+        // One transport per target: a target's index picks its script.
+        struct PerTarget final : Transport {
+            const std::vector<fake::MemoryScript>* scripts;
+            std::vector<std::unique_ptr<fake::MemoryTransport>> each;
+            asio::awaitable<std::unique_ptr<Stream>> connect(const Target& t) override {
+                co_return co_await each.at(t.port - 1)->connect(t);
+            }
+        } transport;
+        for (const auto& sc : scripts) {
+            transport.each.push_back(std::make_unique<fake::MemoryTransport>(sc));
+        }
+        std::vector<Target> targets;
+        for (std::size_t i = 0; i < scripts.size(); ++i) {
+            Target t{"h", static_cast<std::uint16_t>(i + 1), "test"};
+            t.auth_plain = true;
+            targets.push_back(t);
+        }
+        Job job{Action::change, "alice", &password, best_effort};
+        seen.assign(scripts.size(), Result{});
+        auto results = run(targets, s, job, transport,
+                           [&](std::size_t i, const Result& r) { seen.at(i) = r; });
+        written.clear();
+        for (const auto& t : transport.each) {
+            written += t->written() + "|";
+        }
+        return results;
+    }
+    static fake::MemoryScript script(std::string ehlo_extra, std::string last) {
+        fake::MemoryScript sc;
+        sc.bytes = "220 t\r\n250-t hi\r\n" + ehlo_extra + "250 LINEMAX 128\r\n250 ok\r\n250 ok\r\n"
+                   "354 go\r\n355 ok\r\n" + last + "221 bye\r\n";
+        return sc;
+    }
+};
+
+TEST_F(TwoPhase, ARefusalInTestSendsNoChangeAnywhere) {
+    const auto results = run_all({script("250-TEST\r\n", "250 acceptable\r\n"),
+                                  script("250-TEST\r\n", "554 BAD PASSWORD: too short\r\n")});
+    ASSERT_EQ(results.size(), 2U);
+    EXPECT_EQ(results[1].outcome, Outcome::refused);
+    EXPECT_EQ(results[1].code, 554);
+    EXPECT_EQ(results[1].text, "BAD PASSWORD: too short");
+    EXPECT_EQ(results[1].step, "TEST");
+    EXPECT_EQ(results[1].phase, "test");
+    EXPECT_EQ(results[0].outcome, Outcome::skipped);
+    EXPECT_EQ(results[0].phase, "test");
+    EXPECT_EQ(seen[0].outcome, Outcome::skipped);
+    EXPECT_EQ(seen[1].outcome, Outcome::refused);
+    EXPECT_NE(written.find("TEST alice\r\n"), std::string::npos) << written;
+    EXPECT_EQ(written.find("CHPW"), std::string::npos) << written;
+}
+
+TEST_F(TwoPhase, EveryTargetAcceptingGetsTheChange) {
+    const auto results = run_all({script("250-TEST\r\n", "250 ok\r\n"),
+                                  script("250-TEST\r\n", "250 ok\r\n")});
+    for (const auto& r : results) {
+        EXPECT_EQ(r.outcome, Outcome::ok) << r.text;
+        EXPECT_EQ(r.phase, "change");
+    }
+    EXPECT_EQ(seen[0].phase, "change");
+    // Each target: TEST first, then CHPW.
+    const auto first = written.find("TEST alice");
+    const auto chpw = written.find("CHPW alice");
+    ASSERT_NE(first, std::string::npos) << written;
+    ASSERT_NE(chpw, std::string::npos) << written;
+    EXPECT_LT(first, chpw);
+}
+
+TEST_F(TwoPhase, ATargetWithoutTestIsUnsupportedUnlessBestEffort) {
+    auto results = run_all({script("250-TEST\r\n", "250 ok\r\n"), script("", "250 ok\r\n")});
+    EXPECT_EQ(results[1].outcome, Outcome::unsupported);
+    EXPECT_EQ(results[1].step, "EHLO");
+    EXPECT_NE(results[1].text.find("does not announce TEST"), std::string::npos);
+    EXPECT_EQ(results[0].outcome, Outcome::skipped);
+    EXPECT_EQ(written.find("CHPW"), std::string::npos) << written;
+    // The old target got nothing but EHLO and QUIT.
+    const auto old = written.substr(written.find('|') + 1);
+    EXPECT_EQ(old.find("New-Pw-1"), std::string::npos) << old;
+    // Best effort: no TEST, CHPW everywhere, today's behaviour.
+    results = run_all({script("250-TEST\r\n", "250 ok\r\n"), script("", "250 ok\r\n")}, true);
+    for (const auto& r : results) {
+        EXPECT_EQ(r.outcome, Outcome::ok) << r.text;
+        EXPECT_EQ(r.phase, "change");
+    }
+    EXPECT_EQ(written.find("TEST alice"), std::string::npos) << written;
 }

@@ -51,6 +51,12 @@ public:
                           std::string(password.view()));
         return {mctp::ChangeResult::Kind::changed, ""};
     }
+    mctp::ChangeResult test_password(std::string_view user, std::string_view helo,
+                                     const mctp::Secret& password) override {
+        tests.push_back(std::string(user) + "@" + std::string(helo) + "=" +
+                        std::string(password.view()));
+        return {mctp::ChangeResult::Kind::refused, "too short"};
+    }
     // The monitor's own record ("monitor: ...") apart from the lines it
     // relays for the child.
     void log(mctp::LogLevel, std::string_view message) override {
@@ -89,6 +95,7 @@ public:
     unsigned auths = 0;
     std::vector<std::string> checked;
     std::vector<std::string> changes;
+    std::vector<std::string> tests;
     std::vector<std::string> lines;
     std::vector<std::string> own;
 };
@@ -193,8 +200,9 @@ std::pair<std::uint8_t, std::string> auth(const Monitor& mon, const std::string&
 }
 
 std::unique_ptr<Message> change(const std::string& user,
-                                const std::string& password = "New-Passw0rd-1") {
-    auto m = std::make_unique<Message>(Type::change);
+                                const std::string& password = "New-Passw0rd-1",
+                                Type type = Type::change) {
+    auto m = std::make_unique<Message>(type);
     m->put_str(user);
     m->put_str("ctl.example");
     m->put_str(password);
@@ -485,6 +493,80 @@ TEST(Privsep, AUserTheControllerMayNotManageIsRefused) {
                                     "manage; refused"),
               std::string::npos)
         << mon.all_errors();
+}
+
+std::unique_ptr<Message> test_request(const std::string& user) {
+    return change(user, "Test-Passw0rd-1", Type::test);
+}
+
+TEST(Privsep, TestGoesToTheCheckAndChangesNothing) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    Message r;
+    mon.ask(*test_request("alice"), Type::test_reply, &r);
+    std::uint8_t kind = 99;
+    std::string text;
+    EXPECT_TRUE(r.get_u8(&kind) && r.get_str(4096, &text) && r.at_end());
+    EXPECT_EQ(kind, static_cast<std::uint8_t>(mctp::ChangeResult::Kind::refused));
+    EXPECT_EQ(text, "too short");
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_EQ(mon.host.tests, std::vector<std::string>{"alice@ctl.example=Test-Passw0rd-1"});
+    EXPECT_TRUE(mon.host.changes.empty());
+    // The user policy is asked again by the parent.
+    EXPECT_EQ(mon.host.checked, std::vector<std::string>{"ctl:alice"});
+    ASSERT_FALSE(mon.host.own.empty());
+    EXPECT_EQ(mon.host.own.back(), "monitor: test for alice for controller ctl: not acceptable");
+    EXPECT_EQ(mon.all_errors().find("Test-Passw0rd-1"), std::string::npos);
+    EXPECT_TRUE(mon.errors.empty()) << mon.all_errors();
+}
+
+TEST(Privsep, TestBeforeAuthEndsTheSessionAndTestsNothing) {
+    Monitor mon;
+    start(mon);
+    mon.put(*test_request("alice"));
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_TRUE(mon.host.tests.empty());
+    EXPECT_NE(mon.all_errors().find("asked to test a password for alice before a successful AUTH"),
+              std::string::npos)
+        << mon.all_errors();
+}
+
+TEST(Privsep, TestForAUserTheControllerMayNotManageIsRefused) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    for (const auto& [user, expected] :
+         {std::pair{"bob", mctp::ChangeResult::Kind::forbidden},
+          std::pair{"ghost", mctp::ChangeResult::Kind::unknown}}) {
+        Message r;
+        mon.ask(*test_request(user), Type::test_reply, &r);
+        std::uint8_t kind = 99;
+        std::string text;
+        EXPECT_TRUE(r.get_u8(&kind) && r.get_str(4096, &text) && r.at_end());
+        EXPECT_EQ(kind, static_cast<std::uint8_t>(expected)) << user;
+    }
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_TRUE(mon.host.tests.empty());
+    EXPECT_NE(mon.all_errors().find("test a password for bob, whom controller ctl may not "
+                                    "manage; refused"),
+              std::string::npos)
+        << mon.all_errors();
+}
+
+TEST(Privsep, AMalformedTestEndsTheSession) {
+    for (const std::string& pw : {std::string(), std::string("bad\npw")}) {
+        Monitor mon;
+        start(mon);
+        auth(mon, "good-secret-1");
+        mon.put(*change("alice", pw, Type::test));
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_TRUE(mon.host.tests.empty());
+        EXPECT_NE(mon.all_errors().find("sent a malformed TEST"), std::string::npos)
+            << mon.all_errors();
+    }
 }
 
 TEST(Privsep, NoMoreAuthAfterTheLimitOrForARefusedPeer) {

@@ -82,6 +82,7 @@ TEST(Config, DefaultsAndAFullFile) {
                  "[mpasswdd]\n"
                  "host_name = t1.example\n"
                  "pam_service = mpasswdd-test\n"
+                 "check_service = mpasswdd-test-check\n"
                  "line_max = 512\n"
                  "idle_timeout = 0.5\n"
                  "session_timeout = 30\n"
@@ -99,6 +100,7 @@ TEST(Config, DefaultsAndAFullFile) {
     const auto cfg = mpasswdd::load_config(c.path());
     EXPECT_EQ(cfg.host_name, "t1.example");
     EXPECT_EQ(cfg.pam_service, "mpasswdd-test");
+    EXPECT_EQ(cfg.check_service, "mpasswdd-test-check");
     EXPECT_EQ(cfg.line_max, 512U);
     EXPECT_EQ(cfg.idle_timeout.count(), 500);
     EXPECT_EQ(cfg.session_timeout.count(), 30000);
@@ -141,6 +143,7 @@ TEST(Config, KeysBeforeAnySectionAreGlobal) {
     const auto cfg = mpasswdd::load_config(d.path());
     EXPECT_EQ(cfg.line_max, 128U);
     EXPECT_EQ(cfg.pam_service, "mpasswdd");
+    EXPECT_EQ(cfg.check_service, "mpasswdd-check");
     EXPECT_EQ(cfg.policy.min_uid, 1000U);
     EXPECT_EQ(cfg.max_auth_failures, 3U);
     EXPECT_EQ(cfg.idle_timeout.count(), 60000);
@@ -208,8 +211,8 @@ TEST(Config, DescribeShowsEveryKeyOfBothSections) {
     const std::string text = mpasswdd::describe(mpasswdd::load_config(c.path()));
     EXPECT_EQ(text.find(test_hash()), std::string::npos) << text;
     for (const char* key :
-         {"enabled", "host_name", "pam_service", "line_max", "idle_timeout", "session_timeout",
-          "auth_failure_delay", "max_auth_failures", "login_grace_time",
+         {"enabled", "host_name", "pam_service", "check_service", "line_max", "idle_timeout",
+          "session_timeout", "auth_failure_delay", "max_auth_failures", "login_grace_time",
           "max_auth_failures_per_source", "auth_failure_window", "state_directory",
           "privsep_user", "privsep_directory", "min_uid", "max_uid", "allow_users",
           "deny_users", "allow_groups", "deny_groups", "tls", "tls_certificate", "tls_key",

@@ -71,6 +71,10 @@ INSTANTIATE_TEST_SUITE_P(
         Cell{"CHPW alice", C, 503, C}, Cell{"CHPW alice", G, 503, G}, Cell{"CHPW alice", A, 250, P},
         Cell{"CHPW bob", P, 503, P}, Cell{"CHPW nobody-here", A, 551, A},
         Cell{"CHPW root", A, 530, A}, Cell{"CHPW alice", R, 355, R},
+        // TEST
+        Cell{"TEST alice", C, 503, C}, Cell{"TEST alice", G, 503, G}, Cell{"TEST alice", A, 250, P},
+        Cell{"TEST bob", P, 503, P}, Cell{"TEST nobody-here", A, 551, A},
+        Cell{"TEST root", A, 530, A}, Cell{"TEST alice", R, 355, R},
         // DATA
         Cell{"DATA", C, 503, C}, Cell{"DATA", G, 503, G}, Cell{"DATA", A, 503, A},
         Cell{"DATA", P, 354, R}, Cell{"DATA", R, 355, R},
@@ -103,8 +107,8 @@ TEST(Session, OutOfSequenceRepliesSayWhy) {
         {G, "HELO ctl", "already greeted; RSET first"},
         {G, "VRFY alice", "authenticate first"},
         {C, "CHPW alice", "authenticate first"},
-        {P, "CHPW bob", "a change is already pending; send DATA or RSET"},
-        {A, "DATA", "no pending change; send CHPW first"},
+        {P, "CHPW bob", "a change or test is already pending; send DATA or RSET"},
+        {A, "DATA", "no pending change; send CHPW or TEST first"},
     };
     for (const auto& c : cases) {
         Wire w;
@@ -160,6 +164,72 @@ TEST(Session, FullChangeAppliesPasswordOnceAndReturnsToAuthed) {
     EXPECT_EQ(w.line("other-Passw0rd"), 355);
     EXPECT_EQ(w.line("."), 250);
     EXPECT_EQ(w.host.changes.size(), 2U);
+}
+
+TEST(Session, TestChecksThePasswordAndChangesNothing) {
+    Wire w;
+    w.login();
+    EXPECT_EQ(w.line("TEST alice"), 250);
+    EXPECT_EQ(w.last().text, "test for alice pending; send DATA");
+    EXPECT_EQ(w.line("DATA"), 354);
+    EXPECT_EQ(w.line("..N3w-Passw0rd!"), 355);
+    EXPECT_EQ(w.line("."), 250);
+    EXPECT_EQ(w.last().text, "password acceptable for alice; nothing changed");
+    ASSERT_EQ(w.host.tests.size(), 1U);
+    EXPECT_EQ(w.host.tests[0].user, "alice");
+    EXPECT_EQ(w.host.tests[0].helo, "ctl");
+    EXPECT_EQ(w.host.tests[0].password, ".N3w-Passw0rd!");
+    EXPECT_TRUE(w.host.changes.empty());
+    EXPECT_EQ(w.session.state(), State::authed);
+    // A CHPW after a TEST is a change again, not a test.
+    w.send("CHPW alice\r\nDATA\r\nN3w-Passw0rd!\r\n");
+    EXPECT_EQ(w.line("."), 250);
+    EXPECT_EQ(w.last().text, "password changed for alice");
+    EXPECT_EQ(w.host.tests.size(), 1U);
+    EXPECT_EQ(w.host.changes.size(), 1U);
+    // RSET in the middle of a TEST forgets it: the next DATA has no test.
+    w.login();
+    EXPECT_EQ(w.line("TEST alice"), 250);
+    EXPECT_EQ(w.line("RSET"), 250);
+    w.login();
+    EXPECT_EQ(w.line("DATA"), 503);
+}
+
+TEST(Session, TestResultsMapToReplyCodes) {
+    const std::pair<mctp::ChangeResult::Kind, int> cases[] = {
+        {mctp::ChangeResult::Kind::changed, 250},   {mctp::ChangeResult::Kind::refused, 554},
+        {mctp::ChangeResult::Kind::failed, 451},    {mctp::ChangeResult::Kind::unknown, 551},
+        {mctp::ChangeResult::Kind::forbidden, 530},
+    };
+    for (const auto& [kind, code] : cases) {
+        Wire w;
+        w.login();
+        w.host.next_result = {mctp::ChangeResult::Kind::failed, "the change must not be asked"};
+        w.host.next_test = {kind, "BAD PASSWORD: it is based on a dictionary word"};
+        w.send("TEST alice\r\nDATA\r\nabc\r\n");
+        EXPECT_EQ(w.line("."), code);
+        EXPECT_EQ(w.session.state(), State::authed);
+        EXPECT_TRUE(w.host.changes.empty());
+        if (code == 554) {
+            EXPECT_EQ(w.last().text, "BAD PASSWORD: it is based on a dictionary word");
+        }
+        if (code == 451) {
+            EXPECT_EQ(w.last().text,
+                      "test aborted: BAD PASSWORD: it is based on a dictionary word");
+        }
+    }
+}
+
+TEST(Session, TestRefusesBadDataLikeChpwAndAsksNothing) {
+    for (const char* data : {"", "one\r\ntwo\r\n", "bad\x01pw\r\n"}) {
+        Wire w;
+        w.login();
+        w.send(std::string("TEST alice\r\nDATA\r\n") + data);
+        EXPECT_EQ(w.line("."), 501);
+        EXPECT_NE(w.last().text.find("nothing changed"), std::string::npos);
+        EXPECT_TRUE(w.host.tests.empty());
+        EXPECT_TRUE(w.host.changes.empty());
+    }
 }
 
 TEST(Session, PamResultsMapToReplyCodes) {
@@ -308,18 +378,23 @@ TEST(Session, SecretsAndPasswordsNeverReachLogOrReplies) {
     w.host.next_result = {mctp::ChangeResult::Kind::refused, "too simple"};
     w.send("CHPW bob\r\nDATA\r\nS3cond-Pw!\r\n.\r\n");
     w.send("CHPW bob\r\nDATA\r\nQUIT\r\nline2\r\n.\r\n");
+    w.send("TEST bob\r\nDATA\r\nT3st-Pw-One!\r\n.\r\n");
+    w.host.next_test = {mctp::ChangeResult::Kind::refused, "too simple to test"};
+    w.send("TEST bob\r\nDATA\r\nT3st-Pw-Two!\r\n.\r\n");
     std::string replies;
     for (const auto& r : w.replies) {
         replies += r.text + "\n";
     }
     const std::string log = w.host.all_log();
     for (const char* secret : {"Wr0ng-S3cret-zz", "good-secret-1", "N3w-Passw0rd!", "S3cond-Pw!",
-                               "line2"}) {
+                               "line2", "T3st-Pw-One!", "T3st-Pw-Two!"}) {
         EXPECT_EQ(log.find(secret), std::string::npos) << secret;
         EXPECT_EQ(replies.find(secret), std::string::npos) << secret;
     }
     EXPECT_NE(log.find("password changed for alice"), std::string::npos);
     EXPECT_NE(log.find("refused by PAM: too simple"), std::string::npos);
+    EXPECT_NE(log.find("test for bob: password acceptable"), std::string::npos);
+    EXPECT_NE(log.find("test for bob refused by PAM: too simple to test"), std::string::npos);
 }
 
 // --- the wire: framing, verbs, arguments -------------------------------
@@ -464,9 +539,11 @@ TEST(Ehlo, ListsTheMechanismsAndLineMax) {
     ASSERT_EQ(w.line("EHLO ctl"), 250);
     EXPECT_EQ(w.session.state(), State::greeted);
     EXPECT_EQ(w.last().text, "target hello ctl [192.0.2.7]");
-    EXPECT_EQ(w.last().more, (std::vector<std::string>{"AUTH SCRAM-SHA-256", "LINEMAX 128"}));
+    EXPECT_EQ(w.last().more,
+              (std::vector<std::string>{"AUTH SCRAM-SHA-256", "TEST", "LINEMAX 128"}));
     EXPECT_EQ(mctp::format_reply(w.last(), 128),
-              "250-target hello ctl [192.0.2.7]\r\n250-AUTH SCRAM-SHA-256\r\n250 LINEMAX 128\r\n");
+              "250-target hello ctl [192.0.2.7]\r\n250-AUTH SCRAM-SHA-256\r\n250-TEST\r\n"
+              "250 LINEMAX 128\r\n");
     EXPECT_EQ(w.line("EHLO ctl"), 503);
     EXPECT_EQ(w.line("HELP"), 250);
     EXPECT_NE(w.last().text.find("EHLO"), std::string::npos);
