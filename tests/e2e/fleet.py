@@ -69,6 +69,13 @@ class Fleet:
         # fresh clone in CI): run a copy from the fleet's own folder.
         mpasswdd = os.path.join(self.dir, "mpasswdd")
         shutil.copy2(env["MPASSWDD"], mpasswdd)
+        # The same for pam_pwquality.so (unpacked into the tree's .deps/
+        # where the host has none), which a 'strict' responder loads.
+        pwquality = env.get("PWQUALITY_MODULE", "")
+        if pwquality and os.path.exists(pwquality) and any(
+                k == "strict" for k in (kinds or {}).values()):
+            pwquality = os.path.join(self.dir, "pam_pwquality.so")
+            shutil.copy2(env["PWQUALITY_MODULE"], pwquality)
         users = os.path.join(self.dir, "passwd")
         groups = os.path.join(self.dir, "group")
         _write(users, "root:x:0:0:root:/root:/bin/sh\n" + "".join(
@@ -108,7 +115,7 @@ class Fleet:
             # on a 'strict' responder it refuses every one, with a reason.
             _write(os.path.join(services, "mpasswdd-check"),
                    ("password requisite %s minlen=40 enforce_for_root retry=1\n"
-                    % env["PWQUALITY_MODULE"] if kind == "strict" else "")
+                    % pwquality if kind == "strict" else "")
                    + "password required pam_permit.so\n", 0o644)
             conf = os.path.join(tdir, "mpasswdd.conf")
             tls_lines = ("tls = yes\ntls_certificate = %s\ntls_key = %s\n" % tls[i]
