@@ -56,25 +56,31 @@ def skip_reason():
     return None
 
 
-def outside(mode):
-    reason = skip_reason()
+def isolated(reason, unshare, argv, more=(), untouched="/etc/passwd, /etc/shadow and /etc/pam.d"):
+    """Runs argv inside `unshare UNSHARE... --propagation private --`, and
+    fails if the machine's own files (snapshot(more)) changed meanwhile.
+    With a skip reason instead: FAIL under CI (CI must run it), else SKIP."""
     if reason:
         if os.environ.get("CI") == "true":
             print("FAIL: CI must run this test, but: " + reason)
             return 1
         print("SKIP: " + reason)
         return SKIP
-    before = snapshot()
-    rc = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "--",
-                         sys.executable, os.path.abspath(__file__), "--inside", mode]).returncode
-    after = snapshot()
-    changed = [f for f in before if before[f] != after.get(f)]
+    before = snapshot(more)
+    rc = subprocess.run(["unshare"] + unshare + ["--propagation", "private", "--"] + argv,
+                        timeout=300).returncode
+    after = snapshot(more)
+    changed = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
     if changed:
         print("FAIL: the machine's own files changed: " + ", ".join(changed))
         return 1
-    print("ok: the machine's own /etc/passwd, /etc/shadow and /etc/pam.d are untouched")
+    print("ok: the machine's own %s are untouched" % untouched)
     return rc
 
+
+def outside(mode):
+    return isolated(skip_reason(), ["--mount", "--net"],
+                    [sys.executable, os.path.abspath(__file__), "--inside", mode])
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
