@@ -7,14 +7,14 @@
 #include <vector>
 
 #include "line_framer.hpp"
-#include "scram.hpp"
+#include "fake_scram.hpp"
 #include "session.hpp"
 
 namespace test {
 
 struct FakeHost : mctp::Host {
     FakeHost() = default;
-    explicit FakeHost(std::string channel_binding) : binding(std::move(channel_binding)) {}
+    explicit FakeHost(std::string channel_binding) { scram.binding = std::move(channel_binding); }
     std::string secret = "good-secret-1";
     mctp::ChangeResult next_result{mctp::ChangeResult::Kind::changed, ""};
     struct Change {
@@ -61,37 +61,18 @@ struct FakeHost : mctp::Host {
     }
     void log(mctp::LogLevel, std::string_view m) override { log_lines.emplace_back(m); }
 
-    // SCRAM for controller "ctl" with `secret`, as the monitor runs it;
-    // binding: the tls-exporter octets (PLUS offered) or empty.
-    std::string binding;
-    std::unique_ptr<mctp::scram::Server> server;
+    // SCRAM for controller "ctl" with `secret`, as the monitor runs it.
+    FakeScram scram;
     unsigned scram_finals = 0;
     mctp::ScramResult scram_first(std::string_view client_first) override {
         if (locked) {
             return {mctp::ScramResult::Kind::locked, "", ""};
         }
-        server = std::make_unique<mctp::scram::Server>(!binding.empty(), binding);
-        std::string why;
-        const auto name = server->start(client_first, &why);
-        if (!name || *name != "ctl") {
-            server.reset();
-            return {};
-        }
-        return {mctp::ScramResult::Kind::next,
-                server->first(mctp::scram::make_verifier(secret, "0123456789abcdef", 4096)), ""};
+        return scram.first(client_first, secret);
     }
     mctp::ScramResult scram_final(std::string_view client_final) override {
         ++scram_finals;
-        if (!server) {
-            return {};
-        }
-        const auto s = std::move(server);
-        std::string why;
-        auto f = s->final(client_final, &why);
-        if (!f) {
-            return {};
-        }
-        return {mctp::ScramResult::Kind::next, std::move(*f), "ctl"};
+        return scram.final(client_final);
     }
 
     [[nodiscard]] std::string all_log() const {
@@ -116,7 +97,7 @@ struct Wire {
     explicit Wire(std::size_t line_max = 128, unsigned max_failures = 3, std::string plus = {})
         : host(std::move(plus)),
           settings{"target", line_max, max_failures, std::chrono::milliseconds(1500),
-                   !host.binding.empty()},
+                   !host.scram.binding.empty()},
           session(settings, host, "192.0.2.7"), framer(line_max, mctp::sasl_line_max) {
         replies.push_back(session.start(mctp::PeerVerdict::accepted));
     }

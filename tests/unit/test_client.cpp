@@ -684,7 +684,7 @@ struct ScramPair {
 
     explicit ScramPair(std::string binding = {})
         : host(std::move(binding)),
-          settings{"target", 128, 3, 0ms, !host.binding.empty()},
+          settings{"target", 128, 3, 0ms, !host.scram.binding.empty()},
           session(settings, host, "192.0.2.7") {}
 
     Client make(Client::Action action) {

@@ -18,6 +18,7 @@
 
 #include "privsep.hpp"
 #include "sandbox.hpp"
+#include "fake_scram.hpp"
 #include "scram.hpp"
 
 namespace {
@@ -65,31 +66,14 @@ public:
     // SCRAM for controller "ctl", whose secret is good-secret-1.
     mctp::ScramResult scram_first(std::string_view client_first) override {
         ++scram_firsts;
-        server = std::make_unique<mctp::scram::Server>();
-        std::string why;
-        const auto name = server->start(client_first, &why);
-        if (!name || *name != "ctl") {
-            return {};
-        }
-        return {mctp::ScramResult::Kind::next, server->first(verifier), ""};
+        return scram.first(client_first, "good-secret-1");
     }
     mctp::ScramResult scram_final(std::string_view client_final) override {
         ++scram_finals;
-        if (!server) {
-            return {};
-        }
-        const auto s = std::move(server);
-        std::string why;
-        auto f = s->final(client_final, &why);
-        if (!f) {
-            return {};
-        }
-        return {mctp::ScramResult::Kind::next, std::move(*f), "ctl"};
+        return scram.final(client_final);
     }
 
-    mctp::scram::Verifier verifier =
-        mctp::scram::make_verifier("good-secret-1", "0123456789abcdef", 4096);
-    std::unique_ptr<mctp::scram::Server> server;
+    FakeScram scram;
     unsigned scram_firsts = 0;
     unsigned scram_finals = 0;
     unsigned auths = 0;
