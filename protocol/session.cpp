@@ -26,6 +26,34 @@ std::string_view to_string(State s) {
 
 namespace {
 
+constexpr std::array<std::pair<std::string_view, unsigned>, 7> operation_table{{
+    {"VRFY", op_vrfy}, {"TEST", op_test}, {"CHPW", op_chpw}, {"EXPR", op_expr},
+    {"LOCK", op_lock}, {"UNLK", op_unlk}, {"CHCK", op_chck},
+}};
+
+}  // namespace
+
+unsigned operation_bit(std::string_view verb) noexcept {
+    for (const auto& [name, bit] : operation_table) {
+        if (name == verb) {
+            return bit;
+        }
+    }
+    return 0;
+}
+
+std::string operation_names(unsigned ops) {
+    std::string out;
+    for (const auto& [name, bit] : operation_table) {
+        if ((ops & bit) != 0) {
+            out += (out.empty() ? "" : " ") + std::string(name);
+        }
+    }
+    return out;
+}
+
+namespace {
+
 constexpr const char* locked_text =
     "too many authentication failures from your address; try later";
 
@@ -63,7 +91,7 @@ std::string_view result_word(UserVerdict v) {
 // step) or it is past the command's last one (say what was done).
 std::string_view wrong_state_reason(unsigned allowed, State now) {
     constexpr std::array<std::string_view, 4> missing{
-        "", "send HELO first", "authenticate first", "no pending change; send CHPW or TEST first"};
+        "", "send HELO first", "authenticate first", "no pending change; send CHPW, TEST or CHCK first"};
     // Indexed by the command's last allowed state.
     constexpr std::array<std::string_view, 4> done{
         "already greeted; RSET first", "already authenticated",
@@ -96,13 +124,17 @@ struct Session::Command {
 };
 
 struct CommandTable {
-    static constexpr std::array<Session::Command, 11> commands{{
+    static constexpr std::array<Session::Command, 15> commands{{
         {"HELO", Arg::required, bit(State::connected), &Session::cmd_helo},
         {"EHLO", Arg::required, bit(State::connected), &Session::cmd_ehlo},
         {"AUTH", Arg::sasl, bit(State::greeted), &Session::cmd_auth},
         {"VRFY", Arg::required, bit(State::authed) | bit(State::pending), &Session::cmd_vrfy},
         {"CHPW", Arg::required, bit(State::authed), &Session::cmd_chpw},
         {"TEST", Arg::required, bit(State::authed), &Session::cmd_test},
+        {"EXPR", Arg::required, bit(State::authed), &Session::cmd_expr},
+        {"LOCK", Arg::required, bit(State::authed), &Session::cmd_lock},
+        {"UNLK", Arg::required, bit(State::authed), &Session::cmd_unlk},
+        {"CHCK", Arg::required, bit(State::authed), &Session::cmd_chck},
         {"DATA", Arg::none, bit(State::pending), &Session::cmd_data},
         {"RSET", Arg::none, any_state, &Session::cmd_rset},
         {"NOOP", Arg::none, any_state, &Session::cmd_noop},
@@ -145,7 +177,7 @@ void Session::drop_transaction() noexcept {
     sasl_ = Sasl::none;
     sasl_controller_.clear();
     user_.clear();
-    test_ = false;
+    pending_ = Pending::change;
     password_.clear();
     data_lines_ = 0;
     data_overflow_ = false;
@@ -291,6 +323,12 @@ Reply Session::cmd_ehlo(std::string_view arg) {
                                                 std::string(scram_plus_mech)
                                           : std::string("AUTH ") + std::string(scram_mech));
     r.more.emplace_back("TEST");
+    const unsigned offered = host_.offered_operations();
+    for (const unsigned op : {op_chck, op_expr, op_lock, op_unlk}) {
+        if ((offered & op) != 0) {
+            r.more.push_back(operation_names(op));
+        }
+    }
     r.more.push_back("LINEMAX " + std::to_string(settings_.line_max));
     return r;
 }
@@ -373,6 +411,7 @@ Reply Session::on_sasl_line(std::string_view line) {
         }
         controller_ = std::move(sasl_controller_);
         sasl_controller_.clear();
+        operations_ = host_.operations(controller_);
         host_.log(LogLevel::info, "AUTH ok: controller " + controller_ + " (" +
                                       sasl_mechanism_ + ")");
         set_state(State::authed);
@@ -423,6 +462,7 @@ Reply Session::cmd_auth(std::string_view arg) {
     AuthResult result = host_.authenticate(secret);
     if (result.kind == AuthResult::Kind::accepted) {
         controller_ = std::move(result.controller);
+        operations_ = host_.operations(controller_);
         host_.log(LogLevel::info, "AUTH ok: controller " + controller_);
         set_state(State::authed);
         return reply(Code::ok, "authenticated as " + controller_);
@@ -450,7 +490,24 @@ std::optional<Reply> Session::check_user(std::string_view verb, std::string_view
     return reply(Code::access_denied, user + " may not be managed from here");
 }
 
+std::optional<Reply> Session::check_operation(std::string_view verb, unsigned op) {
+    if ((op & account_operations) != 0 && (host_.offered_operations() & op) == 0) {
+        return reply(not_offered, std::string(verb) + " is not offered by this host");
+    }
+    if ((operations_ & op) == 0) {
+        host_.log(LogLevel::notice, std::string(verb) + " refused: controller " + controller_ +
+                                        " may not use it (operations: " +
+                                        operation_names(operations_) + ")");
+        return reply(Code::access_denied,
+                     "controller " + controller_ + " may not use " + std::string(verb) + " here");
+    }
+    return std::nullopt;
+}
+
 Reply Session::cmd_vrfy(std::string_view arg) {
+    if (auto refused = check_operation("VRFY", op_vrfy)) {
+        return std::move(*refused);
+    }
     if (auto refused = check_user("VRFY", arg)) {
         return std::move(*refused);
     }
@@ -458,23 +515,147 @@ Reply Session::cmd_vrfy(std::string_view arg) {
 }
 
 Reply Session::cmd_chpw(std::string_view arg) {
+    if (auto refused = check_operation("CHPW", op_chpw)) {
+        return std::move(*refused);
+    }
     if (auto refused = check_user("CHPW", arg)) {
         return std::move(*refused);
     }
     user_ = arg;
-    test_ = false;
+    pending_ = Pending::change;
     set_state(State::pending);
     return reply(Code::ok, "change for " + user_ + " pending; send DATA");
 }
 
 Reply Session::cmd_test(std::string_view arg) {
+    if (auto refused = check_operation("TEST", op_test)) {
+        return std::move(*refused);
+    }
     if (auto refused = check_user("TEST", arg)) {
         return std::move(*refused);
     }
     user_ = arg;
-    test_ = true;
+    pending_ = Pending::test;
     set_state(State::pending);
     return reply(Code::ok, "test for " + user_ + " pending; send DATA");
+}
+
+Reply Session::cmd_expr(std::string_view arg) { return account_verb("EXPR", AccountOp::expire, arg); }
+Reply Session::cmd_lock(std::string_view arg) { return account_verb("LOCK", AccountOp::lock, arg); }
+Reply Session::cmd_unlk(std::string_view arg) { return account_verb("UNLK", AccountOp::unlock, arg); }
+
+namespace {
+
+std::string account_done_text(AccountOp op, const std::string& user, bool already) {
+    const std::string a = already ? "already " : "";
+    switch (op) {
+    case AccountOp::expire:
+        return user + " " + a + "must change the password at the next login";
+    case AccountOp::lock: return user + " " + a + "locked (password and account)";
+    case AccountOp::unlock: return user + " " + a + "unlocked";
+    }
+    return user;
+}
+
+}  // namespace
+
+Reply Session::account_verb(std::string_view verb, AccountOp op, std::string_view arg) {
+    const unsigned bit_of[] = {op_expr, op_lock, op_unlk};
+    if (auto refused = check_operation(verb, bit_of[static_cast<unsigned>(op)])) {
+        return std::move(*refused);
+    }
+    const std::string v(verb);
+    if (account_changes_ >= account_changes_max) {
+        host_.log(LogLevel::notice, v + " refused: more than " +
+                                        std::to_string(account_changes_max) +
+                                        " EXPR/LOCK/UNLK in one session");
+        return close_with(Code::unavailable,
+                          settings_.host_name + " too many account operations in one session (" +
+                              std::to_string(account_changes_max) + "); connect again");
+    }
+    ++account_changes_;
+    if (auto refused = check_user(verb, arg)) {
+        return std::move(*refused);
+    }
+    const std::string user(arg);
+    const AccountResult r = host_.account(op, user);
+    const std::string msg = printable_ascii(r.message);
+    switch (r.kind) {
+    case AccountResult::Kind::done:
+    case AccountResult::Kind::already: {
+        const bool already = r.kind == AccountResult::Kind::already;
+        host_.log(LogLevel::notice, v + " " + user + ": " + (already ? "already so" : "done") +
+                                        (msg.empty() ? "" : " (" + msg + ")"));
+        return reply(Code::ok, account_done_text(op, user, already));
+    }
+    case AccountResult::Kind::not_local:
+        host_.log(LogLevel::notice, v + " " + user + ": no line in the local shadow database");
+        return reply(no_local_account,
+                     user + " has no local shadow entry here; nothing changed");
+    case AccountResult::Kind::unknown:
+        host_.log(LogLevel::notice, v + " " + user + ": unknown user");
+        return reply(Code::user_unknown, user + " unknown");
+    case AccountResult::Kind::forbidden:
+        host_.log(LogLevel::notice, v + " " + user + ": refused by the host: " + msg);
+        return reply(Code::access_denied, user + " may not be managed from here");
+    case AccountResult::Kind::mismatch:
+    case AccountResult::Kind::failed: break;
+    }
+    host_.log(LogLevel::warning, v + " " + user + " failed: " + msg + "; nothing changed");
+    return reply(Code::local_error, v + " aborted: " +
+                                        (msg.empty() ? std::string("local error") : msg) +
+                                        "; nothing changed");
+}
+
+Reply Session::cmd_chck(std::string_view arg) {
+    if (auto refused = check_operation("CHCK", op_chck)) {
+        return std::move(*refused);
+    }
+    if (password_checks_ >= password_checks_max) {
+        host_.log(LogLevel::notice, "CHCK refused: more than " +
+                                        std::to_string(password_checks_max) +
+                                        " in one session");
+        return close_with(Code::unavailable,
+                          settings_.host_name + " too many CHCK in one session (" +
+                              std::to_string(password_checks_max) + "); connect again");
+    }
+    ++password_checks_;
+    if (auto refused = check_user("CHCK", arg)) {
+        return std::move(*refused);
+    }
+    user_ = arg;
+    pending_ = Pending::check;
+    set_state(State::pending);
+    return reply(Code::ok, "check for " + user_ + " pending; send DATA");
+}
+
+Reply Session::finish_check(const std::string& user) {
+    const AccountResult r = host_.check_password(user, password_);
+    drop_transaction();
+    set_state(State::authed);
+    const std::string msg = printable_ascii(r.message);
+    switch (r.kind) {
+    case AccountResult::Kind::done:
+    case AccountResult::Kind::already:
+        host_.log(LogLevel::notice, "CHCK " + user + ": the current password");
+        return reply(Code::ok, "the current password of " + user);
+    case AccountResult::Kind::mismatch:
+        host_.log(LogLevel::notice, "CHCK " + user + ": not the current password");
+        return reply(Code::transaction_failed, "not the current password of " + user);
+    case AccountResult::Kind::not_local:
+        host_.log(LogLevel::notice, "CHCK " + user + ": no line in the local shadow database");
+        return reply(no_local_account, user + " has no local shadow entry here");
+    case AccountResult::Kind::unknown:
+        host_.log(LogLevel::notice, "CHCK " + user + ": unknown user");
+        return reply(Code::user_unknown, user + " unknown");
+    case AccountResult::Kind::forbidden:
+        host_.log(LogLevel::notice, "CHCK " + user + ": refused by the host: " + msg);
+        return reply(Code::access_denied, user + " may not be managed from here");
+    case AccountResult::Kind::failed: break;
+    }
+    host_.log(LogLevel::warning, "CHCK " + user + " failed: " + msg);
+    return reply(Code::local_error,
+                 "check aborted: " + (msg.empty() ? std::string("local error") : msg));
 }
 
 Reply Session::cmd_data(std::string_view) {
@@ -503,13 +684,14 @@ Reply Session::on_data_line(std::string_view line) {
 
 Reply Session::finish_data() {
     const std::string user = user_;
-    const bool test = test_;
-    const std::string what = test ? "test for " : "change for ";
+    const bool test = pending_ == Pending::test;
+    const bool check = pending_ == Pending::check;
+    const std::string what = check ? "check for " : test ? "test for " : "change for ";
     const auto refuse = [&](const std::string& why) {
         host_.log(LogLevel::notice, what + user + " refused: " + why + "; nothing changed");
         drop_transaction();
         set_state(State::authed);
-        return reply(Code::syntax_error, why + "; nothing changed");
+        return reply(Code::syntax_error, why + (check ? "; nothing checked" : "; nothing changed"));
     };
     if (data_overflow_) {
         return refuse("a data line was too long");
@@ -522,6 +704,9 @@ Reply Session::finish_data() {
     }
     if (!is_password_text(password_.view())) {
         return refuse("password must be UTF-8 without control characters");
+    }
+    if (check) {
+        return finish_check(user);
     }
 
     ChangeResult result = test ? host_.test_password(user, helo_name_, password_)
@@ -558,7 +743,8 @@ Reply Session::cmd_rset(std::string_view) {
     drop_transaction();
     helo_name_.clear();
     controller_.clear();
-    // auth_failures_ is kept: RSET must not reset the guessing limit.
+    operations_ = 0;
+    // auth_failures_ and the operation counts are kept: RSET must not reset the guessing limit.
     set_state(State::connected);
     return reply(Code::ok, "reset; send HELO");
 }
@@ -572,7 +758,12 @@ Reply Session::cmd_quit(std::string_view) {
 
 Reply Session::cmd_help(std::string_view) {
     std::string verbs;
+    const unsigned offered = host_.offered_operations();
     for (const auto& c : CommandTable::commands) {
+        const unsigned op = operation_bit(c.verb);
+        if ((op & account_operations) != 0 && (offered & op) == 0) {
+            continue;
+        }
         verbs += ' ';
         verbs += c.verb;
     }

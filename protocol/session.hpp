@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +68,52 @@ struct ChangeResult {
     std::string message;  // PAM's own words, never the password
 };
 
+// Reply codes of the account operations (mpasswd-protocol(7)): the host
+// does not offer this verb; the account has no line in the host's local
+// shadow database.
+inline constexpr Code not_offered = static_cast<Code>(502);
+inline constexpr Code no_local_account = static_cast<Code>(550);
+
+// The verbs a controller entry may be allowed (mpasswdd.conf(5),
+// `operations`), as bits.
+enum Operation : unsigned {
+    op_vrfy = 1U << 0,
+    op_test = 1U << 1,
+    op_chpw = 1U << 2,
+    op_expr = 1U << 3,
+    op_lock = 1U << 4,
+    op_unlk = 1U << 5,
+    op_chck = 1U << 6,
+};
+inline constexpr unsigned default_operations = op_vrfy | op_test | op_chpw;
+inline constexpr unsigned account_operations = op_expr | op_lock | op_unlk | op_chck;
+inline constexpr unsigned all_operations = default_operations | account_operations;
+// The bit of a verb (upper case, as in the configuration), or 0.
+unsigned operation_bit(std::string_view verb) noexcept;
+// "VRFY TEST CHPW", in that order.
+std::string operation_names(unsigned ops);
+
+// Per session: at most this many EXPR, LOCK and UNLK, and this many CHCK
+// (each a yescrypt run on the host); one more is 421 and the close.
+inline constexpr unsigned account_changes_max = 64;
+inline constexpr unsigned password_checks_max = 32;
+
+// EXPR, LOCK, UNLK.
+enum class AccountOp : std::uint8_t { expire = 0, lock = 1, unlock = 2 };
+
+struct AccountResult {
+    enum class Kind {
+        done,       // 250 (CHCK: the current password)
+        already,    // 250 "already ...": nothing to change
+        mismatch,   // CHCK: not the current password: 554
+        not_local,  // no line in the local shadow database: 550
+        failed,     // temporary or local failure (lock busy, ambiguous line): 451
+        unknown,    // 551
+        forbidden,  // 530
+    } kind = Kind::failed;
+    std::string message;  // never a password or a hash
+};
+
 // What the session asks of the host it runs on.
 class Host {
 public:
@@ -89,6 +136,17 @@ public:
     // stores nothing (Kind::changed means acceptable).
     virtual ChangeResult test_password(std::string_view user, std::string_view helo_name,
                                        const Secret& password) = 0;
+    // The account verbs this host offers (EHLO; others get 502).
+    virtual unsigned offered_operations() { return default_operations; }
+    // The verbs the authenticated controller may use (others get 530).
+    virtual unsigned operations(std::string_view /*controller*/) { return default_operations; }
+    // EXPR, LOCK, UNLK for a user check_user allowed.
+    virtual AccountResult account(AccountOp /*op*/, std::string_view /*user*/) { return {}; }
+    // CHCK: is this the user's current password? done or mismatch.
+    virtual AccountResult check_password(std::string_view /*user*/,
+                                         const Secret& /*password*/) {
+        return {};
+    }
     // One line for the log. Never given a secret or a password.
     virtual void log(LogLevel level, std::string_view message) = 0;
 };
@@ -155,6 +213,15 @@ private:
     Reply cmd_noop(std::string_view arg);
     Reply cmd_quit(std::string_view arg);
     Reply cmd_help(std::string_view arg);
+    Reply cmd_expr(std::string_view arg);
+    Reply cmd_lock(std::string_view arg);
+    Reply cmd_unlk(std::string_view arg);
+    Reply cmd_chck(std::string_view arg);
+    Reply account_verb(std::string_view verb, AccountOp op, std::string_view arg);
+    // 502 when the host does not offer the verb, 530 (and a log line) when
+    // the controller may not use it.
+    std::optional<Reply> check_operation(std::string_view verb, unsigned bit);
+    Reply finish_check(const std::string& user);
 
     SessionSettings settings_;
     Host& host_;
@@ -163,6 +230,7 @@ private:
 
     std::string helo_name_;
     std::string controller_;
+    unsigned operations_ = 0;  // what controller_ may use
     // The AUTH SCRAM exchange: waiting for the client-final message, or
     // for the empty line after server-final.
     enum class Sasl { none, first, last } sasl_ = Sasl::none;
@@ -170,9 +238,13 @@ private:
     std::string sasl_controller_;
     unsigned auth_failures_ = 0;
 
-    // The pending change, or the pending TEST (test_).
+    // The pending change, TEST or CHCK.
+    enum class Pending { change, test, check };
     std::string user_;
-    bool test_ = false;
+    Pending pending_ = Pending::change;
+    // Per session (RSET keeps them): EXPR/LOCK/UNLK and CHCK so far.
+    unsigned account_changes_ = 0;
+    unsigned password_checks_ = 0;
     Secret password_;
     std::size_t data_lines_ = 0;
     bool data_overflow_ = false;

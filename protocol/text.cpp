@@ -28,6 +28,11 @@ bool is_user_name(std::string_view s) noexcept {
     if (s.empty() || s.size() > limits::user_name_max) {
         return false;
     }
+    // Names of folders, never of users: a user name becomes a file name
+    // (pam_faillock's tally, the responder's lock-expiry-USER).
+    if (s == "." || s == "..") {
+        return false;
+    }
     if (s.back() == '$') {
         s.remove_suffix(1);
         if (s.empty()) {

@@ -258,6 +258,26 @@ bool set_client_fingerprint(Controller& ctl, std::string_view value, const std::
     return true;
 }
 
+bool set_operations(Controller& ctl, std::string_view value, const std::string&,
+                    std::string* why) {
+    unsigned ops = 0;
+    for (const auto& item : cfg::split_list(value)) {
+        const unsigned bit = mctp::operation_bit(item);
+        if (bit == 0) {
+            *why = "'" + mctp::printable(item, 32) +
+                   "' is not an operation; they are VRFY TEST CHPW EXPR LOCK UNLK CHCK";
+            return false;
+        }
+        ops |= bit;
+    }
+    if (ops == 0) {
+        *why = "must list at least one of VRFY TEST CHPW EXPR LOCK UNLK CHCK";
+        return false;
+    }
+    ctl.operations = ops;
+    return true;
+}
+
 // Every key of a [controller NAME] section, in the order of
 // mpasswdd.conf(5).
 const cfg::KeyTable<Controller>& controller_table() {
@@ -287,6 +307,9 @@ const cfg::KeyTable<Controller>& controller_table() {
         {"tls_client_fingerprint", set_client_fingerprint,
          [](const C& c) { return text_or_none(c.tls_client_fingerprint); },
          "the SHA-256 fingerprint of the client certificate it must present"},
+        {"operations", set_operations,
+         [](const C& c) { return mctp::operation_names(c.operations); },
+         "the verbs it may use (VRFY TEST CHPW EXPR LOCK UNLK CHCK)"},
     };
     return table;
 }

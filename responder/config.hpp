@@ -13,6 +13,7 @@
 #include "limits.hpp"
 #include "peer.hpp"
 #include "scram.hpp"
+#include "session.hpp"
 
 namespace mpasswdd {
 
@@ -34,6 +35,8 @@ struct Controller {
     // SHA-256 fingerprint (64 lower-case hex digits, colons removed).
     std::string tls_client_subject;
     std::string tls_client_fingerprint;
+    // The verbs it may use (mctp::Operation bits; `operations`).
+    unsigned operations = mctp::default_operations;
 };
 
 struct UserPolicy {

@@ -406,6 +406,46 @@ mctp::ChangeResult MonitorClient::password_request(Type type, std::string_view u
     return r;
 }
 
+unsigned MonitorClient::operations(std::string_view controller) {
+    Message m(Type::operations);
+    m.put_str(controller);
+    Message reply;
+    request(m, Type::operations_reply, &reply);
+    std::uint32_t ops = 0;
+    if (!reply.get_u32(&ops) || !reply.at_end() || (ops & ~mctp::all_operations) != 0) {
+        parent_gone();
+    }
+    return ops;
+}
+
+mctp::AccountResult MonitorClient::account_reply(Message& m, Type reply_type) {
+    Message reply;
+    request(m, reply_type, &reply);
+    std::uint8_t kind = 0;
+    mctp::AccountResult r;
+    if (!reply.get_u8(&kind) || !reply.get_str(text_max, &r.message) || !reply.at_end() ||
+        kind > static_cast<std::uint8_t>(mctp::AccountResult::Kind::forbidden)) {
+        parent_gone();
+    }
+    r.kind = static_cast<mctp::AccountResult::Kind>(kind);
+    return r;
+}
+
+mctp::AccountResult MonitorClient::account(mctp::AccountOp op, std::string_view user) {
+    Message m(Type::account);
+    m.put_u8(static_cast<std::uint8_t>(op));
+    m.put_str(user);
+    return account_reply(m, Type::account_reply);
+}
+
+mctp::AccountResult MonitorClient::check_password(std::string_view user,
+                                                  const mctp::Secret& password) {
+    Message m(Type::check);
+    m.put_str(user);
+    m.put_str(password.view());
+    return account_reply(m, Type::check_reply);
+}
+
 void MonitorClient::log_level(std::uint8_t level, std::string_view message) {
     Message m(Type::log);
     m.put_u8(level);
@@ -462,6 +502,15 @@ private:
     // CHANGE, or TEST (test): the same checks, a different PAM service.
     std::optional<MonitorEnd> on_change(Message& m, bool test);
     std::optional<MonitorEnd> on_log(Message& m);
+    std::optional<MonitorEnd> on_operations(Message& m);
+    std::optional<MonitorEnd> on_account(Message& m);
+    std::optional<MonitorEnd> on_check(Message& m);
+    // Whether controller_ may use the verb; logs the refusal.
+    bool may_use(unsigned op, const std::string& verb, const std::string& user);
+    // The user policy again: nullopt when the controller may manage user.
+    std::optional<mctp::AccountResult> refuse_user(const std::string& verb,
+                                                   const std::string& user);
+    bool account_reply(Type type, const mctp::AccountResult& r);
 
     int fd_;
     const MonitorBackend& backend_;
@@ -472,6 +521,8 @@ private:
     std::string controller_;  // empty until an AUTH succeeds
     unsigned logs_ = 0;       // LOG messages so far
     bool scram_ = false;      // a SCRAM exchange: SCRAM_FINAL is due
+    unsigned account_changes_ = 0;  // ACCOUNT messages so far
+    unsigned password_checks_ = 0;  // CHECK messages so far
 };
 
 std::optional<MonitorEnd> Monitor::on_start(Message& m) {
@@ -648,7 +699,9 @@ std::optional<MonitorEnd> Monitor::on_change(Message& m, bool test) {
     mctp::ChangeResult result{mctp::ChangeResult::Kind::failed, {}};
     // The child's own check is not taken on trust.
     const mctp::UserVerdict v = backend_.host.check_user(controller_, user);
-    if (v != mctp::UserVerdict::allowed) {
+    if (!may_use(test ? mctp::op_test : mctp::op_chpw, test ? "TEST" : "CHPW", user)) {
+        result.kind = mctp::ChangeResult::Kind::forbidden;
+    } else if (v != mctp::UserVerdict::allowed) {
         backend_.error(std::string("privsep: the network child asked to ") +
                        (test ? "test a password for " : "change the password of ") + user +
                        ", whom controller " + controller_ + " may not manage; refused");
@@ -690,6 +743,130 @@ std::optional<MonitorEnd> Monitor::on_log(Message& m) {
     return std::nullopt;
 }
 
+bool Monitor::may_use(unsigned op, const std::string& verb, const std::string& user) {
+    if ((backend_.host.operations(controller_) & op) != 0) {
+        return true;
+    }
+    backend_.error("privsep: the network child asked for " + verb + " " + user +
+                   ", which controller " + controller_ + " may not use; refused");
+    return false;
+}
+
+std::optional<mctp::AccountResult> Monitor::refuse_user(const std::string& verb,
+                                                        const std::string& user) {
+    const mctp::UserVerdict v = backend_.host.check_user(controller_, user);
+    if (v == mctp::UserVerdict::allowed) {
+        return std::nullopt;
+    }
+    backend_.error("privsep: the network child asked for " + verb + " " + user +
+                   ", whom controller " + controller_ + " may not manage; refused");
+    return mctp::AccountResult{v == mctp::UserVerdict::unknown
+                                   ? mctp::AccountResult::Kind::unknown
+                                   : mctp::AccountResult::Kind::forbidden,
+                               {}};
+}
+
+bool Monitor::account_reply(Type type, const mctp::AccountResult& result) {
+    Message r(type);
+    r.put_u8(static_cast<std::uint8_t>(result.kind));
+    r.put_str(mctp::printable(result.message, text_max));
+    return reply(r);
+}
+
+std::optional<MonitorEnd> Monitor::on_operations(Message& m) {
+    std::string controller;
+    if (!m.get_str(mctp::limits::helo_name_max, &controller) || !m.at_end()) {
+        return violation("sent a malformed OPERATIONS");
+    }
+    if (controller_.empty() || controller != controller_) {
+        return violation("asked for the operations of a controller it is not authenticated as");
+    }
+    Message r(Type::operations_reply);
+    r.put_u32(backend_.host.operations(controller_) & mctp::all_operations);
+    return reply(r) ? std::nullopt : std::optional(MonitorEnd::io_error);
+}
+
+std::optional<MonitorEnd> Monitor::on_account(Message& m) {
+    std::uint8_t op = 0;
+    std::string user;
+    if (!m.get_u8(&op) || !m.get_str(mctp::limits::user_name_max, &user) || !m.at_end() ||
+        op > static_cast<std::uint8_t>(mctp::AccountOp::unlock) || !mctp::is_user_name(user)) {
+        return violation("sent a malformed ACCOUNT");
+    }
+    if (controller_.empty()) {
+        return violation("asked for an account operation on " + user +
+                         " before a successful AUTH; nothing changed");
+    }
+    if (++account_changes_ > mctp::account_changes_max) {
+        return violation("sent more than " + std::to_string(mctp::account_changes_max) +
+                         " account operations; nothing more changed");
+    }
+    static constexpr std::array<const char*, 3> verbs{"EXPR", "LOCK", "UNLK"};
+    static constexpr std::array<unsigned, 3> bits{mctp::op_expr, mctp::op_lock, mctp::op_unlk};
+    const std::string verb = verbs.at(op);
+    mctp::AccountResult result{mctp::AccountResult::Kind::forbidden, {}};
+    if (may_use(bits.at(op), verb, user)) {
+        if (auto refused = refuse_user(verb, user)) {
+            result = *refused;
+        } else {
+            result = backend_.host.account(static_cast<mctp::AccountOp>(op), user);
+        }
+    }
+    if (result.kind == mctp::AccountResult::Kind::mismatch) {
+        result = {mctp::AccountResult::Kind::failed, "unexpected result"};
+    }
+    backend_.host.log(mctp::LogLevel::info,
+                      "monitor: " + verb + " " + user + " for controller " + controller_ + ": " +
+                          (result.kind == mctp::AccountResult::Kind::done      ? "done"
+                           : result.kind == mctp::AccountResult::Kind::already ? "already so"
+                                                                               : "not done"));
+    return account_reply(Type::account_reply, result) ? std::nullopt
+                                                      : std::optional(MonitorEnd::io_error);
+}
+
+std::optional<MonitorEnd> Monitor::on_check(Message& m) {
+    std::string user;
+    mctp::Secret password;
+    if (!m.get_str(mctp::limits::user_name_max, &user) ||
+        !m.get_secret(settings_.line_max, &password) || !m.at_end() ||
+        !mctp::is_user_name(user) || password.empty() ||
+        !mctp::is_password_text(password.view())) {
+        return violation("sent a malformed CHECK");
+    }
+    if (controller_.empty()) {
+        return violation("asked to check the password of " + user +
+                         " before a successful AUTH");
+    }
+    if (++password_checks_ > mctp::password_checks_max) {
+        return violation("sent more than " + std::to_string(mctp::password_checks_max) +
+                         " password checks");
+    }
+    mctp::AccountResult result{mctp::AccountResult::Kind::forbidden, {}};
+    if (may_use(mctp::op_chck, "CHCK", user)) {
+        if (auto refused = refuse_user("CHCK", user)) {
+            result = *refused;
+        } else {
+            result = backend_.host.check_password(user, password);
+        }
+    }
+    password.clear();
+    if (result.kind == mctp::AccountResult::Kind::already) {
+        result.kind = mctp::AccountResult::Kind::done;
+    }
+    if (result.kind == mctp::AccountResult::Kind::mismatch) {
+        // Here, not in the child: a child that does not wait cannot
+        // guess faster.
+        std::this_thread::sleep_for(settings_.auth_failure_delay);
+    }
+    backend_.host.log(mctp::LogLevel::info,
+                      "monitor: CHCK " + user + " for controller " + controller_ + ": " +
+                          (result.kind == mctp::AccountResult::Kind::done       ? "current"
+                           : result.kind == mctp::AccountResult::Kind::mismatch ? "not current"
+                                                                                : "not checked"));
+    return account_reply(Type::check_reply, result) ? std::nullopt
+                                                    : std::optional(MonitorEnd::io_error);
+}
+
 MonitorEnd Monitor::run(Clock::time_point deadline) {
     for (;;) {
         Message m;
@@ -713,6 +890,9 @@ MonitorEnd Monitor::run(Clock::time_point deadline) {
         case Type::change: end = on_change(m, false); break;
         case Type::test: end = on_change(m, true); break;
         case Type::log: end = on_log(m); break;
+        case Type::operations: end = on_operations(m); break;
+        case Type::account: end = on_account(m); break;
+        case Type::check: end = on_check(m); break;
         default:
             end = violation("sent a message of type " +
                             std::to_string(static_cast<unsigned>(m.type())) +

@@ -59,6 +59,12 @@ enum class Type : std::uint8_t {
     scram_final_reply = 14,  //   <- u8 ScramResult::Kind, server-final message, controller
     test = 15,         // child: user, HELO name, password (TEST: check only)
     test_reply = 16,   //   <- u8 ChangeResult::Kind, PAM's message
+    operations = 17,        // child: the controller AUTH named
+    operations_reply = 18,  //   <- u32 the verbs it may use (mctp::Operation bits)
+    account = 19,           // child: u8 AccountOp, user (EXPR, LOCK, UNLK)
+    account_reply = 20,     //   <- u8 AccountResult::Kind, message
+    check = 21,             // child: user, password (CHCK)
+    check_reply = 22,       //   <- u8 AccountResult::Kind, message
 };
 
 // The longest SCRAM message either way (protocol.md: AUTH lines of up to
@@ -171,11 +177,18 @@ public:
                                        const mctp::Secret& password) override;
     mctp::ChangeResult test_password(std::string_view user, std::string_view helo_name,
                                      const mctp::Secret& password) override;
+    // Every verb: the monitor does them all.
+    unsigned offered_operations() override { return mctp::all_operations; }
+    unsigned operations(std::string_view controller) override;
+    mctp::AccountResult account(mctp::AccountOp op, std::string_view user) override;
+    mctp::AccountResult check_password(std::string_view user,
+                                       const mctp::Secret& password) override;
     void log(mctp::LogLevel level, std::string_view message) override;
     void log_level(std::uint8_t level, std::string_view message);
 
 private:
     void request(Message& m, Type reply_type, Message* reply);
+    mctp::AccountResult account_reply(Message& m, Type reply_type);
     mctp::ChangeResult password_request(Type type, std::string_view user,
                                         std::string_view helo_name, const mctp::Secret& password);
     int fd_;
@@ -216,7 +229,12 @@ enum class MonitorEnd {
 // CHECK_USER, CHANGE and TEST only after a successful AUTH or a good
 // SCRAM proof, for the controller that named, with the user policy
 // checked again for CHANGE and TEST. A failed AUTH or SCRAM proof counts as a failure
-// and is answered only after auth_failure_delay. Every reason to end is given to backend.error.
+// and is answered only after auth_failure_delay. OPERATIONS, ACCOUNT and
+// CHECK only after AUTH too; ACCOUNT and CHECK for a verb the controller
+// may use (else refused and logged), for a user it may manage, at most
+// mctp::account_changes_max ACCOUNT and mctp::password_checks_max CHECK
+// per session (one more ends it); a CHECK that does not match is answered
+// only after auth_failure_delay. Every reason to end is given to backend.error.
 MonitorEnd serve(int fd, const MonitorBackend& backend, const MonitorSettings& settings,
                  Clock::time_point deadline);
 

@@ -58,8 +58,12 @@ bool has_yescrypt_shape(const std::string& hash) {
 }
 
 HashCheck check_secret(const mctp::Secret& secret, const std::string& hash) {
+    return check_secret(secret, hash.c_str());
+}
+
+HashCheck check_secret(const mctp::Secret& secret, const char* hash) {
     WipedCryptData cd;
-    const char* hashed = crypt_rn(secret.c_str(), hash.c_str(), cd.data.get(), sizeof *cd.data);
+    const char* hashed = crypt_rn(secret.c_str(), hash, cd.data.get(), sizeof *cd.data);
     if (hashed == nullptr) {
         return HashCheck::unusable;
     }

@@ -21,5 +21,7 @@ enum class HashCheck { match, mismatch, unusable };
 // Hashes secret with hash's parameters and salt and compares in constant
 // time. unusable: libxcrypt cannot hash with this setting at all.
 HashCheck check_secret(const mctp::Secret& secret, const std::string& hash);
+// The same for a NUL-terminated hash (one held in a wiped buffer).
+HashCheck check_secret(const mctp::Secret& secret, const char* hash);
 
 }  // namespace mpasswdd

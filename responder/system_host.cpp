@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "account_ops.hpp"
 #include "config_file.hpp"
 #include "log.hpp"
 #include "pam_change.hpp"
@@ -209,14 +210,36 @@ mctp::ScramResult SystemHost::scram_final(std::string_view client_final) {
     return {mctp::ScramResult::Kind::next, std::move(*final_message), controller};
 }
 
-mctp::UserVerdict SystemHost::check_user(std::string_view controller, std::string_view user) {
+const Controller* SystemHost::controller(std::string_view name) const {
     const Controller* ctl = nullptr;
     for (const auto& c : config_.controllers) {
-        if (c.name == controller) {
+        if (c.name == name) {
             ctl = &c;
         }
     }
-    return mpasswdd::check_user(config_.policy, ctl, user);
+    return ctl;
+}
+
+mctp::UserVerdict SystemHost::check_user(std::string_view controller, std::string_view user) {
+    return mpasswdd::check_user(config_.policy, this->controller(controller), user);
+}
+
+unsigned SystemHost::operations(std::string_view name) {
+    const Controller* ctl = controller(name);
+    return ctl == nullptr ? 0U : ctl->operations;
+}
+
+mctp::AccountResult SystemHost::account(mctp::AccountOp op, std::string_view user) {
+    account::Files files;
+    files.state_directory = config_.state_directory;
+    return account::apply(files, op, user);
+}
+
+mctp::AccountResult SystemHost::check_password(std::string_view user,
+                                               const mctp::Secret& password) {
+    account::Files files;
+    files.state_directory = config_.state_directory;
+    return account::check_password(files, user, password);
 }
 
 mctp::ChangeResult SystemHost::change_password(std::string_view user, std::string_view helo_name,

@@ -39,9 +39,15 @@ public:
                                        const mctp::Secret& password) override;
     mctp::ChangeResult test_password(std::string_view user, std::string_view helo_name,
                                      const mctp::Secret& password) override;
+    unsigned offered_operations() override { return mctp::all_operations; }
+    unsigned operations(std::string_view controller) override;
+    mctp::AccountResult account(mctp::AccountOp op, std::string_view user) override;
+    mctp::AccountResult check_password(std::string_view user,
+                                       const mctp::Secret& password) override;
     void log(mctp::LogLevel level, std::string_view message) override;
 
 private:
+    [[nodiscard]] const Controller* controller(std::string_view name) const;
     [[nodiscard]] bool may_connect(const Controller& c) const;
     // The per-source tally: counts a try before its check (nullopt when
     // not counted), says *locked when the source may not try now; refund

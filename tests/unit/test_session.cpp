@@ -108,7 +108,7 @@ TEST(Session, OutOfSequenceRepliesSayWhy) {
         {G, "VRFY alice", "authenticate first"},
         {C, "CHPW alice", "authenticate first"},
         {P, "CHPW bob", "a change or test is already pending; send DATA or RSET"},
-        {A, "DATA", "no pending change; send CHPW or TEST first"},
+        {A, "DATA", "no pending change; send CHPW, TEST or CHCK first"},
     };
     for (const auto& c : cases) {
         Wire w;
