@@ -555,6 +555,9 @@ mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::
         if (!text) {
             return failed("the new shadow line does not fit");
         }
+        if (f.before_replace) {
+            f.before_replace();
+        }
         if (auto r = replace(dir.get(), f.shadow, shadow.st, text->view())) {
             return *r;
         }

@@ -6,6 +6,7 @@
 // through libxcrypt. Runs in the root monitor only.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,9 @@ struct Files {
     bool lock_database = true;
     // Days since 1970-01-01; negative: today.
     long today = -1;
+    // Tests only: runs after the file was read, before the new one
+    // replaces it (another writer that does not take the lock).
+    std::function<void()> before_replace;
 };
 
 // The longest shadow file read (a larger one is refused: 451).

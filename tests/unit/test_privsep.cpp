@@ -73,6 +73,27 @@ public:
         return scram.final(client_final);
     }
 
+    // The account operations: what controller "ctl" may use, and a record.
+    unsigned operations(std::string_view controller) override {
+        operations_asked.emplace_back(controller);
+        return allowed;
+    }
+    mctp::AccountResult account(mctp::AccountOp op, std::string_view user) override {
+        accounts.push_back(std::to_string(static_cast<int>(op)) + ":" + std::string(user));
+        return {mctp::AccountResult::Kind::done, "kept"};
+    }
+    mctp::AccountResult check_password(std::string_view user,
+                                       const mctp::Secret& password) override {
+        account_checks.push_back(std::string(user) + "=" + std::string(password.view()));
+        return {password.view() == "Current-Passw0rd" ? mctp::AccountResult::Kind::done
+                                                      : mctp::AccountResult::Kind::mismatch,
+                ""};
+    }
+    unsigned allowed = mctp::all_operations;
+    std::vector<std::string> operations_asked;
+    std::vector<std::string> accounts;
+    std::vector<std::string> account_checks;
+
     FakeScram scram;
     unsigned scram_firsts = 0;
     unsigned scram_finals = 0;
@@ -814,3 +835,204 @@ TEST(Privsep, LogLinesAreBoundedAndTheParentKeepsItsOwnRecord) {
         << mon.all_errors();
     EXPECT_EQ(mon.host.lines.size(), mpasswdd::privsep::log_messages_max);
 }
+
+// issue 14: OPERATIONS, ACCOUNT and CHECK.
+namespace {
+
+std::pair<std::uint8_t, std::string> account_op(const Monitor& mon, std::uint8_t op,
+                                                const std::string& user) {
+    Message m(Type::account);
+    m.put_u8(op);
+    m.put_str(user);
+    Message r;
+    mon.ask(m, Type::account_reply, &r);
+    std::pair<std::uint8_t, std::string> out{99, ""};
+    EXPECT_TRUE(r.get_u8(&out.first) && r.get_str(4096, &out.second) && r.at_end());
+    return out;
+}
+
+std::uint8_t check_pw(const Monitor& mon, const std::string& user, const std::string& pw) {
+    Message m(Type::check);
+    m.put_str(user);
+    m.put_str(pw);
+    Message r;
+    mon.ask(m, Type::check_reply, &r);
+    std::uint8_t kind = 99;
+    std::string text;
+    EXPECT_TRUE(r.get_u8(&kind) && r.get_str(4096, &text) && r.at_end());
+    return kind;
+}
+
+constexpr auto account_done = static_cast<std::uint8_t>(mctp::AccountResult::Kind::done);
+constexpr auto account_mismatch = static_cast<std::uint8_t>(mctp::AccountResult::Kind::mismatch);
+constexpr auto account_forbidden =
+    static_cast<std::uint8_t>(mctp::AccountResult::Kind::forbidden);
+constexpr auto account_unknown = static_cast<std::uint8_t>(mctp::AccountResult::Kind::unknown);
+
+TEST(Privsep, AccountOperationsThroughTheMonitor) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    Message q(Type::operations);
+    q.put_str("ctl");
+    Message r;
+    mon.ask(q, Type::operations_reply, &r);
+    std::uint32_t ops = 0;
+    EXPECT_TRUE(r.get_u32(&ops) && r.at_end());
+    EXPECT_EQ(ops, mctp::all_operations);
+    for (std::uint8_t op = 0; op < 3; ++op) {
+        EXPECT_EQ(account_op(mon, op, "alice"), std::make_pair(account_done, std::string("kept")));
+    }
+    EXPECT_EQ(check_pw(mon, "alice", "Current-Passw0rd"), account_done);
+    const auto before = Clock::now();
+    EXPECT_EQ(check_pw(mon, "alice", "Old-Passw0rd"), account_mismatch);
+    // A mismatch is answered only after the delay, whatever the child does.
+    EXPECT_GE(Clock::now() - before, milliseconds(150));
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_EQ(mon.host.accounts, (std::vector<std::string>{"0:alice", "1:alice", "2:alice"}));
+    EXPECT_EQ(mon.host.account_checks,
+              (std::vector<std::string>{"alice=Current-Passw0rd", "alice=Old-Passw0rd"}));
+    EXPECT_TRUE(mon.errors.empty()) << mon.all_errors();
+    // The parent's own record, never the password.
+    std::string own;
+    for (const auto& l : mon.host.own) {
+        own += l + "\n";
+    }
+    EXPECT_NE(own.find("monitor: LOCK alice for controller ctl: done"), std::string::npos) << own;
+    EXPECT_NE(own.find("monitor: CHCK alice for controller ctl: not current"), std::string::npos)
+        << own;
+    EXPECT_EQ(own.find("Passw0rd"), std::string::npos) << own;
+}
+
+TEST(Privsep, AccountOperationsBeforeAuthEndTheSession) {
+    for (Type t : {Type::operations, Type::account, Type::check}) {
+        Monitor mon;
+        start(mon);
+        Message m(t);
+        if (t == Type::account) {
+            m.put_u8(0);
+        }
+        m.put_str(t == Type::operations ? "ctl" : "alice");
+        if (t == Type::check) {
+            m.put_str("Some-Passw0rd");
+        }
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_TRUE(mon.host.accounts.empty());
+        EXPECT_TRUE(mon.host.account_checks.empty());
+    }
+}
+
+TEST(Privsep, OperationsForAnotherControllerEndTheSession) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    Message q(Type::operations);
+    q.put_str("other");
+    mon.put(q);
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+}
+
+TEST(Privsep, MalformedAccountMessagesEndTheSession) {
+    const std::vector<std::string> bodies = {
+        std::string(1, '\3') + str("alice"),        // no such operation
+        std::string(1, '\0') + str(".."),           // not a user name
+        std::string(1, '\0') + str("alice") + "x",  // a trailing octet
+        std::string(1, '\0'),                       // no user
+    };
+    for (const auto& body : bodies) {
+        Monitor mon;
+        start(mon);
+        auth(mon, "good-secret-1");
+        mon.raw(header(1, static_cast<std::uint8_t>(Type::account), 0,
+                       static_cast<std::uint32_t>(body.size())) +
+                body);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_TRUE(mon.host.accounts.empty());
+        EXPECT_NE(mon.all_errors().find("malformed ACCOUNT"), std::string::npos)
+            << mon.all_errors();
+    }
+    for (const std::string& pw : {std::string(), std::string("bad\npw"), std::string(200, 'x')}) {
+        Monitor mon;
+        start(mon);
+        auth(mon, "good-secret-1");
+        Message m(Type::check);
+        m.put_str("alice");
+        m.put_str(pw);
+        mon.put(m);
+        EXPECT_EQ(mon.end(), MonitorEnd::violation);
+        EXPECT_TRUE(mon.host.account_checks.empty());
+        EXPECT_NE(mon.all_errors().find("malformed CHECK"), std::string::npos) << mon.all_errors();
+    }
+}
+
+TEST(Privsep, AVerbTheControllerMayNotUseIsRefusedByTheMonitor) {
+    Monitor mon;
+    mon.host.allowed = mctp::default_operations;
+    start(mon);
+    auth(mon, "good-secret-1");
+    EXPECT_EQ(account_op(mon, 1, "alice").first, account_forbidden);
+    EXPECT_EQ(check_pw(mon, "alice", "Current-Passw0rd"), account_forbidden);
+    mon.host.allowed = mctp::op_vrfy;
+    Message r;
+    mon.ask(*change("alice"), Type::change_reply, &r);
+    std::uint8_t kind = 99;
+    EXPECT_TRUE(r.get_u8(&kind));
+    EXPECT_EQ(kind, static_cast<std::uint8_t>(mctp::ChangeResult::Kind::forbidden));
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_TRUE(mon.host.accounts.empty());
+    EXPECT_TRUE(mon.host.account_checks.empty());
+    EXPECT_TRUE(mon.host.changes.empty());
+    EXPECT_NE(mon.all_errors().find("asked for LOCK alice, which controller ctl may not use"),
+              std::string::npos)
+        << mon.all_errors();
+}
+
+TEST(Privsep, AccountOperationsForAUserTheControllerMayNotManageAreRefused) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    EXPECT_EQ(account_op(mon, 0, "bob").first, account_forbidden);
+    EXPECT_EQ(account_op(mon, 0, "ghost").first, account_unknown);
+    EXPECT_EQ(check_pw(mon, "bob", "Current-Passw0rd"), account_forbidden);
+    mon.hang_up();
+    EXPECT_EQ(mon.end(), MonitorEnd::child_done);
+    EXPECT_TRUE(mon.host.accounts.empty());
+    EXPECT_TRUE(mon.host.account_checks.empty());
+}
+
+TEST(Privsep, TheMonitorBoundsAccountOperationsPerSession) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    for (unsigned i = 0; i < mctp::account_changes_max; ++i) {
+        ASSERT_EQ(account_op(mon, 2, "alice").first, account_done) << i;
+    }
+    Message m(Type::account);
+    m.put_u8(0);
+    m.put_str("alice");
+    mon.put(m);
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_EQ(mon.host.accounts.size(), mctp::account_changes_max);
+    EXPECT_NE(mon.all_errors().find("more than 64 account operations"), std::string::npos)
+        << mon.all_errors();
+}
+
+TEST(Privsep, TheMonitorBoundsChecksPerSession) {
+    Monitor mon;
+    start(mon);
+    auth(mon, "good-secret-1");
+    for (unsigned i = 0; i < mctp::password_checks_max; ++i) {
+        ASSERT_EQ(check_pw(mon, "alice", "Current-Passw0rd"), account_done) << i;
+    }
+    Message m(Type::check);
+    m.put_str("alice");
+    m.put_str("Current-Passw0rd");
+    mon.put(m);
+    EXPECT_EQ(mon.end(), MonitorEnd::violation);
+    EXPECT_EQ(mon.host.account_checks.size(), mctp::password_checks_max);
+}
+
+}  // namespace

@@ -204,6 +204,41 @@ TEST(Config, SectionsKeysAndTheGlobalSection) {
               "FILE:2: from: 'nowhere' is not an address, a CIDR block or 'local'");
 }
 
+// issue 14: the verbs a controller entry may use.
+TEST(Config, OperationsDefaultAndList) {
+    TempFile c("[controller a]\nfrom = local\nsecret_verifier = " + test_verifier() +
+               "\n[controller b]\nfrom = local\nsecret_verifier = " + test_verifier() +
+               "\noperations = VRFY, LOCK UNLK\n");
+    const auto cfg = mpasswdd::load_config(c.path());
+    ASSERT_EQ(cfg.controllers.size(), 2U);
+    EXPECT_EQ(cfg.controllers[0].operations, mctp::default_operations);
+    EXPECT_EQ(cfg.controllers[1].operations, mctp::op_vrfy | mctp::op_lock | mctp::op_unlk);
+    const std::string text = mpasswdd::describe(cfg);
+    EXPECT_NE(text.find("\noperations = VRFY TEST CHPW\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("\noperations = VRFY LOCK UNLK\n"), std::string::npos) << text;
+    // The host offers its verbs to every controller; each may use its own.
+    mpasswdd::Peer peer;
+    peer.local = true;
+    mpasswdd::SystemHost host(cfg, peer);
+    EXPECT_EQ(host.offered_operations(), mctp::all_operations);
+    EXPECT_EQ(host.operations("a"), mctp::default_operations);
+    EXPECT_EQ(host.operations("b"), mctp::op_vrfy | mctp::op_lock | mctp::op_unlk);
+    EXPECT_EQ(host.operations("nobody"), 0U);
+}
+
+TEST(Config, UnknownOperationsAreFileLineErrors) {
+    const std::string head = "[controller c]\nfrom = local\nsecret_verifier = " + test_verifier();
+    EXPECT_EQ(config_error(head + "\noperations = VRFY DELE\n"),
+              "FILE:4: operations: 'DELE' is not an operation; they are VRFY TEST CHPW EXPR "
+              "LOCK UNLK CHCK");
+    // Verbs are written in capitals, as the protocol page names them.
+    EXPECT_EQ(config_error(head + "\noperations = chck\n"),
+              "FILE:4: operations: 'chck' is not an operation; they are VRFY TEST CHPW EXPR "
+              "LOCK UNLK CHCK");
+    EXPECT_EQ(config_error(head + "\noperations = ,\n"),
+              "FILE:4: operations: must list at least one of VRFY TEST CHPW EXPR LOCK UNLK CHCK");
+}
+
 TEST(Config, DescribeShowsEveryKeyOfBothSections) {
     TempFile c("[controller c1]\nfrom = local\nsecret_hash = " + test_hash() +
                "\n[controller c2]\nfrom = ::1\nsecret_hash = " + test_hash() +
@@ -224,7 +259,7 @@ TEST(Config, DescribeShowsEveryKeyOfBothSections) {
         ASSERT_NE(at, std::string::npos) << text;
         const std::string part = text.substr(at);
         for (const char* key : {"from", "secret_verifier", "secret_hash", "users", "groups",
-                                "tls_client_subject", "tls_client_fingerprint"}) {
+                                "tls_client_subject", "tls_client_fingerprint", "operations"}) {
             EXPECT_NE(part.find("\n" + std::string(key) + " = "), std::string::npos) << key;
         }
     }
