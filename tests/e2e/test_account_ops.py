@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""EXPR, LOCK, UNLK and CHCK (mpasswd-protocol(7), ACCOUNT OPERATIONS)
+against the real shadow database, pam_unix and pam_faillock, as root in a
+private mount and network namespace (real_pam.py's overlay over /etc, and
+a tmpfs over /run for pam_faillock's tallies). A socket-activated mpasswdd
+is driven directly over MCTP.
+
+Environment: MPASSWDD, PAM_AUTH_CHECK, PWQUALITY_MODULE.
+"""
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mctp_client import Responder, privsep_directory, verifier  # noqa: E402
+import real_pam  # noqa: E402
+
+SECRET = "account-Controller-Secret-42"
+PW = "Acc0unt-Passw0rd-1"
+OLD_PW = "Old-Acc0unt-Passw0rd"
+LOGIN = "mpasswd-login"
+FAILLOCK = "/run/faillock"
+
+failures = []
+
+
+def check(ok, what):
+    print(("ok: " if ok else "FAIL: ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def shadow_line(user):
+    with open("/etc/shadow") as f:
+        for line in f:
+            if line.split(":", 1)[0] == user:
+                return line.rstrip("\n").split(":")
+    return None
+
+
+def login(user, password):
+    """A password login: pam_authenticate, then pam_acct_mgmt."""
+    r = subprocess.run([os.environ["PAM_AUTH_CHECK"], LOGIN, user, "--login"],
+                       input=password + "\n", capture_output=True, text=True)
+    return r.returncode, r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+
+
+def key_login(user):
+    """What sshd runs for a key login: the account phase alone."""
+    r = subprocess.run([os.environ["PAM_AUTH_CHECK"], LOGIN, user, "--account"],
+                       capture_output=True, text=True)
+    return r.returncode, r.stdout.strip()
+
+
+def tally(user):
+    try:
+        return os.path.getsize(os.path.join(FAILLOCK, user))
+    except FileNotFoundError:
+        return 0
+
+
+def chage(user):
+    return run(["chage", "-l", user], env={"LANG": "C", "LC_ALL": "C",
+                                           "PATH": os.environ.get("PATH", "")}).stdout
+
+
+def pwck():
+    r = subprocess.run(["pwck", "-r"], capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
+def add_user(name, password):
+    run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", name])
+    run(["chpasswd"], input="%s:%s\n" % (name, password))
+
+
+def session(responder, controller="acct-ctl"):
+    c = responder.connect()
+    c.reply()
+    ehlo = c.ehlo(controller)
+    r = c.scram(controller, SECRET)
+    assert r.startswith("250 "), r
+    return c, ehlo
+
+
+def chck(c, user, password):
+    c.send("CHCK " + user)
+    c.send("DATA")
+    c.send(password)
+    return c.send(".")
+
+
+def setup(mpasswdd):
+    run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"])
+    os.makedirs(FAILLOCK, mode=0o755)
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        add_user(name, OLD_PW if name == "alice" else PW)
+    run(["chpasswd"], input="alice:%s\n" % PW)
+    # An account NSS knows but the local shadow database does not: 550.
+    with open("/etc/passwd", "a") as f:
+        f.write("ldapuser:x:2999:2999::/nonexistent:/usr/sbin/nologin\n")
+    os.makedirs("/etc/pam.d", exist_ok=True)
+    for name in ("mpasswdd", "mpasswdd-check"):
+        with open(os.path.join(real_pam.SOURCE, "packaging/pam.d", name)) as src, \
+                open("/etc/pam.d/" + name, "w") as dst:
+            dst.write(src.read())
+    # A login service with pam_faillock as its manual page shows it.
+    with open("/etc/pam.d/" + LOGIN, "w") as f:
+        f.write("auth required pam_faillock.so preauth deny=50\n"
+                "auth [success=1 default=bad] pam_unix.so nodelay\n"
+                "auth [default=die] pam_faillock.so authfail deny=50\n"
+                "auth required pam_permit.so\n"
+                "account required pam_faillock.so\n"
+                "account required pam_unix.so\n")
+    os.makedirs("/etc/mpasswd", exist_ok=True)
+    conf = "/etc/mpasswd/mpasswdd.conf"
+    v = verifier(mpasswdd, SECRET)
+    with open(conf, "w") as f:
+        f.write("host_name = target1\nstate_directory = /etc/mpasswd/state\n"
+                "privsep_directory = %s\nauth_failure_delay = 0.3\n\n"
+                "[controller acct-ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+                "operations = VRFY TEST CHPW EXPR LOCK UNLK CHCK\n\n"
+                "[controller plain-ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+                % (privsep_directory("/etc/mpasswd"), v, v))
+    os.chmod(conf, 0o600)
+    return conf
+
+
+def test_expr(r):
+    c, ehlo = session(r)
+    words = [line[4:] for line in ehlo]
+    check(all(v in words for v in ("EXPR", "LOCK", "UNLK", "CHCK")),
+          "EHLO announces EXPR LOCK UNLK CHCK: %r" % words)
+    check(login("alice", PW)[0] == 0, "before EXPR alice logs in")
+    first = c.send("EXPR alice")
+    again = c.send("EXPR alice")
+    c.send("QUIT")
+    check(first == "250 alice must change the password at the next login", "EXPR: " + first)
+    check(again.startswith("250 alice already"), "EXPR again: " + again)
+    check(shadow_line("alice")[2] == "0", "EXPR: last change is 0 in /etc/shadow")
+    rc, last = login("alice", PW)
+    check(rc == 1 and "new one required" in last,
+          "after EXPR pam_acct_mgmt asks for a new password: %s" % last)
+    text = chage("alice")
+    check("Last password change\t\t\t\t\t: password must be changed" in text or
+          ("Last password change" in text and "password must be changed" in text),
+          "chage -l says the password must be changed")
+
+
+def test_lock_unlock(r):
+    # bob expires far in the future; carol expired long ago.
+    run(["chage", "-E", "2099-01-01", "bob"])
+    run(["chage", "-E", "2000-01-01", "carol"])
+    bob_expire = shadow_line("bob")[7]
+    carol_expire = shadow_line("carol")[7]
+    check(login("bob", PW)[0] == 0 and key_login("bob")[0] == 0, "before LOCK bob logs in")
+    # Then three failed logins: pam_faillock counts them (a good login's
+    # account phase would reset the count).
+    for _ in range(3):
+        login("bob", "wrong-" + PW)
+    before_tally = tally("bob")
+    check(before_tally > 0, "pam_faillock counted bob's failures (%d octets)" % before_tally)
+
+    c, _ = session(r)
+    replies = [c.send("LOCK bob"), c.send("LOCK bob"), c.send("LOCK carol")]
+    line = shadow_line("bob")
+    check(replies[0] == "250 bob locked (password and account)", "LOCK: " + replies[0])
+    check(replies[1] == "250 bob already locked (password and account)",
+          "LOCK again: " + replies[1])
+    check(line[1].startswith("!") and line[7] == "1", "LOCK: '!' and expiry 1 (%s)" % line[7])
+    check(tally("bob") == before_tally, "LOCK leaves the faillock tally")
+    rc, last = login("bob", PW)
+    check(rc == 1, "after LOCK bob's password login fails: %s" % last)
+    rc, last = key_login("bob")
+    check(rc == 1 and "expired" in last, "after LOCK bob's key login fails: %s" % last)
+
+    replies = [c.send("UNLK bob"), c.send("UNLK bob"), c.send("UNLK carol")]
+    c.send("QUIT")
+    check(replies[0] == "250 bob unlocked", "UNLK: " + replies[0])
+    check(replies[1] == "250 bob already unlocked", "UNLK again: " + replies[1])
+    check(shadow_line("bob")[7] == bob_expire,
+          "UNLK restored bob's future expiry date (%s)" % shadow_line("bob")[7])
+    check(shadow_line("carol")[7] == carol_expire,
+          "carol's earlier expiry date stayed through LOCK and UNLK (%s)" %
+          shadow_line("carol")[7])
+    check(tally("bob") == 0, "UNLK reset bob's faillock tally")
+    check(login("bob", PW)[0] == 0 and key_login("bob")[0] == 0,
+          "after UNLK bob's password and key logins work")
+    check(not os.path.exists("/etc/mpasswd/state/lock-expiry-bob"),
+          "the kept date is gone after UNLK")
+
+
+def test_chck(r):
+    login("dave", "wrong-" + PW)
+    before = tally("dave")
+    c, _ = session(r)
+    t0 = time.monotonic()
+    good = chck(c, "dave", PW)
+    t1 = time.monotonic()
+    bad = chck(c, "dave", OLD_PW)
+    t2 = time.monotonic()
+    c.send("QUIT")
+    check(good == "250 the current password of dave", "CHCK current: " + good)
+    check(bad == "554 not the current password of dave", "CHCK old: " + bad)
+    check(t2 - t1 >= 0.3, "a mismatch costs auth_failure_delay (%.2f s)" % (t2 - t1))
+    print("  figure: CHCK match %.3f s, mismatch %.3f s" % (t1 - t0, t2 - t1))
+    check(tally("dave") == before and before > 0,
+          "CHCK counted nothing in faillock (%d octets before and after)" % before)
+
+
+def test_refusals(r):
+    c, _ = session(r)
+    replies = {
+        "ldapuser": c.send("EXPR ldapuser"),
+        "root": c.send("LOCK root"),
+        "ghost": c.send("UNLK ghost"),
+        "dotdot": c.send("UNLK .."),
+    }
+    c.send("QUIT")
+    check(replies["ldapuser"].startswith("550 "), "no shadow line: " + replies["ldapuser"])
+    check(replies["root"].startswith("530 "), "root: " + replies["root"])
+    check(replies["ghost"].startswith("551 "), "unknown user: " + replies["ghost"])
+    check(replies["dotdot"].startswith("501 "), "'..': " + replies["dotdot"])
+    shadow = open("/etc/shadow").read()
+    c, ehlo = session(r, "plain-ctl")
+    refused = [c.send(v + " erin") for v in ("EXPR", "LOCK", "UNLK", "CHCK")]
+    vrfy = c.send("VRFY erin")
+    c.send("QUIT")
+    check(all(x.startswith("530 ") for x in refused),
+          "a controller with the default operations gets 530: %r" % refused)
+    check(vrfy.startswith("250 "), "and may still VRFY")
+    check(open("/etc/shadow").read() == shadow, "the refusals changed nothing")
+    check("LOCK refused: controller plain-ctl may not use it" in r.log_text(),
+          "the refusal is logged")
+
+
+def test_concurrent(r):
+    """Three sessions on erin at once: LOCK/UNLK, CHPW (pam_unix, its own
+    lckpwdf) then EXPR, and CHCK. Nothing one writes is lost."""
+    errors = []
+    passwords = ["Conc-%02d-Wq8#rTx-k" % i for i in range(8)]
+
+    def locker():
+        c, _ = session(r)
+        for i in range(21):
+            x = c.send(("LOCK" if i % 2 == 0 else "UNLK") + " erin")
+            if not x.startswith("250 "):
+                errors.append("locker: " + x)
+        c.send("QUIT")
+
+    def changer():
+        c, _ = session(r)
+        for pw in passwords:
+            for line in ("CHPW erin", "DATA", pw):
+                c.send(line)
+            x = c.send(".")
+            y = c.send("EXPR erin")
+            if not x.startswith("250 ") or not y.startswith("250 "):
+                errors.append("changer: %s / %s" % (x, y))
+        c.send("QUIT")
+
+    def checker():
+        c, _ = session(r)
+        for _ in range(8):
+            x = chck(c, "erin", passwords[-1])
+            if x[:3] not in ("250", "554"):
+                errors.append("checker: " + x)
+        c.send("QUIT")
+
+    threads = [threading.Thread(target=f) for f in (locker, changer, checker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check(not errors, "3 concurrent sessions: every reply 250 (CHCK 250/554): %r" % errors[:3])
+    line = shadow_line("erin")
+    # pam_unix's CHPW writes a hash without '!', so only the expiry shows
+    # the locker's last LOCK; CHPW leaves that field alone.
+    check(line[7] == "1", "the locker's last LOCK is there (expiry 1)")
+    check(line[2] == "0", "the changer's last EXPR is there (last change 0)")
+    c, _ = session(r)
+    unlk = c.send("UNLK erin")
+    now = chck(c, "erin", passwords[-1])
+    c.send("QUIT")
+    check(unlk.startswith("250 ") and now.startswith("250 "),
+          "the changer's last password is the one stored: %s" % now)
+
+
+def test_lckpwdf_wait(r):
+    """An EXPR waits while another program holds the shadow lock."""
+    fd = os.open("/etc/.pwd.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    c, _ = session(r)
+    released = []
+
+    def release():
+        time.sleep(1.0)
+        released.append(time.monotonic())
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+
+    t = threading.Thread(target=release)
+    t.start()
+    reply = c.send("EXPR carol")
+    answered = time.monotonic()
+    t.join()
+    os.close(fd)
+    c.send("QUIT")
+    check(reply.startswith("250 ") and answered >= released[0],
+          "EXPR waited for the held lckpwdf and then succeeded: " + reply)
+
+
+def test_bound(r):
+    c, _ = session(r)
+    replies = [c.send("EXPR carol") for _ in range(64)]
+    last = c.send("EXPR carol")
+    check(all(x.startswith("250 ") for x in replies), "64 EXPR in one session are answered")
+    check(last.startswith("421 ") and c.closed(), "the 65th gets 421 and the close: " + last)
+    c = r.connect()
+    c.reply()
+    c.ehlo("acct-ctl")
+    c.scram("acct-ctl", SECRET)
+    replies = [chck(c, "carol", PW) for _ in range(32)]
+    last = c.send("CHCK carol")
+    check(all(x.startswith("250 ") for x in replies), "32 CHCK in one session are answered")
+    check(last.startswith("421 ") and c.closed(), "the 33rd CHCK gets 421: " + last)
+
+
+def test_ambiguous(r):
+    before = open("/etc/shadow").read()
+    line = ":".join(shadow_line("dave"))
+    with open("/etc/shadow", "a") as f:
+        f.write(" " + line + "\n")
+    doubled = open("/etc/shadow").read()
+    c, _ = session(r)
+    reply = c.send("LOCK dave")
+    check_reply = chck(c, "dave", PW)
+    c.send("QUIT")
+    check(reply.startswith("451 ") and "2 lines" in reply, "an ambiguous line: " + reply)
+    check(check_reply.startswith("451 "), "CHCK on an ambiguous line: " + check_reply)
+    check(open("/etc/shadow").read() == doubled, "the ambiguous file is left as it was")
+    with open("/etc/shadow", "w") as f:
+        f.write(before)
+
+
+def inside():
+    mpasswdd = os.environ["MPASSWDD"]
+    real_pam.setup_namespace()
+    conf = setup(mpasswdd)
+    mode = os.stat("/etc/shadow")
+    pwck_before = pwck()
+    r = Responder(mpasswdd, conf, env=["LANG=C"])
+    try:
+        test_expr(r)
+        test_lock_unlock(r)
+        test_chck(r)
+        test_refusals(r)
+        test_concurrent(r)
+        test_lckpwdf_wait(r)
+        test_bound(r)
+        after = os.stat("/etc/shadow")
+        check((after.st_uid, after.st_gid, after.st_mode) == (mode.st_uid, mode.st_gid,
+                                                               mode.st_mode),
+              "/etc/shadow keeps its owner, group and mode")
+        check(pwck() == pwck_before, "pwck -r says the same after as before: %r" % (pwck()[0],))
+        leftovers = [n for n in os.listdir("/etc") if ".mpasswdd." in n]
+        check(not leftovers, "no temporary file left in /etc: %r" % leftovers)
+        test_ambiguous(r)
+        time.sleep(0.2)
+        log = r.log_text()
+        check(all(s not in log for s in (SECRET, PW, OLD_PW, "Conc-0")),
+              "no password or secret in the log")
+    finally:
+        r.stop()
+    return 1 if failures else 0
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--inside":
+        return inside()
+    return real_pam.isolated(real_pam.skip_reason(), ["--mount", "--net"],
+                             [sys.executable, os.path.abspath(__file__), "--inside"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
