@@ -9,10 +9,12 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "secret_hash.hpp"
@@ -309,7 +311,8 @@ std::optional<mctp::AccountResult> keep_date(const Files& f, const std::string& 
         return r;
     }
     const std::string name = expiry_prefix + user;
-    const std::string tmp = name + ".new";
+    // A leading dot: never another user's file (a user may be "alice.new").
+    const std::string tmp = "." + name + ".tmp";
     unlinkat(dir.get(), tmp.c_str(), 0);
     const std::string text = std::to_string(date) + "\n";
     {
@@ -345,7 +348,7 @@ void forget_date(const Files& f, const std::string& user) {
 
 // Empties pam_faillock's tally of user under its lock, as
 // `faillock --reset` does. True when it held records.
-bool reset_faillock(const Files& f, const std::string& user) {
+bool reset_faillock(const Files& f, const std::string& user, bool* busy) {
     const Fd dir(open(f.faillock_directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) {
         return false;  // pam_faillock not in use here
@@ -356,7 +359,16 @@ bool reset_faillock(const Files& f, const std::string& user) {
     if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
         return false;
     }
-    while (flock(fd.get(), LOCK_EX) != 0 && errno == EINTR) {
+    // pam_faillock holds the lock for a moment; wait for it at most
+    // faillock_wait, never for ever.
+    const auto until = std::chrono::steady_clock::now() + f.faillock_wait;
+    while (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if ((errno != EWOULDBLOCK && errno != EINTR) ||
+            std::chrono::steady_clock::now() >= until) {
+            *busy = true;
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     const bool had = fstat(fd.get(), &st) == 0 && st.st_size > 0;
     const bool done = ftruncate(fd.get(), 0) == 0;
@@ -519,24 +531,31 @@ std::optional<mctp::AccountResult> replace(int dir, const std::string& path,
         unlinkat(dir, tmp.c_str(), 0);
         return r;
     }
-    if (fsync(dir) != 0) {
-        return failed(errno_text("fsync " + folder_of(path)));
-    }
+    // Renamed: the change is made. A failed fsync of the folder only
+    // leaves it less durable, as shadow-utils (which does none) would.
+    fsync(dir);
     return std::nullopt;
 }
 
-mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::string& user) {
+// The shadow file's folder, the file read whole, and the user's line.
+std::optional<mctp::AccountResult> load(const Files& f, const std::string& user, Fd* dir,
+                                        ShadowText* shadow, Entry* entry) {
     const std::string folder = folder_of(f.shadow);
-    const Fd dir(open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) {
+    *dir = Fd(open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!*dir) {
         return failed(errno_text(folder));
     }
-    ShadowText shadow;
-    if (auto r = read_shadow(dir.get(), f.shadow, &shadow)) {
-        return *r;
+    if (auto r = read_shadow(dir->get(), f.shadow, shadow)) {
+        return r;
     }
+    return find_entry(shadow->text->view(), user, entry);
+}
+
+mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::string& user) {
+    Fd dir;
+    ShadowText shadow;
     Entry entry;
-    if (auto r = find_entry(shadow.text->view(), user, &entry)) {
+    if (auto r = load(f, user, &dir, &shadow, &entry)) {
         return *r;
     }
     Edit edit;
@@ -565,8 +584,13 @@ mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::
     if (edit.forget) {
         forget_date(f, user);
     }
-    if (op == mctp::AccountOp::unlock && reset_faillock(f, user)) {
+    bool busy = false;
+    if (op == mctp::AccountOp::unlock && reset_faillock(f, user, &busy)) {
         note += std::string(note.empty() ? "" : "; ") + "pam_faillock tally reset";
+    }
+    if (busy) {
+        note += std::string(note.empty() ? "" : "; ") +
+                "pam_faillock tally busy: not reset (faillock --reset)";
     }
     return {edits_line(edit) ? Kind::done : Kind::already, note};
 }
@@ -593,18 +617,14 @@ mctp::AccountResult apply(const Files& f, mctp::AccountOp op, std::string_view u
 mctp::AccountResult check_password(const Files& f, std::string_view user_view,
                                    const mctp::Secret& password) {
     const std::string user(user_view);
+    if (!mctp::is_user_name(user)) {
+        return failed("not a valid user name");
+    }
     try {
-        const std::string folder = folder_of(f.shadow);
-        const Fd dir(open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!dir) {
-            return failed(errno_text(folder));
-        }
+        Fd dir;
         ShadowText shadow;
-        if (auto r = read_shadow(dir.get(), f.shadow, &shadow)) {
-            return *r;
-        }
         Entry entry;
-        if (auto r = find_entry(shadow.text->view(), user, &entry)) {
+        if (auto r = load(f, user, &dir, &shadow, &entry)) {
             return *r;
         }
         const std::string_view hash = entry.fields[1];

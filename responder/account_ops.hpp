@@ -6,6 +6,7 @@
 // through libxcrypt. Runs in the root monitor only.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,9 @@ struct Files {
     std::string state_directory = "/var/lib/mpasswdd";
     // pam_faillock's tally files (its default `dir`); UNLK empties USER's.
     std::string faillock_directory = "/run/faillock";
+    // How long UNLK waits for the tally's flock (pam_faillock holds it
+    // for a moment); then the tally is left as it is, and said so.
+    std::chrono::milliseconds faillock_wait{5000};
     // lckpwdf()/ulckpwdf() around an edit: always on the real database.
     // Off only for tests on a copy (lckpwdf takes /etc/.pwd.lock).
     bool lock_database = true;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <crypt.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -310,6 +312,35 @@ TEST_F(Shadow, ALockedHashTakesAsLongAsARealOne) {
     check("alice", "Current-Passw0rd");
     const auto locked = std::chrono::steady_clock::now() - t0;
     EXPECT_GT(locked, std::chrono::milliseconds(1));
+}
+
+TEST_F(Shadow, AKeptDateIsNeverAnotherUsersFile) {
+    // "alice.new" is a user name too: alice's temporary file must not be
+    // hers, nor the other way round.
+    write("alice:" + hash_ + ":19500:0:99999:7::25000:\n"
+          "alice.new:" + hash_ + ":19500:0:99999:7::26000:\n");
+    ASSERT_EQ(apply(AccountOp::lock, "alice.new").kind, Kind::done);
+    ASSERT_EQ(apply(AccountOp::lock, "alice").kind, Kind::done);
+    EXPECT_EQ(kept("alice.new"), "26000\n");
+    EXPECT_EQ(kept("alice"), "25000\n");
+    ASSERT_EQ(apply(AccountOp::unlock, "alice.new").kind, Kind::done);
+    EXPECT_EQ(field("alice.new", 7), "26000");
+}
+
+TEST_F(Shadow, AHeldFaillockTallyIsNotWaitedForEver) {
+    const std::string tally = files_.faillock_directory + "/alice";
+    std::ofstream(tally) << std::string(64, 'x');
+    const int fd = open(tally.c_str(), O_RDONLY);
+    ASSERT_EQ(flock(fd, LOCK_EX), 0);  // another process would hold it so
+    files_.faillock_wait = std::chrono::milliseconds(100);
+    const auto r = [&] {
+        // flock locks belong to the open file: a second open conflicts.
+        return apply(AccountOp::unlock, "alice");
+    }();
+    close(fd);
+    EXPECT_EQ(r.kind, Kind::already);
+    EXPECT_NE(r.message.find("busy: not reset"), std::string::npos) << r.message;
+    EXPECT_EQ(fs::file_size(tally), 64U);
 }
 
 TEST(AccountNames, DotAndDotDotAreNoUserNames) {
