@@ -91,7 +91,8 @@ std::string_view result_word(UserVerdict v) {
 // step) or it is past the command's last one (say what was done).
 std::string_view wrong_state_reason(unsigned allowed, State now) {
     constexpr std::array<std::string_view, 4> missing{
-        "", "send HELO first", "authenticate first", "no pending change; send CHPW, TEST or CHCK first"};
+        "", "send HELO first", "authenticate first",
+        "no pending change; send CHPW, TEST or CHCK first"};
     // Indexed by the command's last allowed state.
     constexpr std::array<std::string_view, 4> done{
         "already greeted; RSET first", "already authenticated",
@@ -540,9 +541,15 @@ Reply Session::cmd_test(std::string_view arg) {
     return reply(Code::ok, "test for " + user_ + " pending; send DATA");
 }
 
-Reply Session::cmd_expr(std::string_view arg) { return account_verb("EXPR", AccountOp::expire, arg); }
-Reply Session::cmd_lock(std::string_view arg) { return account_verb("LOCK", AccountOp::lock, arg); }
-Reply Session::cmd_unlk(std::string_view arg) { return account_verb("UNLK", AccountOp::unlock, arg); }
+Reply Session::cmd_expr(std::string_view arg) {
+    return account_verb("EXPR", AccountOp::expire, arg);
+}
+Reply Session::cmd_lock(std::string_view arg) {
+    return account_verb("LOCK", AccountOp::lock, arg);
+}
+Reply Session::cmd_unlk(std::string_view arg) {
+    return account_verb("UNLK", AccountOp::unlock, arg);
+}
 
 namespace {
 

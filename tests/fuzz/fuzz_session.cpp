@@ -43,6 +43,18 @@ struct FuzzHost : mctp::Host {
                                      const mctp::Secret& pw) override {
         return {static_cast<mctp::ChangeResult::Kind>((pw.size() + 1) % 5), "test msg"};
     }
+    // Every account verb offered; LOCK refused to the controller (530);
+    // every result kind by the user's or password's length.
+    unsigned offered_operations() override { return mctp::all_operations; }
+    unsigned operations(std::string_view) override {
+        return mctp::all_operations & ~mctp::op_lock;
+    }
+    mctp::AccountResult account(mctp::AccountOp, std::string_view user) override {
+        return {static_cast<mctp::AccountResult::Kind>(user.size() % 7), "account msg"};
+    }
+    mctp::AccountResult check_password(std::string_view, const mctp::Secret& pw) override {
+        return {static_cast<mctp::AccountResult::Kind>(pw.size() % 7), "check msg"};
+    }
     void log(mctp::LogLevel, std::string_view m) override {
         if (m.empty()) {
             std::abort();
