@@ -14,22 +14,26 @@
 #include "config_keys.hpp"
 #include "controller_config.hpp"
 #include "fanout.hpp"
+#include "journal.hpp"
 #include "password_input.hpp"
 #include "report.hpp"
 #include "resources.hpp"
+#include "runs.hpp"
 #include "text.hpp"
 
 namespace {
 
 using namespace mpasswd;
 
-// The exit codes are the contract with scripts (mpasswd(1)).
-constexpr int exit_all_ok = 0;
-constexpr int exit_some_failed = 1;
-constexpr int exit_usage = 2;
+// The exit codes are the contract with scripts (mpasswd(1), EXIT STATUS);
+// the rest are journal::exit_status's.
+constexpr int exit_all_ok = journal::exit_status::ok;
+constexpr int exit_usage = journal::exit_status::usage;
 
 const char* const usage_text =
     "usage: mpasswd [options] USER\n"
+    "       mpasswd [options] --resume [RUN]\n"
+    "       mpasswd [-c FILE] --runs [RUN]\n"
     "       mpasswd [-c FILE] --check-config\n"
     "Sets USER's password on every target (or only checks with --verify).\n"
     "\n"
@@ -46,12 +50,18 @@ const char* const usage_text =
     "      --timeout S     seconds allowed to connect and for each reply\n"
     "      --json          one JSON object per target on standard output\n"
     "      --check-config  validate the configuration, print the effective settings\n"
+    "      --runs [RUN]    list the recent runs from the journal, or one run's targets\n"
+    "      --resume [RUN]  run a change again on the targets it did not finish (default:\n"
+    "                      the newest unfinished run; with --stdin, RUN is needed)\n"
     "  -q, --quiet         no progress and no summary; failed targets only\n"
     "  -h, --help          this text\n"
     "  -V, --version       the version\n"
     "\n"
-    "Exit status: 0 every target ok, 1 some target failed, 2 usage, configuration\n"
-    "or password input error (nothing was sent).\n";
+    "Exit status: 0 every target ok; 1 refused by a target's policy; 2 usage,\n"
+    "configuration, input or journal error (nothing was sent); 3 some target\n"
+    "unreachable, untrusted or timed out before the password was sent; 4 the\n"
+    "password was sent to some target and no final reply came. The most serious\n"
+    "applies.\n";
 
 struct Options {
     std::string config = default_config_path;
@@ -65,6 +75,9 @@ struct Options {
     bool json = false;
     bool quiet = false;
     bool check_config = false;
+    bool runs = false;
+    bool resume = false;
+    std::optional<std::string> run_id;  // --runs RUN, --resume RUN
     std::string user;
 };
 
@@ -90,7 +103,9 @@ Options parse_options(int argc, char** argv) {
         opt_timeout,
         opt_json,
         opt_check_config,
-        opt_best_effort
+        opt_best_effort,
+        opt_runs,
+        opt_resume
     };
     static const option long_options[] = {
         {"config", required_argument, nullptr, 'c'},
@@ -103,6 +118,8 @@ Options parse_options(int argc, char** argv) {
         {"timeout", required_argument, nullptr, opt_timeout},
         {"json", no_argument, nullptr, opt_json},
         {"check-config", no_argument, nullptr, opt_check_config},
+        {"runs", no_argument, nullptr, opt_runs},
+        {"resume", no_argument, nullptr, opt_resume},
         {"quiet", no_argument, nullptr, 'q'},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
@@ -112,7 +129,17 @@ Options parse_options(int argc, char** argv) {
     Options o;
     int c = 0;
     opterr = 0;  // getopt's own messages would quote the argument raw
-    while ((c = getopt_long(argc, argv, short_options, long_options, nullptr)) != -1) {
+    for (;;) {
+        c = getopt_long(argc, argv, short_options, long_options, nullptr);
+        if (c == -1) {
+            // --runs RUN and --resume RUN take options after RUN too
+            // (mpasswd --resume RUN --stdin).
+            if ((o.runs || o.resume) && !o.run_id && optind < argc) {
+                o.run_id = argv[optind++];
+                continue;
+            }
+            break;
+        }
         switch (c) {
         case 'c': o.config = optarg; break;
         case 'H':
@@ -145,6 +172,8 @@ Options parse_options(int argc, char** argv) {
         }
         case opt_json: o.json = true; break;
         case opt_check_config: o.check_config = true; break;
+        case opt_runs: o.runs = true; break;
+        case opt_resume: o.resume = true; break;
         case 'q': o.quiet = true; break;
         case 'h': std::cout << usage_text; std::exit(exit_all_ok);
         case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
@@ -163,6 +192,28 @@ Options parse_options(int argc, char** argv) {
     if (o.check_config) {
         if (optind != argc) {
             usage_error("--check-config takes no USER");
+        }
+        return o;
+    }
+    if (o.runs || o.resume) {
+        const char* const name = o.runs ? "--runs" : "--resume";
+        if (o.runs && o.resume) {
+            usage_error("--runs and --resume do not go together");
+        }
+        if (optind < argc) {
+            usage_error(std::string(name) + " takes at most one RUN (and no USER)");
+        }
+        if (o.runs && (o.from_stdin || o.verify || o.best_effort || o.json ||
+                       !o.hosts.empty() || o.hosts_file)) {
+            usage_error("--runs only reads the journal; it takes no other option but -c");
+        }
+        if (o.resume && (o.verify || o.best_effort || !o.hosts.empty() || o.hosts_file)) {
+            usage_error("--resume takes the targets, the user and --best-effort from the run");
+        }
+        if (o.resume && o.from_stdin && !o.run_id) {
+            // The newest unfinished run may be another user's: a script
+            // must say which run its password is for.
+            usage_error("--resume --stdin needs the RUN to resume");
         }
         return o;
     }
@@ -242,7 +293,17 @@ int run(const Options& o) {
         std::cout << describe(config) << std::flush;
         return exit_all_ok;
     }
-    const std::vector<Target> targets = load_targets(o, config);
+    if (o.runs) {
+        return list_runs(config.journal, o.run_id);
+    }
+    std::optional<journal::Record> resumed;
+    std::vector<Target> targets;
+    if (o.resume) {
+        resumed = run_to_resume(config.journal, o.run_id);
+        targets = journal::targets_of(*resumed, journal::unfinished_targets(*resumed));
+    } else {
+        targets = load_targets(o, config);
+    }
     EngineSettings settings = config.engine_settings(o.timeout);
     const DescriptorRoom room(o.parallel.value_or(config.parallel));
     settings.parallel = room.parallel();
@@ -251,32 +312,51 @@ int run(const Options& o) {
 
     Job job;
     job.action = o.verify ? Action::verify : Action::change;
-    job.user = o.user;
-    job.best_effort = o.best_effort;
-    check_job(settings, Job{Action::verify, o.user, nullptr});
+    job.user = resumed ? resumed->user : o.user;
+    job.best_effort = resumed ? resumed->best_effort : o.best_effort;
+    check_job(settings, Job{Action::verify, job.user, nullptr});
+    if (resumed && !o.quiet && !o.json) {
+        std::cerr << "mpasswd: resuming run " << resumed->id << ": " << job.user << " on "
+                  << targets.size() << " of " << resumed->targets.size() << " targets\n";
+    }
     std::optional<mctp::Secret> password;
     if (job.action == Action::change) {
         password = o.from_stdin ? read_password_line(STDIN_FILENO)
-                                : read_password_from_terminal(o.user);
+                                : read_password_from_terminal(job.user);
         job.password = &*password;
     }
     check_job(settings, job);
 
+    // The record is written before anything is sent: a journal that
+    // cannot take it stops the run here (exit 2).
+    journal::Run record(config.journal, "mpasswd", o.verify ? "verify" : "change", job,
+                        targets);
+    record.start(resumed ? resumed->id : std::string());
+    job.before_change = [&record] { record.sending(); };
+
     Progress progress(!o.quiet && !o.json && isatty(STDERR_FILENO) == 1, targets.size());
     const auto results = run(targets, settings, job, *transport,
                              [&](std::size_t i, const Result& r) {
+                                 record.result(i, r);
                                  if (o.json) {
-                                     std::cout << json_line(targets[i], job, r) << std::endl;
+                                     std::cout << json_line(targets[i], job, r, record.id())
+                                               << std::endl;
                                  }
                                  progress.add(r.outcome != Outcome::ok);
                              });
     progress.clear();
     password.reset();
-
-    bool all_ok = true;
-    for (const auto& r : results) {
-        all_ok = all_ok && r.outcome == Outcome::ok;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        record.result(i, results[i]);
     }
+    std::optional<std::string> journal_failed;
+    try {
+        record.finish();
+    } catch (const journal::JournalError& e) {
+        journal_failed = e.what();
+    }
+    log_run(record.record());
+
     if (!o.json) {
         std::cout << failure_table(targets, results);
         if (!o.quiet) {
@@ -284,7 +364,16 @@ int run(const Options& o) {
         }
         std::cout.flush();
     }
-    return all_ok ? exit_all_ok : exit_some_failed;
+    const int status = journal::exit_status_of(record.record());
+    if (journal_failed) {
+        error_line("the run's last record was not written: " + *journal_failed);
+    }
+    if (record.journal() != nullptr && status >= journal::exit_status::unreachable &&
+        job.action == Action::change) {
+        std::cerr << "mpasswd: run " << record.id() << ": to finish it, mpasswd --resume "
+                  << record.id() << "\n";
+    }
+    return status;
 }
 
 }  // namespace
@@ -295,7 +384,8 @@ int main(int argc, char** argv) {
     try {
         return run(o);
     } catch (const std::exception& e) {
-        // Configuration, job and input errors, all thrown before anything is sent.
+        // Configuration, job, input and journal errors, all thrown before
+        // anything is sent.
         error_line(e.what());
     }
     return exit_usage;

@@ -42,6 +42,20 @@ bool set_transport(Cfg& c, std::string_view value, const std::string&, std::stri
     return false;
 }
 
+bool set_journal_directory(Cfg& c, std::string_view value, const std::string&,
+                           std::string* why) {
+    if (value == "none") {
+        c.journal.directory.clear();
+        return true;
+    }
+    if (!value.starts_with('/') || !mctp::is_printable_ascii(value) || value.size() > 1024) {
+        *why = "must be an absolute path, or none";
+        return false;
+    }
+    c.journal.directory = value;
+    return true;
+}
+
 // Every key of mpasswd.conf, in the order of mpasswd.conf(5).
 const cfg::KeyTable<Cfg>& key_table() {
     using mctp::limits::helo_name_max;
@@ -83,6 +97,15 @@ const cfg::KeyTable<Cfg>& key_table() {
                        cfg::PathRule::relative_to_config, "(ssh's default)"),
         cfg::file<Cfg>("ssh_config", &Cfg::ssh_config, "ssh's configuration file (ssh -F)",
                        cfg::PathRule::relative_to_config, "(none: /dev/null)"),
+        {"journal_directory", set_journal_directory,
+         [](const Cfg& c) {
+             return c.journal.directory.empty() ? std::string("none") : c.journal.directory;
+         },
+         "the folder of the run journal (root's only), or none"},
+        cfg::number<Cfg>("journal_keep_runs", [](auto& c) -> auto& { return c.journal.keep_runs; },
+                         1U, journal::keep_runs_max, "runs kept in the journal"),
+        cfg::number<Cfg>("journal_keep_days", [](auto& c) -> auto& { return c.journal.keep_days; },
+                         1U, journal::keep_days_max, "days a run is kept in the journal"),
     };
     return table;
 }

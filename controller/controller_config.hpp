@@ -12,6 +12,7 @@
 #include "config_file.hpp"
 #include "controller_limits.hpp"
 #include "fanout.hpp"
+#include "journal.hpp"
 #include "secret.hpp"
 #include "target.hpp"
 #include "transport.hpp"
@@ -49,6 +50,8 @@ struct ControllerConfig {
     std::string tls_ca;
     std::string tls_certificate;
     std::string tls_key;
+    // The journal of runs (journal.hpp); an empty directory: none.
+    journal::Settings journal;
 
     [[nodiscard]] TargetDefaults target_defaults() const;
     [[nodiscard]] SshSettings ssh_settings() const;

@@ -92,7 +92,8 @@ public:
           client_({client_action(job.action), job.user, settings.helo_name, auth_line, data_line,
                    target.auth_plain ? mctp::Client::Auth::plain : mctp::Client::Auth::scram,
                    settings.secret, &keys}),
-          start_(Clock::now()), target_deadline_(start_ + settings.target_timeout) {}
+          action_(job.action), start_(Clock::now()),
+          target_deadline_(start_ + settings.target_timeout) {}
 
     asio::awaitable<Result> run(Transport& transport) {
         Result r;
@@ -184,8 +185,10 @@ private:
         }
         // From the end of the data on, the target may change the password
         // at any moment: only its reply says whether it did.
-        if (client_.end_of_data_sent() && o != Outcome::ok && o != Outcome::refused) {
+        if (client_.end_of_data_sent() && o != Outcome::ok && o != Outcome::refused &&
+            action_ == Action::change) {
             r.text += "; the password was sent and may have been changed";
+            r.maybe_applied = true;
         }
         return r;
     }
@@ -253,6 +256,7 @@ private:
     const Target& target_;
     const EngineSettings& settings_;
     mctp::Client client_;
+    Action action_;
     Clock::time_point start_;
     Clock::time_point target_deadline_;
     std::unique_ptr<Stream> stream_;
@@ -405,6 +409,9 @@ std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings
             }
             return tested;
         }
+    }
+    if (job.before_change) {
+        job.before_change();
     }
     const auto mark = [&](std::size_t i, const Result& r) {
         if (on_result) {

@@ -48,6 +48,9 @@ struct Result {
     // For a change: the phase it ended in, "test" (TEST on every target
     // first) or "change" (CHPW); empty for verify.
     std::string phase;
+    // A change went out (its data was sent in full) and no final reply
+    // came: the target may have applied it. Never for TEST or VRFY.
+    bool maybe_applied = false;
     std::chrono::milliseconds elapsed{0};
 };
 
@@ -67,6 +70,10 @@ struct Job {
     // For a change: no TEST first; CHPW goes to every target whatever the
     // others' policies say (mpasswd --best-effort, pam_mctp best_effort).
     bool best_effort = false;
+    // For a change: called once just before the first CHPW goes out (after
+    // TEST passed everywhere); what it throws ends the run with nothing
+    // changed (the journal records the change as going out here).
+    std::function<void()> before_change{};
 };
 
 // Why a job cannot start: a bad user name, password or setting. Nothing

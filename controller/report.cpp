@@ -34,7 +34,8 @@ std::string json_string(std::string_view s) {
 
 }  // namespace
 
-std::string json_line(const Target& target, const Job& job, const Result& r) {
+std::string json_line(const Target& target, const Job& job, const Result& r,
+                      std::string_view run) {
     std::ostringstream o;
     o << "{\"target\":" << json_string(target.label()) << ",\"host\":" << json_string(target.host)
       << ",\"port\":" << target.port
@@ -63,7 +64,14 @@ std::string json_line(const Target& target, const Job& job, const Result& r) {
         o << json_string(r.phase);
     }
     o << ",\"text\":" << json_string(r.text)
-      << ",\"elapsed_ms\":" << r.elapsed.count() << "}";
+      << ",\"maybe_applied\":" << (r.maybe_applied ? "true" : "false")
+      << ",\"elapsed_ms\":" << r.elapsed.count() << ",\"run\":";
+    if (run.empty()) {
+        o << "null";
+    } else {
+        o << json_string(run);
+    }
+    o << "}";
     return o.str();
 }
 

@@ -11,8 +11,10 @@ namespace mpasswd {
 // One JSON object on one line (JSON Lines), no trailing newline:
 // {"target":"h:4242","host":"h","port":4242,"user":"alice","action":"change",
 //  "result":"ok","code":250,"step":"end of data","auth":"SCRAM-SHA-256","text":"...",
-//  "elapsed_ms":12}
-std::string json_line(const Target& target, const Job& job, const Result& result);
+//  "phase":"change","maybe_applied":false,"elapsed_ms":12,"run":"2026...-0a1b2c3d"}
+// ("run" is null without a journal).
+std::string json_line(const Target& target, const Job& job, const Result& result,
+                      std::string_view run = {});
 
 // A table of the targets that did not end ok, with a header; empty when
 // every target is ok.

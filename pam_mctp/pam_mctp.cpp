@@ -15,6 +15,7 @@
 
 #include "controller_config.hpp"
 #include "fanout.hpp"
+#include "journal.hpp"
 #include "options.hpp"
 #include "report.hpp"
 #include "resources.hpp"
@@ -159,8 +160,10 @@ void log_result(const Module& m, const Job& job, const Target& target, const Res
 }
 
 // Tells the user which targets failed, and decides the call's result.
+// `run`: the change's run id in the journal (empty for the check, or
+// without a journal) and its exit status (mpasswd(1)).
 int report(const Module& m, bool prelim, const std::vector<Target>& targets,
-           const std::vector<Result>& results) {
+           const std::vector<Result>& results, const std::string& run_id = {}, int status = 0) {
     std::size_t failed = 0;
     for (std::size_t i = 0; i < results.size(); ++i) {
         const Result& r = results[i];
@@ -186,6 +189,17 @@ int report(const Module& m, bool prelim, const std::vector<Target>& targets,
     if (failed == 0) {
         m.info("Password changed on " + std::to_string(results.size()) + " other hosts.");
         return PAM_SUCCESS;
+    }
+    if (!run_id.empty()) {
+        // Only where a later try can finish it: a host that could not be
+        // reached, or did not answer after it got the password.
+        if (status >= journal::exit_status::unreachable) {
+            m.error("Run " + run_id + " is unfinished; an administrator can finish it with "
+                    "mpasswd --resume " + run_id + ".");
+        } else {
+            m.error("Run " + run_id + " is recorded in the journal of runs (mpasswd --runs " +
+                    run_id + ").");
+        }
     }
     if (!results.empty() && results.front().phase == "test") {
         // Nothing was sent CHPW: the error stops the modules below this
@@ -239,12 +253,41 @@ int chauthtok(const Module& m) {
     } catch (const ConfigError& e) {
         return setup_failure(m, e.what());
     }
+    if (prelim) {
+        const auto results = run(fleet.targets, settings, job, *transport,
+                                 [&](std::size_t i, const Result& r) {
+                                     log_result(m, job, fleet.targets[i], r);
+                                 });
+        return report(m, prelim, fleet.targets, results);
+    }
+    // A change is a run in the journal, recorded before anything is sent;
+    // without that record nothing is sent.
+    journal::Run record(fleet.config.journal, "pam_mctp", "change", job, fleet.targets);
+    try {
+        record.start();
+    } catch (const journal::JournalError& e) {
+        return setup_failure(m, e.what());
+    }
+    job.before_change = [&record] { record.sending(); };
     const auto results = run(fleet.targets, settings, job, *transport,
                              [&](std::size_t i, const Result& r) {
+                                 record.result(i, r);
                                  log_result(m, job, fleet.targets[i], r);
                              });
     password.reset();
-    return report(m, prelim, fleet.targets, results);
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        record.result(i, results[i]);
+    }
+    try {
+        record.finish();
+    } catch (const journal::JournalError& e) {
+        log(m.pamh, LOG_ERR, std::string("the run's last record was not written: ") + e.what());
+    }
+    const int status = journal::exit_status_of(record.record());
+    log(m.pamh, status == journal::exit_status::ok ? LOG_NOTICE : LOG_WARNING,
+        journal::log_line(record.record()));
+    return report(m, prelim, fleet.targets, results,
+                  record.journal() != nullptr ? record.id() : std::string(), status);
 }
 
 }  // namespace

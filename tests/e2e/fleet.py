@@ -173,8 +173,11 @@ class Fleet:
     def write_config(self, extra="", ports=None, options=""):
         """ports: what the hosts file names instead of the responders' own
         (a relay in front of them); options: words after each host."""
-        _write(self.config, "name = " + CONTROLLER + "\nsecret_file = %s\nhosts = %s\n%s"
-               % (self.secret_file, os.path.join(self.dir, "hosts"), extra))
+        # The journal of runs in the fleet's folder, never this machine's.
+        self.journal = os.path.join(self.dir, "journal")
+        _write(self.config, "name = " + CONTROLLER + "\nsecret_file = %s\nhosts = %s\n"
+               "journal_directory = %s\n%s"
+               % (self.secret_file, os.path.join(self.dir, "hosts"), self.journal, extra))
         _write(os.path.join(self.dir, "hosts"), "# the test fleet\n" + "".join(
             "127.0.0.1:%d%s\n" % (p, " " + options if options else "")
             for p in (ports or self.ports)), 0o644)

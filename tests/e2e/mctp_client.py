@@ -359,6 +359,97 @@ class ScriptedTarget(LoopbackServer):
 
 
 
+class StagedTarget(LoopbackServer):
+    """A fake MCTP target on 127.0.0.1 that holds the controller's verifier
+    and announces TEST: it passes SCRAM and accepts every TEST. What it
+    does with a change depends on `mode`: "ok" takes it (250); "gone"
+    closes every connection after the first at once, without a banner (a
+    host that died between TEST and CHPW); "silent" takes CHPW and the
+    password and never answers the final "." (a host that died after the
+    password was sent). It counts AUTHs and the changes it took."""
+
+    def __init__(self, secret, mode="ok"):
+        super().__init__()
+        self.secret = secret
+        self.mode = mode
+        self.connections = 0
+        self.auths = 0
+        self.tests = 0
+        self.changes = 0  # CHPW sessions that got as far as the final "."
+        self.start()
+
+    def _connection(self, conn):
+        with conn:
+            conn.settimeout(10)
+            self.connections += 1
+            if self.mode == "gone" and self.connections > 1:
+                return
+            try:
+                self._session(conn)
+            except OSError:
+                pass
+
+    def _lines(self, conn):
+        buf = b""
+        while True:
+            while b"\n" not in buf:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            yield line.rstrip(b"\r")
+
+    def _session(self, conn):
+        conn.sendall(b"220 staged ready\r\n")
+        lines = self._lines(conn)
+        verb_of_data = None
+        for line in lines:
+            verb = line[:4]
+            if verb == b"EHLO":
+                conn.sendall(b"250-staged hello\r\n250-AUTH SCRAM-SHA-256\r\n250 TEST\r\n")
+            elif verb == b"AUTH":
+                sf, state = scram_server_first(unb64(line.split()[2].decode()), self.secret)
+                conn.sendall(b"334 " + b64(sf).encode() + b"\r\n")
+                final = next(lines, None)
+                if final is None:
+                    return
+                v = scram_server_final(unb64(final.strip().decode()), state)
+                conn.sendall(b"334 " + b64(v or "e=invalid-proof").encode() + b"\r\n")
+                if next(lines, None) is None:
+                    return
+                if not v:
+                    conn.sendall(b"530 authentication failed\r\n")
+                    return
+                self.auths += 1
+                conn.sendall(b"250 authenticated as ctl\r\n")
+            elif verb in (b"TEST", b"CHPW", b"VRFY"):
+                verb_of_data = verb
+                conn.sendall(b"250 ok\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                for body in lines:
+                    if body == b".":
+                        break
+                    conn.sendall(b"355 data line received\r\n")
+                if verb_of_data == b"TEST":
+                    self.tests += 1
+                    conn.sendall(b"250 acceptable\r\n")
+                elif self.mode == "silent":
+                    self.changes += 1
+                    for _ in lines:  # holds the connection, answers nothing
+                        pass
+                    return
+                else:
+                    self.changes += 1
+                    conn.sendall(b"250 password changed\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"500 unknown\r\n")
+
+
 def control_octets(data, allowed=b"\n"):
     """The octets of data (bytes) outside 0x20-0x7E, except `allowed`."""
     return sorted({c for c in data if (c < 0x20 or c > 0x7E) and c not in allowed})

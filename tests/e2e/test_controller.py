@@ -4,9 +4,11 @@ mpasswdd responders on 127.0.0.1, each with its own pam_wrapper/pam_matrix
 stack: one port closed, one target with another secret, one refusing the
 user by policy, one that accepts and never answers."""
 import fcntl
+import glob
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,8 +18,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fleet import Fleet, fleet_env  # noqa: E402
-from mctp_client import (Client, FakeTarget, ScriptedTarget, answer_prompts,  # noqa: E402
-                         control_octets)
+from mctp_client import (Client, FakeTarget, ScriptedTarget, StagedTarget,  # noqa: E402
+                         answer_prompts, control_octets)
 
 MPASSWD = os.environ["MPASSWD"]
 SECRET = "Fleet-Secret-0042"
@@ -34,6 +36,7 @@ EXPECTED = {CLOSED: ("unreachable", None, "connect"),
             OTHER_SECRET: ("untrusted", 530, "SCRAM proof"),
             DENY_ALICE: ("refused", 530, "CHPW"),
             SILENT: ("timeout", None, "banner")}
+RUN_ID = r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}"
 
 
 
@@ -47,9 +50,17 @@ class Controller(unittest.TestCase):
     def tearDownClass(cls):
         cls.fleet.stop()
         logs = "".join(cls.fleet.log_text(i) for i in range(N))
+        # Every record of the journal, and whatever else is in its folder.
+        journal = ""
+        for path in glob.glob(os.path.join(cls.fleet.journal, "*")) + glob.glob(
+                os.path.join(cls.fleet.journal, ".*")):
+            with open(path, "rb") as f:
+                journal += f.read().decode("utf-8", "replace")
         cls.fleet.remove()
+        assert "mpasswd-run 1" in journal, "no journal records"
         for secret in (SECRET, NEW, "Typed-Pw-77"):
             assert secret not in logs, "a secret in a responder's log"
+            assert secret not in journal, "a secret in the journal"
 
     def setUp(self):
         self.fleet.reset()
@@ -67,10 +78,16 @@ class Controller(unittest.TestCase):
         r = self.mpasswd("--stdin", "--best-effort", "--json", "--timeout", str(TIMEOUT),
                          "alice", stdin=NEW + "\n")
         took = time.monotonic() - start
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertEqual(r.stderr, "")
+        # Unreachable, untrusted and timed out before the password: 3.
+        self.assertEqual(r.returncode, 3, r.stderr)
         results = [json.loads(line) for line in r.stdout.splitlines()]
         self.assertEqual(len(results), N)
+        run = results[0]["run"]
+        self.assertRegex(run, RUN_ID)
+        self.assertEqual(r.stderr, "mpasswd: run %s: to finish it, mpasswd --resume %s\n"
+                         % (run, run))
+        for o in results:
+            self.assertEqual((o["run"], o["maybe_applied"]), (run, False), o)
         by_port = {o["port"]: o for o in results}
         for i, port in enumerate(self.fleet.ports):
             o = by_port[port]
@@ -102,8 +119,10 @@ class Controller(unittest.TestCase):
         targets = self.fleet.targets([0, 1, CLOSED, DENY_ALICE])
         args = sum([["-H", t] for t in targets], [])
         r = self.mpasswd(*args, "--best-effort", "--stdin", "alice", stdin=NEW + "\n")
-        self.assertEqual(r.returncode, 1)
-        self.assertEqual(r.stderr, "", "no progress line when stderr is not a terminal")
+        self.assertEqual(r.returncode, 3)
+        # No progress line when stderr is not a terminal: only the run.
+        self.assertRegex(r.stderr, r"\Ampasswd: run %s: to finish it, mpasswd --resume %s\n\Z"
+                         % (RUN_ID, RUN_ID))
         lines = r.stdout.splitlines()
         self.assertTrue(lines[0].startswith("TARGET"))
         self.assertIn("127.0.0.1:%d" % self.fleet.ports[CLOSED], lines[1])
@@ -162,13 +181,13 @@ class Controller(unittest.TestCase):
         r = self.mpasswd(*args, "-q", "--stdin", "bob", stdin=NEW + "\n")
         self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
         r = self.mpasswd("-H", self.fleet.targets([CLOSED])[0], "-q", "--verify", "bob")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 3)
         self.assertEqual(len(r.stdout.splitlines()), 2)  # header and the failed target only
 
     def test_verify_checks_and_changes_nothing(self):
         before = [self.fleet.password_of(i, "alice") for i in self.normal]
         r = self.mpasswd("--verify", "--json", "--timeout", "1", "alice")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 3)
         results = {o["port"]: o for o in map(json.loads, r.stdout.splitlines())}
         for i in self.normal:
             o = results[self.fleet.ports[i]]
@@ -236,7 +255,7 @@ class Controller(unittest.TestCase):
         try:
             r = self.mpasswd("--verify", "alice")
             self.assertEqual(r.returncode, 2)
-            self.assertIn(self.fleet.config + ":4: reply_timeout: must be seconds", r.stderr)
+            self.assertIn(self.fleet.config + ":5: reply_timeout: must be seconds", r.stderr)
         finally:
             self.fleet.write_config()
         os.chmod(self.fleet.secret_file, 0o644)
@@ -264,7 +283,7 @@ class Controller(unittest.TestCase):
                              stdin=NEW + "\n")
         finally:
             fake.stop()
-        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.returncode, 3, r.stderr)
         [o] = [json.loads(line) for line in r.stdout.splitlines()]
         self.assertEqual((o["result"], o["step"], o["auth"]),
                          ("untrusted", "SCRAM proof", "SCRAM-SHA-256"), o)
@@ -422,6 +441,178 @@ class Controller(unittest.TestCase):
         self.assertIn("the passwords do not match; nothing was changed", out)
         for i in self.normal[:2]:
             self.assertEqual(self.fleet.password_of(i, "alice"), "Old-Passw0rd-1")
+
+    # ---- The journal of runs: exit statuses 3 and 4, --runs, --resume.
+
+    def journal_files(self):
+        return sorted(os.listdir(self.fleet.journal))
+
+    def auth_oks(self, indexes):
+        return [self.fleet.log_text(i).count("AUTH ok") for i in indexes]
+
+    def test_a_run_that_dies_halfway_is_recorded_and_only_its_rest_resumed(self):
+        done = self.normal[:2]
+        gone = StagedTarget(SECRET, "gone")        # dies between TEST and CHPW
+        silent = StagedTarget(SECRET, "silent")    # takes the password, no reply
+        lone = StagedTarget(SECRET, "gone")
+        try:
+            args = sum([["-H", t] for t in self.fleet.targets(done)], [])
+            args += ["-H", gone.target(), "-H", silent.target()]
+            r = self.mpasswd(*args, "--stdin", "--json", "--timeout", "1", "alice",
+                             stdin=NEW + "\n")
+            # The password went out to `silent` and no reply came: 4.
+            self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+            by_target = {o["target"]: o for o in map(json.loads, r.stdout.splitlines())}
+            run = by_target[gone.target()]["run"]
+            self.assertRegex(run, "^" + RUN_ID + "$")
+            self.assertIn("mpasswd --resume " + run, r.stderr)
+            g, si = by_target[gone.target()], by_target[silent.target()]
+            self.assertEqual((g["result"], g["phase"], g["maybe_applied"]),
+                             ("protocol-error", "change", False), g)
+            self.assertEqual((si["result"], si["step"], si["phase"], si["maybe_applied"]),
+                             ("timeout", "end of data", "change", True), si)
+            self.assertEqual((gone.tests, gone.changes, silent.tests, silent.changes),
+                             (1, 0, 1, 1))
+            for i in done:
+                self.assertEqual(self.fleet.password_of(i, "alice"), NEW)
+            # The record says which target may have it.
+            r = self.mpasswd("--runs", run)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("state unfinished\n", r.stdout)
+            self.assertIn("  %s: timeout, applied maybe, phase change" % silent.target(), r.stdout)
+            self.assertIn("  %s: protocol-error, applied no, phase change" % gone.target(),
+                          r.stdout)
+            for t in self.fleet.targets(done):
+                self.assertIn("  %s: ok, applied yes" % t, r.stdout)
+            # One target that died between TEST and CHPW alone: 3.
+            r = self.mpasswd("-H", self.fleet.targets([self.normal[2]])[0], "-H", lone.target(),
+                             "--stdin", "--timeout", "1", "alice", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            # A script's --stdin must name the run; bad ids are refused.
+            r = self.mpasswd("--resume", "--stdin", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--resume --stdin needs the RUN", r.stderr)
+            for bad in ("../../etc/shadow", "x", run + "/", run.upper()):
+                for action in (["--runs", bad], ["--resume", bad, "--stdin"]):
+                    r = self.mpasswd(*action, stdin=NEW + "\n")
+                    self.assertEqual(r.returncode, 2, (action, r.stderr))
+                    self.assertIn("is not a run id", r.stderr, action)
+            # The hosts come back: --resume finishes only the two, TEST first.
+            gone.mode = silent.mode = "ok"
+            before = self.auth_oks(done)
+            r = self.mpasswd("--resume", run, "--stdin", "--timeout", "2", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("resuming run %s: alice on 2 of 4 targets" % run, r.stderr)
+            self.assertEqual(r.stdout, "alice: password changed on 2 of 2 targets\n")
+            self.assertEqual((gone.tests, gone.changes, silent.tests, silent.changes),
+                             (2, 1, 2, 2))
+            self.assertEqual(self.auth_oks(done), before, "a done target got a new session")
+            r = self.mpasswd("--runs")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+            self.assertRegex(rows[run], r"^%s +resumed +change +alice .* resumed by %s$"
+                             % (run, RUN_ID))
+            new = rows[run].split()[-1]
+            self.assertRegex(rows[new], r"^%s +done +change +alice +root.* 2/2 .*resumes %s$"
+                             % (new, run))
+            # Nothing is resumed twice, and a done run has nothing to finish.
+            r = self.mpasswd("--resume", run, "--stdin", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("was resumed already by run " + new, r.stderr)
+            r = self.mpasswd("--resume", new, "--stdin", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("nothing to finish", r.stderr)
+            self.assertEqual((gone.tests, silent.tests), (2, 2))
+        finally:
+            for t in (gone, silent, lone):
+                t.stop()
+
+    def test_resume_without_a_run_skips_one_superseded_by_a_later_change(self):
+        target = StagedTarget(SECRET, "gone")
+        try:
+            # alice's run dies halfway; a later run sets her password anew.
+            r = self.mpasswd("-H", self.fleet.targets([self.normal[0]])[0], "-H", target.target(),
+                             "--stdin", "--timeout", "1", "alice", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            r = self.mpasswd("-H", self.fleet.targets([self.normal[0]])[0], "--stdin", "alice",
+                             stdin="Later-Pw-0042\n")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            # Without RUN the first one is passed over: nothing is left
+            # (the terminal is not even asked for a password).
+            p = subprocess.run([MPASSWD, "-c", self.fleet.config, "--resume"],
+                               capture_output=True, text=True, timeout=30,
+                               start_new_session=True)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("no unfinished or interrupted run to resume", p.stderr)
+        finally:
+            target.stop()
+            # Leave no unfinished run of alice's for the other tests.
+            for name in os.listdir(self.fleet.journal):
+                if name.endswith(".run"):
+                    os.unlink(os.path.join(self.fleet.journal, name))
+
+    def test_four_concurrent_runs_for_the_same_user_lose_no_record(self):
+        before = set(self.journal_files())
+        args = sum([["-H", t] for t in self.fleet.targets(self.normal[3:6])], [])
+        procs = [subprocess.Popen([MPASSWD, "-c", self.fleet.config] + args +
+                                  ["--stdin", "--json", "bob"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        runs = set()
+        for p in procs:
+            out, err = p.communicate(NEW + "\n", timeout=60)
+            self.assertEqual(p.returncode, 0, out + err)
+            runs |= {json.loads(line)["run"] for line in out.splitlines()}
+        self.assertEqual(len(runs), 4)
+        self.assertEqual(set(self.journal_files()) - before, {run + ".run" for run in runs})
+        for run in runs:
+            r = self.mpasswd("--runs", run)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("state done\n", r.stdout)
+            self.assertIn("targets 3 of 3 ok\n", r.stdout)
+
+    def test_one_authpriv_line_per_run_without_a_secret(self):
+        if os.geteuid() != 0:
+            self.skipTest("a private /dev/log needs root (a mount namespace)")
+        # In a private mount namespace: a tmpfs on /dev and our socket at
+        # /dev/log, where syslog(3) sends.
+        helper = (
+            "import json, socket, subprocess, sys\n"
+            "subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', '/dev'], check=True)\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+            "s.bind('/dev/log')\n"
+            "r = subprocess.run(sys.argv[1:], input=sys.stdin.read(), capture_output=True, "
+            "text=True)\n"
+            "s.settimeout(0.5)\n"
+            "lines = []\n"
+            "try:\n"
+            "    while True:\n"
+            "        lines.append(s.recv(65536).decode('utf-8', 'replace'))\n"
+            "except socket.timeout:\n"
+            "    pass\n"
+            "print(json.dumps({'rc': r.returncode, 'out': r.stdout, 'err': r.stderr, "
+            "'log': lines}))\n")
+        targets = self.fleet.targets([self.normal[0], CLOSED])
+        env = dict(os.environ, SUDO_USER="carol")
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
+                            sys.executable, "-c", helper, MPASSWD, "-c", self.fleet.config,
+                            "-H", targets[0], "-H", targets[1], "--best-effort", "--stdin",
+                            "alice"], input=NEW + "\n", capture_output=True, text=True,
+                           timeout=60, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = json.loads(p.stdout)
+        self.assertEqual(got["rc"], 3, got)
+        self.assertEqual(len(got["log"]), 1, got["log"])
+        line = got["log"][0]
+        # authpriv (10) * 8 + warning (4): a run with a failed target.
+        self.assertTrue(line.startswith("<84>"), line)
+        run = re.search("run (%s)" % RUN_ID, got["err"]).group(1)
+        self.assertIn("mpasswd[", line)
+        self.assertIn("run %s: uid 0 (root) SUDO_USER carol" % run, line)
+        self.assertIn(": change of alice on 2 targets: 1 ok, 1 unreachable; failed: %s "
+                      "unreachable" % targets[1], line)
+        for secret in (SECRET, NEW):
+            self.assertNotIn(secret, line)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,43 @@ class PamMctp(unittest.TestCase):
         self.assertIn(self.fleet.targets([3])[0], checks[0])
         # chauthtok() itself asserts the secret and the password are absent.
 
+    def test_a_change_is_a_run_in_the_journal_and_the_messages_name_it(self):
+        self.stack("hosts=" + self.all + " best_effort")
+        before = set(os.listdir(self.fleet.journal)) if os.path.isdir(self.fleet.journal) \
+            else set()
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW], debuglevel="2")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        [name] = set(os.listdir(self.fleet.journal)) - before - {".lock"}
+        run = name[:-len(".run")]
+        self.assertRegex(run, r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8}$")
+        dead = self.fleet.targets([3])[0]
+        # The user is told the run and how to finish it.
+        self.assertIn("error: Run %s is unfinished; an administrator can finish it with "
+                      "mpasswd --resume %s." % (run, run), r.stdout)
+        # One line for the run (LOG_WARNING: a target failed), naming who.
+        lines = [l for l in r.stderr.splitlines() if "run " + run in l]
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("SYSLOG(4): run %s: uid %d" % (run, os.getuid()), lines[0])
+        self.assertIn(": change of alice on 4 targets: 3 ok, 1 unreachable; failed: %s "
+                      "unreachable" % dead, lines[0])
+        with open(os.path.join(self.fleet.journal, name)) as f:
+            record = f.read()
+        self.assertIn("\nprogram pam_mctp\n", record)
+        self.assertIn("\nuser alice\n", record)
+        self.assertNotIn("\nended 0\n", record)
+        self.assertEqual(record.count(" ok 250 change end%20of%20data yes "), 3, record)
+        self.assertIn(" unreachable 0 ", record)
+        for secret in (SECRET, NEW, LOCAL_OLD):
+            self.assertNotIn(secret, record)
+        # All well: no run is named to the user, the line is LOG_NOTICE.
+        self.assertEqual(self.local_password(), NEW)
+        self.stack("hosts=" + self.up)
+        r = self.chauthtok([NEW, "Third-N3w-Pw!", "Third-N3w-Pw!"], debuglevel="2")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertNotIn("Run ", r.stdout)
+        self.assertRegex(r.stderr, r"SYSLOG\(5\): run \S+: uid \d+.*: change of alice on 3 "
+                                   r"targets: 3 ok\n")
+
     def test_hostile_texts_reach_the_user_and_syslog_escaped(self):
         # A target whose refusal carries terminal escapes and a forged
         # line, in the messages passwd shows and in the syslog lines

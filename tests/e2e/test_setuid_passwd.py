@@ -26,6 +26,7 @@ PAM_MATRIX_MODULE.
 import os
 import pty
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -259,7 +260,8 @@ class Bed:
               "name = control1\nsecret_file = /etc/mpasswd/secret\nhosts = /etc/mpasswd/hosts\n"
               "transport = ssh\nssh_user = mctp\nssh_identity = %s\n"
               "ssh_known_hosts = /etc/mpasswd/known_hosts\nreply_timeout = 10\n"
-              "ssh_command = /etc/mpasswd/ssh-wrapper\n" % self.identity)
+              "ssh_command = /etc/mpasswd/ssh-wrapper\njournal_directory = /etc/mpasswd/runs\n"
+              % self.identity)
         write("/etc/mpasswd/ssh-wrapper", SSH_WRAPPER_SH, 0o755)
         write("/etc/mpasswd/ssh-wrapper.py", SSH_WRAPPER, 0o755)
         write("/etc/pam.d/passwd",
@@ -431,6 +433,30 @@ def inside(scratch):
                             "SIGCHLD ignored", "L1mits-N3w-Pass!",
                             prelude="ulimit -Sn 16; ulimit -Sf 8; ulimit -Sc 1000; umask 0; "
                                     "trap '' PIPE TERM CHLD; ")
+
+    # 4. The journal of runs: one whole record per push, root's only,
+    # whatever her umask and limits, naming her, with no password.
+    runs = "/etc/mpasswd/runs"
+    st = os.lstat(runs)
+    bed.check(stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700,
+              "the journal folder is root's, mode 0700 (%o, uid %d)"
+              % (stat.S_IMODE(st.st_mode), st.st_uid))
+    records = sorted(f for f in os.listdir(runs) if f.endswith(".run"))
+    bed.check(len(records) == 3, "three runs recorded (%s)" % records)
+    for name in records:
+        st = os.lstat(os.path.join(runs, name))
+        text = open(os.path.join(runs, name)).read()
+        bed.check(stat.S_ISREG(st.st_mode) and st.st_uid == 0 and
+                  stat.S_IMODE(st.st_mode) == 0o600,
+                  "%s: root's, mode 0600 (%o)" % (name, stat.S_IMODE(st.st_mode)))
+        bed.check(text.startswith("mpasswd-run 1\n") and text.endswith("\nend\n") and
+                  "\nprogram pam_mctp\n" in text and "\nuid %d\n" % bed.alice[0] in text and
+                  "\nuid_name alice\n" in text and "\nended 0\n" not in text and
+                  " ok 250 change " in text,
+                  "%s: a whole record of alice's finished push" % name)
+        bed.check(not any(p in text for p in (SECRET, "Pr0xy-N3w-Pass!", "C0ntrol-N3w-Pass!",
+                                              "L1mits-N3w-Pass!")),
+                  "%s: no secret or password" % name)
     if bed.failures:
         print("FAIL: %d checks failed" % len(bed.failures))
         return 1

@@ -195,8 +195,9 @@ class SshTransport(unittest.TestCase):
     def write_config(cls, extra="", known_hosts=None, identity=None):
         write(cls.config, "name = control-ssh\nsecret_file = secret\nhosts = hosts\n"
               "transport = ssh\nssh_user = mctp\nssh_identity = %s\nssh_known_hosts = %s\n"
-              "reply_timeout = 10\n%s"
-              % (identity or cls.identity, known_hosts or cls.known_hosts, extra))
+              "reply_timeout = 10\njournal_directory = %s\n%s"
+              % (identity or cls.identity, known_hosts or cls.known_hosts,
+                 os.path.join(cls.dir, "ctl", "journal"), extra))
         write(os.path.join(cls.dir, "ctl", "hosts"), "127.0.0.1:%d\n" % cls.port, 0o644)
 
     @classmethod
@@ -253,7 +254,7 @@ class SshTransport(unittest.TestCase):
         self.write_config(known_hosts=other)
         before = self.log_text()
         status, results, err = self.mpasswd("alice")
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 3)
         self.assertEqual(results[0]["result"], "untrusted", results)
         self.assertIn("Host key verification failed", results[0]["text"])
         self.assertEqual(results[0]["step"], "banner")
@@ -289,7 +290,7 @@ class SshTransport(unittest.TestCase):
         before = self.log_text()
         cmd = [MPASSWD, "-c", self.config, "--verify"]
         p = subprocess.run(cmd + ["alice"], capture_output=True, timeout=60)
-        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.returncode, 3, p.stderr)
         self.assertEqual(control_octets(p.stdout), [], p.stdout)
         self.assertEqual(p.stderr, b"")
         lines = p.stdout.split(b"\n")
@@ -313,7 +314,7 @@ class SshTransport(unittest.TestCase):
             status, results, err = self.mpasswd("--best-effort", "alice", password=new)
         finally:
             self.write_config()
-        self.assertEqual(status, 1, err)
+        self.assertEqual(status, 3, err)
         [r] = results
         self.assertEqual((r["result"], r["step"], r["transport"]),
                          ("untrusted", "SCRAM proof", "ssh"), r)
@@ -330,7 +331,7 @@ class SshTransport(unittest.TestCase):
         self.write_config(identity=stranger)
         before = self.log_text()
         status, results, err = self.mpasswd("alice")
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 3)
         self.assertEqual(results[0]["result"], "unreachable", results)
         self.assertIn("Permission denied", results[0]["text"])
         self.assertEqual(self.password(), OLD)
@@ -351,7 +352,8 @@ class PlainTcpOptIn(unittest.TestCase):
 
     def run_mpasswd(self, config_extra, hosts_line):
         write(self.config, "secret_file = secret\nhosts = hosts\nconnect_timeout = 0.5\n"
-              "reply_timeout = 0.5\n" + config_extra)
+              "reply_timeout = 0.5\njournal_directory = %s\n" % os.path.join(self.dir, "journal")
+              + config_extra)
         write(os.path.join(self.dir, "hosts"), hosts_line + "\n", 0o644)
         start = time.monotonic()
         p = subprocess.run([MPASSWD, "-c", self.config, "--stdin", "--json", "alice"],
@@ -360,7 +362,7 @@ class PlainTcpOptIn(unittest.TestCase):
 
     def test_non_loopback_is_refused_without_the_opt_in(self):
         status, r, elapsed = self.run_mpasswd("", "192.0.2.1")
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 3)
         self.assertEqual(r["result"], "untrusted")
         self.assertEqual(r["step"], "connect")
         self.assertIn("192.0.2.1, which is not loopback, is refused", r["text"])
@@ -370,7 +372,7 @@ class PlainTcpOptIn(unittest.TestCase):
         for extra, line in (("", "192.0.2.1 insecure_plaintext"),
                             ("insecure_plaintext = yes\n", "192.0.2.1")):
             status, r, _ = self.run_mpasswd(extra, line)
-            self.assertEqual(status, 1)
+            self.assertEqual(status, 3)
             # It tried: TEST-NET-1 is unreachable or silent, not untrusted.
             self.assertIn(r["result"], ("unreachable", "timeout"), r)
 

@@ -121,7 +121,8 @@ class Tls(unittest.TestCase):
 
     def run_mpasswd(self, lines, extra="", ca=None, timeout=60, options=()):
         write(self.config, "name = ctl\nsecret_file = secret\nhosts = hosts\nreply_timeout = 5\n"
-              "tls_ca = %s\n%s" % (ca or self.pki.ca, extra))
+              "tls_ca = %s\njournal_directory = %s\n%s"
+              % (ca or self.pki.ca, os.path.join(self.dir, "journal"), extra))
         write(os.path.join(self.dir, "hosts"), "\n".join(lines) + "\n", 0o644)
         p = subprocess.run([MPASSWD, "-c", self.config, "--stdin", "--json"] + list(options)
                            + ["alice"],
@@ -148,7 +149,7 @@ class Tls(unittest.TestCase):
                                                     options=["--best-effort"])
         finally:
             fake.stop()
-        self.assertEqual(status, 1, err)
+        self.assertEqual(status, 3, err)
         [r] = results
         self.assertEqual((r["result"], r["step"], r["auth"]),
                          ("untrusted", "SCRAM proof", "SCRAM-SHA-256-PLUS"), r)
@@ -176,7 +177,7 @@ class Tls(unittest.TestCase):
         finally:
             relay.stop()
         self.assertEqual(relay.relayed, 1)
-        self.assertEqual(status, 1, err)
+        self.assertEqual(status, 3, err)
         [r] = results
         self.assertEqual((r["result"], r["code"], r["step"]), ("untrusted", 530, "SCRAM proof"), r)
         self.assertEqual(self.password("good1"), OLD)
@@ -205,7 +206,7 @@ class Tls(unittest.TestCase):
 
     def test_wrong_ca_is_untrusted(self):
         status, results, _ = self.run_mpasswd([self.target("good1")], ca=self.other.ca)
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 3)
         self.assert_untrusted("good1", results[0], "does not verify")
 
     def test_wrong_host_name_is_untrusted(self):
@@ -228,7 +229,7 @@ class Tls(unittest.TestCase):
         self.logs_before["good1"] = self.responders["good1"][0].log_text()
         status, results, _ = self.run_mpasswd(
             [self.target("good1", options="tls_fingerprint=" + "0" * 64)])
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 3)
         self.assertEqual(results[0]["result"], "untrusted")
         self.assertIn("not the pinned", results[0]["text"])
         self.assertEqual(self.password("good1"), OLD)
@@ -248,7 +249,7 @@ class Tls(unittest.TestCase):
 
     def test_mutual_tls_without_a_client_certificate_is_refused(self):
         status, results, _ = self.run_mpasswd([self.target("mutual")])
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 3)
         self.assertEqual(results[0]["result"], "untrusted", results)
         self.assertEqual(self.password("mutual"), OLD)
         log = self.wait_log("mutual", "TLS handshake with 127.0.0.1 failed")

@@ -381,7 +381,13 @@ TEST(Report, JsonTableSummary) {
               "{\"target\":\"[::1]:7\",\"host\":\"::1\",\"port\":7,\"transport\":\"tcp\",\"user\":\"alice\","
               "\"action\":\"change\",\"result\":\"refused\",\"code\":554,\"step\":\"end of data\","
               "\"auth\":null,\"phase\":null,\"text\":\"BAD PASSWORD: \\\"short\\\" \\\\ x\","
-              "\"elapsed_ms\":12}");
+              "\"maybe_applied\":false,\"elapsed_ms\":12,\"run\":null}");
+    // The run id, and a target that may have applied the change.
+    Result sent = r;
+    sent.maybe_applied = true;
+    const std::string with_run = json_line(t, job, sent, "20261206T154247.123Z-0a1b2c3d");
+    EXPECT_NE(with_run.find("\"maybe_applied\":true,"), std::string::npos) << with_run;
+    EXPECT_TRUE(with_run.ends_with(",\"run\":\"20261206T154247.123Z-0a1b2c3d\"}")) << with_run;
     r.phase = "test";
     EXPECT_NE(json_line(t, job, r).find(",\"phase\":\"test\","), std::string::npos);
     r.phase.clear();
@@ -752,6 +758,8 @@ TEST_F(EngineFixture, HangUpAndSilenceAtEachStep) {
         EXPECT_EQ(r.outcome, Outcome::timeout) << at;
         // The reply timeout (0.5 s) ended it, not the server's 1.5 s sleep.
         EXPECT_LT(took, 1400ms) << at;
+        // Only silence after the whole password went out leaves it maybe applied.
+        EXPECT_EQ(r.maybe_applied, at == ".") << at;
         if (at == ".") {
             EXPECT_NE(r.text.find("the password was sent and may have been changed"),
                       std::string::npos);
@@ -992,6 +1000,7 @@ TEST_F(MemoryEngine, SshErrorTextsAreKeptEscaped) {
     EXPECT_EQ(r.outcome, Outcome::unreachable);
     EXPECT_EQ(r.step, "end of data");
     EXPECT_EQ(r.text, "ssh: \\x1b[2J; the password was sent and may have been changed");
+    EXPECT_TRUE(r.maybe_applied);
 }
 
 TEST_F(MemoryEngine, ReplyTextsCarryNoControlOctet) {
