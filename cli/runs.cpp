@@ -111,11 +111,13 @@ int list_runs(const journal::Settings& settings, const std::optional<std::string
             std::string note = s == State::resumed ? "resumed by " + r.resumed_by
                                : !r.resumes.empty() ? "resumes " + r.resumes
                                                     : "";
-            std::cout << r.id << "  " << pad(std::string(journal::state_name(s)), 11) << "  "
-                      << pad(r.action, 7) << "  " << pad(r.user, 12) << "  "
-                      << pad(who(r.who), 16) << "  "
-                      << pad(std::to_string(ok) + "/" + std::to_string(r.targets.size()), 11)
-                      << "  " << pad(r.program, 7) << "  " << note << "\n";
+            std::string row =
+                r.id + "  " + pad(std::string(journal::state_name(s)), 11) + "  " +
+                pad(r.action, 7) + "  " + pad(r.user, 12) + "  " + pad(who(r.who), 16) + "  " +
+                pad(std::to_string(ok) + "/" + std::to_string(r.targets.size()), 11) + "  " +
+                pad(r.program, 7) + "  " + note;
+            row.erase(row.find_last_not_of(' ') + 1);
+            std::cout << row << "\n";
         } catch (const JournalError& e) {
             std::cout << run << "  bad record: " << mctp::printable(e.what(), 200) << "\n";
         }
