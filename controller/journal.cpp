@@ -201,42 +201,28 @@ private:
 // The folder's lock: only to mark a run resumed and to prune.
 class Lock {
 public:
-    Lock(int dirfd, bool wait) {
-        fd_ = openat(dirfd, std::string(lock_name).c_str(),
-                     O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
-        if (fd_ < 0) {
-            return;
-        }
+    Lock(int dirfd, bool wait)
+        : fd_(openat(dirfd, std::string(lock_name).c_str(),
+                     O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600)) {
         struct stat st {};
-        if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-            close(fd_);
-            fd_ = -1;
+        if (fd_.get() < 0 || fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
             return;
         }
-        if (wait) {
-            // Bounded: a run that holds it and is stopped cannot stall us.
-            for (int i = 0; i < 100; ++i) {
-                if (flock(fd_, LOCK_EX | LOCK_NB) == 0) {
-                    held_ = true;
-                    return;
-                }
+        // Bounded: a run that holds it and is stopped cannot stall us.
+        for (int i = 0; i < (wait ? 100 : 1); ++i) {
+            if (i > 0) {
                 usleep(50'000);
             }
-        } else {
-            held_ = flock(fd_, LOCK_EX | LOCK_NB) == 0;
+            if (flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) {
+                held_ = true;
+                return;
+            }
         }
     }
-    ~Lock() {
-        if (fd_ >= 0) {
-            close(fd_);
-        }
-    }
-    Lock(const Lock&) = delete;
-    Lock& operator=(const Lock&) = delete;
     [[nodiscard]] bool held() const { return held_; }
 
 private:
-    int fd_ = -1;
+    Fd fd_;
     bool held_ = false;
 };
 

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "journal.hpp"
+#include "temp_file.hpp"
 
 namespace {
 
@@ -25,21 +26,9 @@ using namespace mpasswd;
 using namespace mpasswd::journal;
 namespace fs = std::filesystem;
 
-class TempDir {
-public:
-    TempDir() {
-        char tmpl[] = "/tmp/mpasswd-journal-XXXXXX";
-        path_ = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    [[nodiscard]] const std::string& path() const { return path_; }
-    [[nodiscard]] std::string journal() const { return path_ + "/runs"; }
-
-private:
-    std::string path_;
-};
+std::string journal_of(const TempDir& d) {
+    return d.path() + "/runs";
+}
 
 std::vector<Target> three_targets() {
     return parse_hosts("127.0.0.1:4242\nweb1.example:4243 tls tls_fingerprint=" +
@@ -49,7 +38,7 @@ std::vector<Target> three_targets() {
 
 Settings settings_for(const TempDir& d, unsigned keep_runs = 1000) {
     Settings s;
-    s.directory = d.journal();
+    s.directory = journal_of(d);
     s.keep_runs = keep_runs;
     return s;
 }
@@ -121,9 +110,9 @@ TEST(Journal, ARecordReadsBackExactly) {
     EXPECT_TRUE(again[1].auth_plain);
     // The folder is the owner's only, and so is the record.
     struct stat st {};
-    ASSERT_EQ(stat(d.journal().c_str(), &st), 0);
+    ASSERT_EQ(stat(journal_of(d).c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0700U);
-    ASSERT_EQ(stat((d.journal() + "/" + run.id() + ".run").c_str(), &st), 0);
+    ASSERT_EQ(stat((journal_of(d) + "/" + run.id() + ".run").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0600U);
     const std::string line = log_line(back);
     EXPECT_NE(line.find("run " + run.id()), std::string::npos) << line;
@@ -195,7 +184,7 @@ TEST(Journal, BadIdsAndRecordsAreRefused) {
     run.finish();
     const std::string good = format(run.record());
     const auto put = [&](const std::string& id, const std::string& text) {
-        std::ofstream(d.journal() + "/" + id + ".run") << text;
+        std::ofstream(journal_of(d) + "/" + id + ".run") << text;
     };
     const std::string other = "20261206T154247.123Z-00000001";
     const auto with_id = [&](std::string text) {
@@ -235,8 +224,8 @@ TEST(Journal, BadIdsAndRecordsAreRefused) {
         EXPECT_THROW((void)j.read(other), JournalError) << what;
     }
     // A FIFO in place of a record: refused at once, not waited on.
-    unlink((d.journal() + "/" + other + ".run").c_str());
-    ASSERT_EQ(mkfifo((d.journal() + "/" + other + ".run").c_str(), 0600), 0);
+    unlink((journal_of(d) + "/" + other + ".run").c_str());
+    ASSERT_EQ(mkfifo((journal_of(d) + "/" + other + ".run").c_str(), 0600), 0);
     try {
         (void)j.read(other);
         ADD_FAILURE() << "a FIFO was read";
@@ -244,9 +233,9 @@ TEST(Journal, BadIdsAndRecordsAreRefused) {
         EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos);
     }
     // A symlink in place of a record (to a file outside) is not followed.
-    unlink((d.journal() + "/" + other + ".run").c_str());
-    ASSERT_EQ(symlink((d.journal() + "/" + run.id() + ".run").c_str(),
-                      (d.journal() + "/" + other + ".run").c_str()),
+    unlink((journal_of(d) + "/" + other + ".run").c_str());
+    ASSERT_EQ(symlink((journal_of(d) + "/" + run.id() + ".run").c_str(),
+                      (journal_of(d) + "/" + other + ".run").c_str()),
               0);
     EXPECT_THROW((void)j.read(other), JournalError);
     // --runs lists the good one still.
@@ -351,12 +340,12 @@ int write_under_fsize_limit(const TempDir& d, bool hard) {
         try {
             run.finish();
         } catch (const JournalError&) {
-            const bool kept = read_file(d.journal() + "/" + run.id() + ".run") == first;
+            const bool kept = read_file(journal_of(d) + "/" + run.id() + ".run") == first;
             _exit(kept ? 1 : 2);
         }
         rlimit now{};
         getrlimit(RLIMIT_FSIZE, &now);
-        const bool whole = read_file(d.journal() + "/" + run.id() + ".run") ==
+        const bool whole = read_file(journal_of(d) + "/" + run.id() + ".run") ==
                            format(run.record());
         // The caller's limit is back as it was.
         _exit(whole && now.rlim_cur == 100 ? 0 : 2);
@@ -373,7 +362,7 @@ TEST(Journal, TheCallersFileSizeLimitNeitherCutsNorKills) {
     }
     TempDir d;
     EXPECT_EQ(write_under_fsize_limit(d, true), 1);
-    for (const auto& f : files_in(d.journal())) {
+    for (const auto& f : files_in(journal_of(d))) {
         EXPECT_FALSE(f.ends_with(".tmp")) << f;
     }
 }
@@ -412,7 +401,7 @@ TEST(Journal, FourProcessesTimesTwentyFiveRunsLoseNothing) {
         EXPECT_NE(r.ended_ms, 0);
         EXPECT_EQ(r.targets[0].result, "ok");
     }
-    for (const auto& f : files_in(d.journal())) {
+    for (const auto& f : files_in(journal_of(d))) {
         EXPECT_TRUE(f.ends_with(".run") || f == ".lock") << f;
     }
 }
