@@ -909,7 +909,9 @@ void Journal::remove(std::string_view id) {
 Run::Run(const Settings& settings, std::string_view program, std::string_view action,
          const Job& job, const std::vector<Target>& targets)
     : settings_(settings), record_(new_record(program, action, job.user, targets)),
-      changes_(job.action == Action::change) {
+      // Every action but a check changes something (change today; the
+      // account operations too).
+      changes_(job.action != Action::verify && job.action != Action::test) {
     record_.best_effort = job.best_effort;
 }
 

@@ -69,7 +69,7 @@ void check_lines(std::string_view out, std::size_t lines) {
 }
 
 // A tiny validator for the one shape json_line writes: a flat object of
-// string, number and null values, ASCII only.
+// string, number, true/false and null values, ASCII only.
 class Json {
 public:
     explicit Json(std::string_view s) : s_(s) {}
@@ -131,9 +131,11 @@ private:
         if (i_ < s_.size() && s_[i_] == '"') {
             return string();
         }
-        if (s_.substr(i_).starts_with("null")) {
-            i_ += 4;
-            return true;
+        for (const std::string_view word : {"null", "true", "false"}) {
+            if (s_.substr(i_).starts_with(word)) {
+                i_ += word.size();
+                return true;
+            }
         }
         const std::size_t start = i_;
         eat('-');

@@ -1134,6 +1134,11 @@ struct TwoPhase : ::testing::Test {
     mctp::Secret password{"New-Pw-1"};
     std::string written;
     std::vector<Result> seen;
+    // Job::before_change: how often, what had been written by then, and
+    // whether it throws (as a journal that cannot record the change does).
+    int before_change_calls = 0;
+    std::string written_before_change;
+    bool before_change_throws = false;
     std::vector<Result> run_all(const std::vector<fake::MemoryScript>& scripts,
                                 bool best_effort = false) {
         EngineSettings s;
@@ -1157,13 +1162,31 @@ struct TwoPhase : ::testing::Test {
             targets.push_back(t);
         }
         Job job{Action::change, "alice", &password, best_effort};
+        const auto all_written = [&transport] {
+            std::string out;
+            for (const auto& t : transport.each) {
+                out += t->written() + "|";
+            }
+            return out;
+        };
+        before_change_calls = 0;
+        job.before_change = [&] {
+            ++before_change_calls;
+            written_before_change = all_written();
+            if (before_change_throws) {
+                throw std::runtime_error("the journal cannot take it");
+            }
+        };
         seen.assign(scripts.size(), Result{});
-        auto results = run(targets, s, job, transport,
-                           [&](std::size_t i, const Result& r) { seen.at(i) = r; });
-        written.clear();
-        for (const auto& t : transport.each) {
-            written += t->written() + "|";
+        std::vector<Result> results;
+        try {
+            results = run(targets, s, job, transport,
+                          [&](std::size_t i, const Result& r) { seen.at(i) = r; });
+        } catch (...) {
+            written = all_written();
+            throw;
         }
+        written = all_written();
         return results;
     }
     static fake::MemoryScript script(std::string ehlo_extra, std::string last) {
@@ -1189,6 +1212,7 @@ TEST_F(TwoPhase, ARefusalInTestSendsNoChangeAnywhere) {
     EXPECT_EQ(seen[1].outcome, Outcome::refused);
     EXPECT_NE(written.find("TEST alice\r\n"), std::string::npos) << written;
     EXPECT_EQ(written.find("CHPW"), std::string::npos) << written;
+    EXPECT_EQ(before_change_calls, 0) << "no change went out";
 }
 
 TEST_F(TwoPhase, EveryTargetAcceptingGetsTheChange) {
@@ -1205,6 +1229,16 @@ TEST_F(TwoPhase, EveryTargetAcceptingGetsTheChange) {
     ASSERT_NE(first, std::string::npos) << written;
     ASSERT_NE(chpw, std::string::npos) << written;
     EXPECT_LT(first, chpw);
+    // The journal hears of the change once, after every TEST, before any CHPW.
+    EXPECT_EQ(before_change_calls, 1);
+    EXPECT_NE(written_before_change.find("TEST alice"), std::string::npos);
+    EXPECT_EQ(written_before_change.find("CHPW"), std::string::npos) << written_before_change;
+    // When it throws, the run ends there: no CHPW anywhere.
+    before_change_throws = true;
+    EXPECT_THROW(run_all({script("250-TEST\r\n", "250 ok\r\n"),
+                          script("250-TEST\r\n", "250 ok\r\n")}),
+                 std::runtime_error);
+    EXPECT_EQ(written.find("CHPW"), std::string::npos) << written;
 }
 
 TEST_F(TwoPhase, ATargetWithoutTestIsUnsupportedUnlessBestEffort) {
@@ -1224,4 +1258,6 @@ TEST_F(TwoPhase, ATargetWithoutTestIsUnsupportedUnlessBestEffort) {
         EXPECT_EQ(r.phase, "change");
     }
     EXPECT_EQ(written.find("TEST alice"), std::string::npos) << written;
+    EXPECT_EQ(before_change_calls, 1);
+    EXPECT_EQ(written_before_change, "||");
 }
