@@ -24,7 +24,8 @@ throwaway certificate). poppassd is not in Debian: build poppassd-ceti
 only mpasswdd's figures are printed.
 
 usage: bench/startup.py BUILD_DIR [--poppassd PATH] [-n N] [--tls]
-       (root; BUILD_DIR may also be the path of an mpasswdd binary)
+       (root; BUILD_DIR may also be the path of an installed mpasswdd,
+       which then loads the installed TLS plug-in)
 """
 import argparse
 import os
@@ -74,6 +75,10 @@ def peak_kib(pid):
     return max(field_kib("/proc/%d/status" % p, "VmHWM:") for p in family(pid))
 
 
+# The servers' environment: empty, but for the build tree's TLS plug-in.
+spawn_env = {}
+
+
 def one_run(argv, quit_line, tls_context=None):
     """(exec-to-banner seconds, peak RSS KiB, PSS KiB at the banner).
     poppassd takes "quit" at its user prompt and exits 1: only mpasswdd's
@@ -89,7 +94,7 @@ def one_run(argv, quit_line, tls_context=None):
                    (os.POSIX_SPAWN_DUP2, server.fileno(), 1),
                    (os.POSIX_SPAWN_DUP2, devnull, 2)]
         start = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, {}, file_actions=actions)
+        pid = os.posix_spawn(argv[0], argv, spawn_env, file_actions=actions)
     finally:
         server.close()
         os.close(devnull)
@@ -161,6 +166,7 @@ def main():
         return 2
     mpasswdd = os.path.abspath(a.build)
     if os.path.isdir(mpasswdd):
+        spawn_env["MPASSWDD_TLS_PLUGIN"] = os.path.join(mpasswdd, "responder", "mpasswdd-tls.so")
         mpasswdd = os.path.join(mpasswdd, "responder", "mpasswdd")
     scratch = tempfile.mkdtemp(prefix="startup-")
     servers = {"mpasswdd": ([mpasswdd, "-c", make_config(mpasswdd, scratch, False)],

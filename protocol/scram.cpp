@@ -4,15 +4,20 @@
 #include <mutex>
 #include <utility>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
+#include <sys/random.h>
 
+#include <nettle/base64.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
+#include <nettle/pbkdf2.h>
+#include <nettle/sha2.h>
+
+#include <cerrno>
 #include <charconv>
 #include <stdexcept>
 #include <vector>
+
+#include "secret.hpp"
 
 namespace mctp::scram {
 namespace {
@@ -23,39 +28,60 @@ constexpr std::string_view exporter_name = "tls-exporter";
 // Wipes a key when it goes.
 struct WipedKey {
     Key k{};
-    ~WipedKey() { OPENSSL_cleanse(k.data(), k.size()); }
+    ~WipedKey() { wipe(k.data(), k.size()); }
 };
 
 std::string_view bytes(const Key& k) {
     return {reinterpret_cast<const char*>(k.data()), k.size()};
 }
 
+const std::uint8_t* octets(std::string_view s) {
+    return reinterpret_cast<const std::uint8_t*>(s.data());
+}
+
+// HMAC-SHA-256, SHA-256 and PBKDF2 from Nettle: a small library with no
+// global state, so that the responder maps no OpenSSL unless TLS is on.
 void hmac(std::string_view key, std::string_view data, Key* out) {
-    unsigned int len = 0;
-    if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-             reinterpret_cast<const unsigned char*>(data.data()), data.size(), out->data(),
-             &len) == nullptr ||
-        len != key_size) {
-        throw std::runtime_error("HMAC-SHA-256 failed");
-    }
+    hmac_sha256_ctx ctx;
+    hmac_sha256_set_key(&ctx, key.size(), octets(key));
+    hmac_sha256_update(&ctx, data.size(), octets(data));
+    hmac_sha256_digest(&ctx, key_size, out->data());
+    wipe(&ctx, sizeof ctx);  // holds the key's pads
 }
 
 void sha256(std::string_view data, Key* out) {
-    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out->data());
+    sha256_ctx ctx;
+    sha256_init(&ctx);
+    sha256_update(&ctx, data.size(), octets(data));
+    sha256_digest(&ctx, key_size, out->data());
+    wipe(&ctx, sizeof ctx);
 }
 
 void salted_password(std::string_view secret, std::string_view salt, unsigned iterations,
                      Key* out) {
-    if (PKCS5_PBKDF2_HMAC(secret.data(), static_cast<int>(secret.size()),
-                          reinterpret_cast<const unsigned char*>(salt.data()),
-                          static_cast<int>(salt.size()), static_cast<int>(iterations),
-                          EVP_sha256(), static_cast<int>(key_size), out->data()) != 1) {
-        throw std::runtime_error("PBKDF2-HMAC-SHA-256 failed");
-    }
+    pbkdf2_hmac_sha256(secret.size(), octets(secret), iterations, salt.size(), octets(salt),
+                       key_size, out->data());
 }
 
 bool equal(const Key& a, const Key& b) {
-    return CRYPTO_memcmp(a.data(), b.data(), key_size) == 0;
+    return memeql_sec(a.data(), b.data(), key_size) != 0;
+}
+
+// Octets from the kernel's generator (getrandom(2), which waits only
+// until it is seeded at boot).
+void random_octets(void* out, std::size_t n) {
+    auto* p = static_cast<unsigned char*>(out);
+    while (n > 0) {
+        const ssize_t got = getrandom(p, n, 0);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::runtime_error("no random octets from getrandom");
+        }
+        p += got;
+        n -= static_cast<std::size_t>(got);
+    }
 }
 
 // "k=value" fields separated by ','; exactly the keys in `keys`, in order.
@@ -136,11 +162,8 @@ std::string gs2_header(Binding b) {
 }  // namespace
 
 std::string base64(std::string_view raw) {
-    std::string out(4 * ((raw.size() + 2) / 3), '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(raw.data()),
-                                  static_cast<int>(raw.size()));
-    out.resize(static_cast<std::size_t>(n));
+    std::string out(BASE64_ENCODE_RAW_LENGTH(raw.size()), '\0');
+    base64_encode_raw(out.data(), raw.size(), octets(raw));
     return out;
 }
 
@@ -159,13 +182,16 @@ std::optional<std::string> unbase64(std::string_view text) {
             return std::nullopt;
         }
     }
-    std::string out(text.size() / 4 * 3, '\0');
-    if (!text.empty() && EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                         reinterpret_cast<const unsigned char*>(text.data()),
-                                         static_cast<int>(text.size())) < 0) {
+    std::string out(BASE64_DECODE_LENGTH(text.size()), '\0');
+    base64_decode_ctx ctx;
+    base64_decode_init(&ctx);
+    std::size_t n = out.size();
+    if (base64_decode_update(&ctx, &n, reinterpret_cast<std::uint8_t*>(out.data()), text.size(),
+                             text.data()) == 0 ||
+        base64_decode_final(&ctx) == 0 || n != text.size() / 4 * 3 - pad) {
         return std::nullopt;
     }
-    out.resize(out.size() - pad);
+    out.resize(n);
     return out;
 }
 
@@ -229,20 +255,18 @@ Verifier make_verifier(std::string_view secret, std::string_view salt, unsigned 
 
 std::string random_salt() {
     std::string salt(salt_min, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size())) !=
-        1) {
-        throw std::runtime_error("no random octets from OpenSSL");
-    }
+    random_octets(salt.data(), salt.size());
     return salt;
 }
 
 std::string random_nonce() {
     std::string raw(nonce_octets, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(raw.size())) !=
-        1) {
-        throw std::runtime_error("no random octets from OpenSSL");
-    }
+    random_octets(raw.data(), raw.size());
     return base64(raw);  // no ',' in base64
+}
+
+void random_bytes(unsigned char* out, std::size_t n) {
+    random_octets(out, n);
 }
 
 // ---- Client ----
@@ -256,7 +280,7 @@ Client::Client(std::string name, Binding binding, std::string binding_data, std:
     client_first_bare_ = "n=" + name_ + ",r=" + nonce_;
 }
 
-Client::~Client() { OPENSSL_cleanse(server_signature_.data(), server_signature_.size()); }
+Client::~Client() { wipe(server_signature_.data(), server_signature_.size()); }
 
 std::string Client::first() const { return gs2_header(binding_) + client_first_bare_; }
 
@@ -270,7 +294,7 @@ KeyCache::KeyCache() : impl_(new Impl) {}
 
 KeyCache::~KeyCache() {
     for (auto& [k, v] : impl_->keys) {
-        OPENSSL_cleanse(v.data(), v.size());
+        wipe(v.data(), v.size());
     }
     delete impl_;
 }

@@ -1,4 +1,4 @@
-// SCRAM-SHA-256 (RFC 5802, RFC 7677), both halves, on OpenSSL's
+// SCRAM-SHA-256 (RFC 5802, RFC 7677), both halves, on Nettle's
 // primitives; no I/O. The messages are the SASL ones (RFC 5802 section
 // 7), without the base64 of the MCTP framing (protocol.md, "AUTH with
 // SCRAM-SHA-256"), which the callers add.
@@ -51,10 +51,12 @@ std::optional<Verifier> parse_verifier(std::string_view text, std::string* why =
 // Derives the verifier of a secret (PBKDF2-HMAC-SHA-256).
 Verifier make_verifier(std::string_view secret, std::string_view salt, unsigned iterations);
 
-// A fresh random salt of salt_min octets, and a random nonce (printable,
-// no ','), from OpenSSL's generator. Throw std::runtime_error if it fails.
+// A fresh random salt of salt_min octets, a random nonce (printable,
+// no ','), and n random octets, from the kernel's generator
+// (getrandom). Throw std::runtime_error if it fails.
 std::string random_salt();
 std::string random_nonce();
+void random_bytes(unsigned char* out, std::size_t n);
 
 std::string base64(std::string_view raw);
 std::optional<std::string> unbase64(std::string_view text);  // strict, padded

@@ -15,7 +15,7 @@
 #include "peer.hpp"
 #include "session.hpp"
 
-struct ssl_ctx_st;
+struct mpasswdd_tls_context;
 
 namespace mpasswdd {
 
@@ -61,11 +61,13 @@ struct TlsFiles {
 
 // A server context with the files loaded (OpenSSL initialised first): made
 // before the process is confined, since the files cannot be read after.
-// Throws TlsFileError.
+// Server TLS is the plug-in mpasswdd-tls.so (tls_plugin.hpp), loaded by
+// the first of these calls: a plug-in that cannot be loaded is a
+// TlsError. Throws TlsFileError.
 struct TlsContextFree {
-    void operator()(ssl_ctx_st* ctx) const;
+    void operator()(mpasswdd_tls_context* ctx) const;
 };
-using TlsContext = std::unique_ptr<ssl_ctx_st, TlsContextFree>;
+using TlsContext = std::unique_ptr<mpasswdd_tls_context, TlsContextFree>;
 TlsContext tls_context(const TlsFiles& files);
 
 // Server-side TLS on the socket fd (implicit TLS, before the banner): TLS

@@ -228,6 +228,8 @@ class Responder:
                    "--inetd"]
             for kv in env:
                 cmd += ["-E", kv]
+            if "MPASSWDD_TLS_PLUGIN" in os.environ:  # the build tree's (tls = yes)
+                cmd += ["-E", "MPASSWDD_TLS_PLUGIN=" + os.environ["MPASSWDD_TLS_PLUGIN"]]
             cmd += [mpasswdd, "-c", config_path, "--log-stderr"]
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self.log)

@@ -337,6 +337,72 @@ class Tls(unittest.TestCase):
             release(fifo)
             os.unlink(fifo)
 
+    def test_openssl_is_mapped_only_with_tls_yes(self):
+        """Server TLS is the plug-in mpasswdd-tls.so: loaded by the network
+        child with tls = yes, and by nothing without it."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root to read the maps of mpasswdd's non-dumpable processes")
+        d = self.dir
+        conf = os.path.join(d, "plain.conf")
+        write(conf, "host_name = plain\nstate_directory = %s\nprivsep_directory = %s\n"
+              "[controller ctl]\nfrom = 127.0.0.1\nsecret_verifier = %s\n"
+              % (os.path.join(d, "state-plain"), privsep_directory(d), self.hash))
+        plain = Responder(MPASSWDD, conf)
+        try:
+            maps = responder_maps(plain, tls=False)
+        finally:
+            plain.stop()
+        self.assertEqual(len(maps), 2, "the privileged parent and the network child")
+        for pid, text in maps.items():
+            self.assertIn("libnettle", text)  # SCRAM
+            self.assertNotIn("libssl", text, pid)
+            self.assertNotIn("libcrypto", text, pid)
+            self.assertNotIn("mpasswdd-tls.so", text, pid)
+        maps = responder_maps(self.responders["good1"][0], tls=True)
+        self.assertEqual(len(maps), 2)
+        parent, child = sorted(maps)
+        self.assertNotIn("libcrypto", maps[parent])
+        for lib in ("mpasswdd-tls.so", "libssl.so", "libcrypto.so"):
+            self.assertIn(lib, maps[child])
+
+    def test_a_missing_tls_plugin_is_a_configuration_error(self):
+        env = dict(os.environ, MPASSWDD_TLS_PLUGIN=os.path.join(self.dir, "none.so"))
+        out = subprocess.run([MPASSWDD, "-c", os.path.join(self.dir, "good1.conf"),
+                              "--check-config"], env=env, capture_output=True, text=True)
+        self.assertEqual(out.returncode, 78, out.stderr)
+        self.assertIn("the TLS plug-in cannot be loaded", out.stderr)
+        self.assertIn("none.so", out.stderr)
+
+
+def responder_maps(responder, tls):
+    """{pid: /proc/PID/maps} of the mpasswdd processes serving one open
+    connection to responder, read once its banner has come."""
+    with socket.create_connection(("127.0.0.1", responder.port), timeout=10) as s:
+        conn = s
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            conn = ctx.wrap_socket(s, server_hostname="localhost")
+        f = conn.makefile("rb")
+        assert f.readline().startswith(b"220"), "no banner"
+        pids, todo = [], [responder.proc.pid]
+        while todo:
+            pid = todo.pop()
+            for task in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/children" % (pid, task)) as c:
+                    for child in c.read().split():
+                        todo.append(int(child))
+                        pids.append(int(child))
+        maps = {}
+        for pid in pids:
+            with open("/proc/%d/maps" % pid) as m:
+                maps[pid] = m.read()
+        f.close()
+        conn.close()
+        return maps
+
 
 def release(fifo):
     """Lets a process that still waits to open fifo for reading (the bug)

@@ -68,6 +68,23 @@ in_root() {
     [ "$exported" = "pam_sm_chauthtok " ] || fail "pam_mctp.so exports: $exported"
     ok "pam_mctp.so in $module, exporting only pam_sm_chauthtok"
 
+    # Server TLS is a plug-in: mpasswdd maps no OpenSSL unless tls = yes.
+    local plugin="/usr/lib/$multiarch/mpasswd/mpasswdd-tls.so"
+    [ -f "$plugin" ] || fail "$plugin missing"
+    if ldd /usr/sbin/mpasswdd | grep -E 'libssl|libcrypto'; then
+        fail "the installed mpasswdd links OpenSSL"
+    fi
+    ldd "$plugin" | grep -q libssl || fail "$plugin does not link libssl"
+    # The plug-in's own message about a missing file: it was loaded.
+    printf 'tls = yes\ntls_certificate = /nonexistent.pem\ntls_key = /nonexistent.key\n' \
+        > /tmp/tls.conf
+    chmod 600 /tmp/tls.conf
+    local rc=0
+    mpasswdd -c /tmp/tls.conf --check-config > /tmp/check.log 2>&1 || rc=$?
+    [ "$rc" = 78 ] && grep -q "tls_certificate /nonexistent.pem" /tmp/check.log ||
+        { cat /tmp/check.log; fail "the TLS plug-in did not load (status $rc)"; }
+    ok "mpasswdd links no OpenSSL; with tls = yes it loads $plugin"
+
     systemd-analyze verify /lib/systemd/system/mpasswdd.socket \
         /lib/systemd/system/mpasswdd@.service > /tmp/verify.log 2>&1 ||
         { cat /tmp/verify.log; fail "systemd-analyze verify"; }
