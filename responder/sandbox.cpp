@@ -5,7 +5,7 @@
 #include <linux/capability.h>
 #include <pwd.h>
 #include <fcntl.h>
-#include <seccomp.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -15,11 +15,14 @@
 #include <unistd.h>
 
 #include <array>
+#include <iterator>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <ctime>
 #include <memory>
+
+#include "seccomp_program.h"
 
 namespace mpasswdd {
 namespace {
@@ -80,78 +83,13 @@ void limit(int resource, rlim_t value, const char* name) {
     }
 }
 
-struct FilterFree {
-    void operator()(void* ctx) const { seccomp_release(ctx); }
-};
-
-// What the child does from here on: poll, read and write its sockets
-// (TLS included), allocate, keep time, sleep, get random octets
-// (OpenSSL), and exit. Found by running every e2e suite; anything else
-// kills the process (SIGSYS).
+// The filter seccomp_filter_gen.cpp made with libseccomp at build time
+// (its rules and why are there): installed as it is, after no_new_privs.
 void install_seccomp() {
-    std::unique_ptr<void, FilterFree> ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
-    if (!ctx) {
-        errno = ENOMEM;
-        fail("seccomp_init");
-    }
-    static constexpr std::array allowed{
-        // I/O on the descriptors it has
-        SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
-        SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg),
-        SCMP_SYS(shutdown), SCMP_SYS(close), SCMP_SYS(poll), SCMP_SYS(ppoll),
-        SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(lseek),
-        // memory (glibc malloc, OpenSSL)
-        SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise),
-        SCMP_SYS(mprotect), SCMP_SYS(futex),
-        // time and waiting
-        SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(nanosleep),
-        SCMP_SYS(clock_nanosleep), SCMP_SYS(restart_syscall),
-        // OpenSSL's random source and fork check
-        SCMP_SYS(getrandom), SCMP_SYS(getpid),
-        // signals and the end
-        SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask), SCMP_SYS(exit), SCMP_SYS(exit_group),
-    };
-    for (const int nr : allowed) {
-        if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0) != 0) {
-            errno = EINVAL;
-            fail("seccomp_rule_add");
-        }
-    }
-    // fcntl: flags only. Not F_SETOWN/F_SETSIG, and no O_ASYNC in F_SETFL:
-    // with those a child could have the kernel send SIGKILL to any process
-    // of its uid whenever its peer sends an octet.
-    for (const int cmd : {F_GETFL, F_GETFD, F_SETFD}) {
-        if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1,
-                             SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(cmd))) != 0) {
-            errno = EINVAL;
-            fail("seccomp_rule_add fcntl");
-        }
-    }
-    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 2,
-                         SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(F_SETFL)),
-                         SCMP_A2(SCMP_CMP_MASKED_EQ, static_cast<scmp_datum_t>(O_ASYNC), 0)) !=
-        0) {
-        errno = EINVAL;
-        fail("seccomp_rule_add fcntl F_SETFL");
-    }
-    // isatty() (the channel leaves a terminal's flags alone): TCGETS only.
-    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                         SCMP_A1(SCMP_CMP_EQ, TCGETS)) != 0) {
-        errno = EINVAL;
-        fail("seccomp_rule_add ioctl");
-    }
-    // A file the libraries would open (glibc's /etc/localtime, should the
-    // time zone not be read yet) is refused, not fatal: there is none in
-    // the empty root anyway.
-    for (const int nr : {SCMP_SYS(open), SCMP_SYS(openat)}) {
-        if (seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EACCES), nr, 0) != 0) {
-            errno = EINVAL;
-            fail("seccomp_rule_add open");
-        }
-    }
-    if (const int rc = seccomp_load(ctx.get()); rc != 0) {
-        errno = -rc;
-        fail("seccomp_load");
+    sock_fprog prog{static_cast<unsigned short>(std::size(seccomp_program)),
+                    const_cast<sock_filter*>(seccomp_program)};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) {
+        fail("installing the seccomp filter");
     }
 }
 
