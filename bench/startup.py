@@ -24,6 +24,7 @@ throwaway certificate). poppassd is not in Debian: build poppassd-ceti
 only mpasswdd's figures are printed.
 
 usage: bench/startup.py BUILD_DIR [--poppassd PATH] [-n N] [--tls]
+                        [--also LABEL=BUILD_DIR ...]
        (root; BUILD_DIR may also be the path of an installed mpasswdd,
        which then loads the installed TLS plug-in)
 """
@@ -75,11 +76,7 @@ def peak_kib(pid):
     return max(field_kib("/proc/%d/status" % p, "VmHWM:") for p in family(pid))
 
 
-# The servers' environment: empty, but for the build tree's TLS plug-in.
-spawn_env = {}
-
-
-def one_run(argv, quit_line, tls_context=None):
+def one_run(argv, quit_line, tls_context=None, env=None):
     """(exec-to-banner seconds, peak RSS KiB, PSS KiB at the banner).
     poppassd takes "quit" at its user prompt and exits 1: only mpasswdd's
     exit status is checked."""
@@ -94,7 +91,7 @@ def one_run(argv, quit_line, tls_context=None):
                    (os.POSIX_SPAWN_DUP2, server.fileno(), 1),
                    (os.POSIX_SPAWN_DUP2, devnull, 2)]
         start = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, spawn_env, file_actions=actions)
+        pid = os.posix_spawn(argv[0], argv, env or {}, file_actions=actions)
     finally:
         server.close()
         os.close(devnull)
@@ -146,7 +143,7 @@ def summary(name, runs, anchor=None):
     t = statistics.median(r[0] for r in runs) * 1000
     rss = statistics.median(r[1] for r in runs) / 1024
     pss = statistics.median(r[2] for r in runs) / 1024
-    line = "  %-22s %7.2f ms %s  %6.2f MiB %s  %6.2f MiB %s" % (
+    line = "  %-26s %7.2f ms %s  %6.2f MiB %s  %6.2f MiB %s" % (
         name, t, "        " if anchor is None else "(%5.2fx)" % (t / anchor[0]),
         rss, "        " if anchor is None else "(%5.2fx)" % (rss / anchor[1]),
         pss, "        " if anchor is None else "(%5.2fx)" % (pss / anchor[2]))
@@ -160,39 +157,45 @@ def main():
     ap.add_argument("--poppassd")
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--tls", action="store_true", help="also mpasswdd with tls = yes")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=BUILD_DIR",
+                    help="another mpasswdd (an older build) in the same interleaved runs")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/startup.py: needs root (mpasswdd's privilege separation, as installed)")
         return 2
-    mpasswdd = os.path.abspath(a.build)
-    if os.path.isdir(mpasswdd):
-        spawn_env["MPASSWDD_TLS_PLUGIN"] = os.path.join(mpasswdd, "responder", "mpasswdd-tls.so")
-        mpasswdd = os.path.join(mpasswdd, "responder", "mpasswdd")
     scratch = tempfile.mkdtemp(prefix="startup-")
-    servers = {"mpasswdd": ([mpasswdd, "-c", make_config(mpasswdd, scratch, False)],
-                            b"QUIT\r\n", None)}
-    if a.tls:
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        tls_dir = os.path.join(scratch, "tls")
-        os.mkdir(tls_dir)
-        servers["mpasswdd tls = yes"] = (
-            [mpasswdd, "-c", make_config(mpasswdd, tls_dir, True)], b"QUIT\r\n", ctx)
+    servers = {}
+    for label, build in [("mpasswdd", a.build)] + [x.split("=", 1) for x in a.also]:
+        mpasswdd, env = os.path.abspath(build), {}
+        if os.path.isdir(mpasswdd):
+            plugin = os.path.join(mpasswdd, "responder", "mpasswdd-tls.so")
+            env = {"MPASSWDD_TLS_PLUGIN": plugin} if os.path.exists(plugin) else {}
+            mpasswdd = os.path.join(mpasswdd, "responder", "mpasswdd")
+        conf_dir = tempfile.mkdtemp(dir=scratch)
+        servers[label] = ([mpasswdd, "-c", make_config(mpasswdd, conf_dir, False)],
+                          b"QUIT\r\n", None, env)
+        if a.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            tls_dir = os.path.join(conf_dir, "tls")
+            os.mkdir(tls_dir)
+            servers[label + " tls = yes"] = (
+                [mpasswdd, "-c", make_config(mpasswdd, tls_dir, True)], b"QUIT\r\n", ctx, env)
     if a.poppassd:
-        servers["poppassd"] = ([os.path.abspath(a.poppassd)], b"quit\r\n", None)
+        servers["poppassd"] = ([os.path.abspath(a.poppassd)], b"quit\r\n", None, None)
     runs = {name: [] for name in servers}
-    for name, (argv, quit_line, ctx) in servers.items():  # warm the page cache
+    for name, server in servers.items():  # warm the page cache
         for _ in range(5):
-            one_run(argv, quit_line, ctx)
+            one_run(*server)
     for _ in range(a.n):
-        for name, (argv, quit_line, ctx) in servers.items():
-            runs[name].append(one_run(argv, quit_line, ctx))
+        for name, server in servers.items():
+            runs[name].append(one_run(*server))
     subprocess.run(["rm", "-rf", scratch], check=True)
     print("Start-up: exec-to-banner, peak RSS and PSS at the banner; medians of %d runs "
           "each, interleaved" % a.n)
-    print("  %-22s %-19s %-19s %s" % ("", "exec-to-banner", "peak RSS", "PSS (all processes)"))
+    print("  %-26s %-19s %-19s %s" % ("", "exec-to-banner", "peak RSS", "PSS (all processes)"))
     anchor = summary("poppassd", runs.pop("poppassd")) if a.poppassd else None
     for name, r in runs.items():
         summary(name, r, anchor)
