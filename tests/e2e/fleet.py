@@ -130,7 +130,9 @@ class Fleet:
             cmd = ["-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
                    "-E", "PAM_WRAPPER=1", "-E", "PAM_WRAPPER_SERVICE_DIR=" + services,
                    "-E", "NSS_WRAPPER_PASSWD=" + users, "-E", "NSS_WRAPPER_GROUP=" + groups,
-                   ] + PRIVATE_TMP + [mpasswdd, "-c", conf, "--log-stderr"]
+                   ] + (["-E", "MPASSWDD_TLS_PLUGIN=" + os.environ["MPASSWDD_TLS_PLUGIN"]]
+                        if "MPASSWDD_TLS_PLUGIN" in os.environ else []
+                        ) + PRIVATE_TMP + [mpasswdd, "-c", conf, "--log-stderr"]
             self._proc_of[i] = len(self.procs)
             self.procs.append(self._start(port, cmd, log_path))
             starting.append((i, cmd, log_path))
