@@ -6,17 +6,14 @@
 
 #include <sys/random.h>
 
-#include <nettle/base64.h>
-#include <nettle/hmac.h>
-#include <nettle/memops.h>
-#include <nettle/pbkdf2.h>
-#include <nettle/sha2.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <stdexcept>
 #include <vector>
 
+#include "scram_crypto.hpp"
 #include "secret.hpp"
 
 namespace mctp::scram {
@@ -39,32 +36,48 @@ const std::uint8_t* octets(std::string_view s) {
     return reinterpret_cast<const std::uint8_t*>(s.data());
 }
 
-// HMAC-SHA-256, SHA-256 and PBKDF2 from Nettle: a small library with no
-// global state, so that the responder maps no OpenSSL unless TLS is on.
+// HMAC-SHA-256, SHA-256 and PBKDF2 from Nettle (scram_crypto.hpp): a
+// small library with no global state, so that the responder maps no
+// OpenSSL unless TLS is on.
 void hmac(std::string_view key, std::string_view data, Key* out) {
+    const crypto::Nettle& n = crypto::nettle();
     hmac_sha256_ctx ctx;
-    hmac_sha256_set_key(&ctx, key.size(), octets(key));
-    hmac_sha256_update(&ctx, data.size(), octets(data));
-    hmac_sha256_digest(&ctx, key_size, out->data());
+    n.hmac_set_key(&ctx, key.size(), octets(key));
+    n.hmac_update(&ctx, data.size(), octets(data));
+    n.hmac_digest(&ctx, key_size, out->data());
     wipe(&ctx, sizeof ctx);  // holds the key's pads
 }
 
 void sha256(std::string_view data, Key* out) {
+    const crypto::Nettle& n = crypto::nettle();
     sha256_ctx ctx;
-    sha256_init(&ctx);
-    sha256_update(&ctx, data.size(), octets(data));
-    sha256_digest(&ctx, key_size, out->data());
+    n.sha_init(&ctx);
+    n.sha_update(&ctx, data.size(), octets(data));
+    n.sha_digest(&ctx, key_size, out->data());
     wipe(&ctx, sizeof ctx);
 }
 
 void salted_password(std::string_view secret, std::string_view salt, unsigned iterations,
                      Key* out) {
-    pbkdf2_hmac_sha256(secret.size(), octets(secret), iterations, salt.size(), octets(salt),
-                       key_size, out->data());
+    crypto::nettle().pbkdf2(secret.size(), octets(secret), iterations, salt.size(),
+                            octets(salt), key_size, out->data());
 }
 
+// In time that does not depend on where they differ.
 bool equal(const Key& a, const Key& b) {
-    return memeql_sec(a.data(), b.data(), key_size) != 0;
+    volatile unsigned char diff = 0;
+    for (std::size_t i = 0; i < key_size; ++i) {
+        diff = static_cast<unsigned char>(diff | (a[i] ^ b[i]));
+    }
+    return diff == 0;
+}
+
+constexpr std::string_view base64_alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// The value of a base64 character that unbase64 has checked.
+unsigned sextet(char c) {
+    return static_cast<unsigned>(base64_alphabet.find(c));
 }
 
 // Octets from the kernel's generator (getrandom(2), which waits only
@@ -162,8 +175,18 @@ std::string gs2_header(Binding b) {
 }  // namespace
 
 std::string base64(std::string_view raw) {
-    std::string out(BASE64_ENCODE_RAW_LENGTH(raw.size()), '\0');
-    base64_encode_raw(out.data(), raw.size(), octets(raw));
+    std::string out;
+    out.reserve(4 * ((raw.size() + 2) / 3));
+    for (std::size_t i = 0; i < raw.size(); i += 3) {
+        const std::size_t n = std::min<std::size_t>(3, raw.size() - i);
+        std::uint32_t v = 0;
+        for (std::size_t j = 0; j < 3; ++j) {
+            v = (v << 8) | (j < n ? static_cast<unsigned char>(raw[i + j]) : 0u);
+        }
+        for (std::size_t j = 0; j < 4; ++j) {
+            out += j <= n ? base64_alphabet[(v >> (18 - 6 * j)) & 0x3f] : '=';
+        }
+    }
     return out;
 }
 
@@ -182,16 +205,19 @@ std::optional<std::string> unbase64(std::string_view text) {
             return std::nullopt;
         }
     }
-    std::string out(BASE64_DECODE_LENGTH(text.size()), '\0');
-    base64_decode_ctx ctx;
-    base64_decode_init(&ctx);
-    std::size_t n = out.size();
-    if (base64_decode_update(&ctx, &n, reinterpret_cast<std::uint8_t*>(out.data()), text.size(),
-                             text.data()) == 0 ||
-        base64_decode_final(&ctx) == 0 || n != text.size() / 4 * 3 - pad) {
-        return std::nullopt;
+    // Checked above: only the alphabet, and at most two '=' at the end.
+    std::string out;
+    out.reserve(text.size() / 4 * 3);
+    for (std::size_t i = 0; i < text.size(); i += 4) {
+        std::uint32_t v = 0;
+        for (std::size_t j = 0; j < 4; ++j) {
+            v = (v << 6) | (text[i + j] == '=' ? 0u : sextet(text[i + j]));
+        }
+        out += static_cast<char>((v >> 16) & 0xff);
+        out += static_cast<char>((v >> 8) & 0xff);
+        out += static_cast<char>(v & 0xff);
     }
-    out.resize(n);
+    out.resize(out.size() - pad);
     return out;
 }
 
