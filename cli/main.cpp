@@ -15,6 +15,7 @@
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "journal.hpp"
+#include "inventory.hpp"
 #include "password_input.hpp"
 #include "report.hpp"
 #include "resources.hpp"
@@ -41,6 +42,8 @@ const char* const usage_text =
     "/mpasswd/mpasswd.conf)\n"
     "  -H, --host HOST[:PORT]  a target; repeat for more (replaces the hosts file)\n"
     "      --hosts FILE    the hosts file (default: 'hosts' in the configuration)\n"
+    "  -i, --inventory FILE  an Ansible INI inventory instead of the hosts file\n"
+    "  -l, --limit PATTERN   only these groups and hosts (Ansible's host patterns)\n"
     "      --verify        only check that USER exists and may be managed everywhere\n"
     "      --stdin         read the new password as one line from standard input\n"
     "      --best-effort   change it wherever it is accepted, without first TESTing it\n"
@@ -67,6 +70,8 @@ struct Options {
     std::string config = default_config_path;
     std::vector<std::string> hosts;
     std::optional<std::string> hosts_file;
+    std::optional<std::string> inventory;
+    std::optional<std::string> limit;
     bool verify = false;
     bool from_stdin = false;
     bool best_effort = false;
@@ -111,6 +116,8 @@ Options parse_options(int argc, char** argv) {
         {"config", required_argument, nullptr, 'c'},
         {"host", required_argument, nullptr, 'H'},
         {"hosts", required_argument, nullptr, opt_hosts},
+        {"inventory", required_argument, nullptr, 'i'},
+        {"limit", required_argument, nullptr, 'l'},
         {"verify", no_argument, nullptr, opt_verify},
         {"stdin", no_argument, nullptr, opt_stdin},
         {"best-effort", no_argument, nullptr, opt_best_effort},
@@ -125,7 +132,7 @@ Options parse_options(int argc, char** argv) {
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0},
     };
-    static const char short_options[] = "+:c:H:qhV";
+    static const char short_options[] = "+:c:H:i:l:qhV";
     Options o;
     int c = 0;
     opterr = 0;  // getopt's own messages would quote the argument raw
@@ -149,6 +156,8 @@ Options parse_options(int argc, char** argv) {
             o.hosts.emplace_back(optarg);
             break;
         case opt_hosts: o.hosts_file = optarg; break;
+        case 'i': o.inventory = optarg; break;
+        case 'l': o.limit = optarg; break;
         case opt_verify: o.verify = true; break;
         case opt_stdin: o.from_stdin = true; break;
         case opt_best_effort: o.best_effort = true; break;
@@ -227,8 +236,13 @@ Options parse_options(int argc, char** argv) {
     if (o.verify && o.best_effort) {
         usage_error("--verify changes nothing; --best-effort does not go with it");
     }
-    if (o.hosts_file && !o.hosts.empty()) {
-        usage_error("give targets with -H or with --hosts, not both");
+    if (static_cast<int>(o.hosts_file.has_value()) + static_cast<int>(!o.hosts.empty()) +
+            static_cast<int>(o.inventory.has_value()) >
+        1) {
+        usage_error("give targets with one of -H, --hosts and --inventory");
+    }
+    if (o.limit && !o.hosts.empty()) {
+        usage_error("--limit selects from an inventory or the hosts file, not from -H");
     }
     return o;
 }
@@ -269,18 +283,8 @@ private:
 };
 
 std::vector<Target> load_targets(const Options& o, const ControllerConfig& config) {
-    const TargetDefaults defaults = config.target_defaults();
-    std::vector<Target> targets;
-    if (!o.hosts.empty()) {
-        std::string why;
-        auto named = parse_target_args(o.hosts, defaults, &why);
-        if (!named) {
-            usage_error(why);
-        }
-        targets = std::move(*named);
-    } else {
-        targets = load_hosts_file(o.hosts_file.value_or(config.hosts_file), defaults);
-    }
+    std::vector<Target> targets =
+        choose_targets(config, TargetChoice{o.hosts, o.hosts_file, o.inventory, o.limit});
     if (targets.empty()) {
         usage_error("no targets: the hosts file lists none and no -H was given");
     }

@@ -68,6 +68,8 @@ const cfg::KeyTable<Cfg>& key_table() {
         cfg::file<Cfg>("secret_file", &Cfg::secret_file,
                        "a file whose first line is the secret (mode 0600)"),
         cfg::file<Cfg>("hosts", &Cfg::hosts_file, "the hosts file: one target per line"),
+        cfg::file<Cfg>("inventory", &Cfg::inventory,
+                       "an Ansible INI inventory to read instead of the hosts file"),
         cfg::number<Cfg>("port", &Cfg::port, std::uint16_t{1}, std::uint16_t{65535},
                          "the targets' TCP port where a line names none", "a port"),
         {"transport", set_transport,
@@ -209,6 +211,9 @@ ControllerConfig parse_controller_config(const std::string& text, const std::str
                 throw ConfigError(path + ": " + key + " " + e.what());
             }
         }
+    }
+    if (!c.inventory.empty() && c.hosts_file != default_hosts_path) {
+        throw ConfigError(path + ": give either hosts or inventory, not both");
     }
     if (c.target_timeout < c.connect_timeout) {
         throw ConfigError(path + ": target_timeout (" + cfg::seconds_text(c.target_timeout) +

@@ -30,6 +30,9 @@ struct ControllerConfig {
     mctp::Secret secret;      // from `secret` or `secret_file`
     std::string secret_file;  // as configured, for messages
     std::string hosts_file = default_hosts_path;
+    // An Ansible INI inventory to read instead of the hosts file (empty:
+    // none); never guessed from the file.
+    std::string inventory;
     std::uint16_t port = limits::default_port;
     std::chrono::milliseconds connect_timeout = limits::connect_timeout_default;
     std::chrono::milliseconds reply_timeout = limits::reply_timeout_default;

@@ -16,6 +16,18 @@ inline constexpr std::uint16_t default_port = 4242;
 
 inline constexpr std::size_t targets_max = 10'000;
 inline constexpr std::size_t hosts_line_max = 1024;
+// Inventories (inventory.hpp): an Ansible INI inventory's lines, the
+// names one host range may stand for, the groups of one inventory, and
+// its entries (each host in each group, each child group, each variable),
+// counted after ranges are expanded.
+inline constexpr std::size_t inventory_line_max = 4096;
+inline constexpr std::size_t range_names_max = targets_max;
+inline constexpr std::size_t groups_max = 4096;
+inline constexpr std::size_t inventory_entries_max = 100'000;
+inline constexpr std::size_t group_name_max = 255;
+// --limit and limit=: the pattern's length and its terms.
+inline constexpr std::size_t limit_max = 4096;
+inline constexpr std::size_t limit_terms_max = 256;
 
 inline constexpr unsigned parallel_default = 64;
 inline constexpr unsigned parallel_max = 4096;

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 
-#include <map>
 #include <set>
 #include <sstream>
 
@@ -166,90 +165,53 @@ std::optional<std::vector<Target>> parse_target_args(const std::vector<std::stri
     return out;
 }
 
-std::vector<Target> parse_hosts(const std::string& text, const std::string& path,
-                                const TargetDefaults& defaults) {
-    using mctp::cfg::ConfigError;
-    std::vector<Target> out;
-    std::map<std::string, int> seen;  // label -> line
-    std::istringstream in(text);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        const std::string where = mctp::printable(path) + ":" + std::to_string(n) + ": ";
-        if (line.size() > limits::hosts_line_max) {
-            throw ConfigError(where + "line longer than " +
-                              std::to_string(limits::hosts_line_max) + " characters");
-        }
-        if (const auto hash = line.find('#'); hash != std::string::npos) {
-            line.erase(hash);
-        }
-        const auto first = line.find_first_not_of(" \t\r");
-        if (first == std::string::npos) {
-            continue;
-        }
-        const auto last = line.find_last_not_of(" \t\r");
-        std::istringstream words(line.substr(first, last - first + 1));
-        std::string word;
-        words >> word;
-        Via via = defaults.via;
-        bool insecure = defaults.insecure_plaintext;
-        bool plain = false;
-        std::string pin;
-        std::string option;
-        while (words >> option) {
-            if (option == "ssh") {
-                via = Via::ssh;
-            } else if (option == "tcp") {
-                via = Via::tcp;
-            } else if (option == "tls") {
-                via = Via::tls;
-            } else if (option == "insecure_plaintext") {
-                insecure = true;
-            } else if (option == "auth=plain") {
-                plain = true;
-            } else if (option.starts_with("tls_fingerprint=")) {
-                const auto hex = mctp::normalize_sha256(option.substr(16));
-                if (!hex) {
-                    throw ConfigError(where + "tls_fingerprint must be a SHA-256 fingerprint: "
-                                              "64 hex digits, colons allowed");
-                }
-                pin = *hex;
-                via = Via::tls;
-            } else {
-                throw ConfigError(where + "unknown option '" + mctp::printable(option, 128) +
-                                  "' (HOST[:PORT] then tcp, tls, ssh, insecure_plaintext, "
-                                  "auth=plain or tls_fingerprint=SHA256)");
+std::optional<Target> parse_hosts_line(std::string_view line, const TargetDefaults& defaults,
+                                      std::string* why) {
+    std::istringstream words{std::string(line)};
+    std::string word;
+    words >> word;
+    Via via = defaults.via;
+    bool insecure = defaults.insecure_plaintext;
+    bool plain = false;
+    std::string pin;
+    std::string option;
+    while (words >> option) {
+        if (option == "ssh") {
+            via = Via::ssh;
+        } else if (option == "tcp") {
+            via = Via::tcp;
+        } else if (option == "tls") {
+            via = Via::tls;
+        } else if (option == "insecure_plaintext") {
+            insecure = true;
+        } else if (option == "auth=plain") {
+            plain = true;
+        } else if (option.starts_with("tls_fingerprint=")) {
+            const auto hex = mctp::normalize_sha256(option.substr(16));
+            if (!hex) {
+                *why = "tls_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons "
+                       "allowed";
+                return std::nullopt;
             }
+            pin = *hex;
+            via = Via::tls;
+        } else {
+            *why = "unknown option '" + mctp::printable(option, 128) +
+                   "' (HOST[:PORT] then tcp, tls, ssh, insecure_plaintext, auth=plain or "
+                   "tls_fingerprint=SHA256)";
+            return std::nullopt;
         }
-        if (!pin.empty() && via != Via::tls) {
-            throw ConfigError(where + "tls_fingerprint goes with tls only");
-        }
-        std::string why;
-        auto target = target_via(word, via, insecure, defaults, &why);
-        if (!target) {
-            throw ConfigError(where + why);
-        }
+    }
+    if (!pin.empty() && via != Via::tls) {
+        *why = "tls_fingerprint goes with tls only";
+        return std::nullopt;
+    }
+    auto target = target_via(word, via, insecure, defaults, why);
+    if (target) {
         target->auth_plain = plain;
         target->tls_fingerprint = pin;
-        target->origin = path + ":" + std::to_string(n);
-        const auto [it, fresh] = seen.emplace(target->label(), n);
-        if (!fresh) {
-            throw ConfigError(where + target->label() + " is already listed on line " +
-                              std::to_string(it->second));
-        }
-        if (out.size() >= limits::targets_max) {
-            throw ConfigError(where + "more than " + std::to_string(limits::targets_max) +
-                              " targets");
-        }
-        out.push_back(std::move(*target));
     }
-    return out;
-}
-
-std::vector<Target> load_hosts_file(const std::string& path, const TargetDefaults& defaults) {
-    // A hosts file holds no secret; it may be readable by all.
-    return parse_hosts(mctp::cfg::read_checked(path, "", true), path, defaults);
+    return target;
 }
 
 }  // namespace mpasswd

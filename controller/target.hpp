@@ -59,16 +59,12 @@ std::optional<std::vector<Target>> parse_target_args(const std::vector<std::stri
                                                      const TargetDefaults& defaults,
                                                      std::string* why);
 
-// A hosts file: one target per line, "HOST[:PORT] [OPTION...]", where an
-// option is "tcp", "tls", "ssh", "insecure_plaintext", "auth=plain" or
-// "tls_fingerprint=SHA256" (which implies tls); '#' starts a comment,
-// blank lines are ignored. Throws mctp::cfg::ConfigError naming FILE:LINE
-// for a bad line or option, a target listed twice, or more than
-// limits::targets_max targets.
-std::vector<Target> load_hosts_file(const std::string& path, const TargetDefaults& defaults);
-
-// The same, from text already read (path is used in messages only).
-std::vector<Target> parse_hosts(const std::string& text, const std::string& path,
-                                const TargetDefaults& defaults);
+// One line of a hosts file, its comment removed and trimmed:
+// "HOST[:PORT] [OPTION...]", where an option is "tcp", "tls", "ssh",
+// "insecure_plaintext", "auth=plain" or "tls_fingerprint=SHA256" (which
+// implies tls). On error returns nullopt and says why in *why. The hosts
+// file itself (groups, limits) is read by inventory.hpp.
+std::optional<Target> parse_hosts_line(std::string_view line, const TargetDefaults& defaults,
+                                      std::string* why);
 
 }  // namespace mpasswd

@@ -55,6 +55,12 @@ Options parse_options(int argc, const char** argv, std::vector<std::string>* ign
                 known = true;
             }
         }
+        if (arg.starts_with("limit=")) {
+            // Kept even when bad: choose_targets refuses it, and the call
+            // fails rather than reach every target.
+            o.limit = std::string(arg.substr(6));
+            known = true;
+        }
         if (!known) {
             ignored->push_back(std::string(arg) + " (unknown option)");
         }

@@ -16,6 +16,7 @@
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "journal.hpp"
+#include "inventory.hpp"
 #include "options.hpp"
 #include "report.hpp"
 #include "resources.hpp"
@@ -127,8 +128,11 @@ struct Fleet {
 int load(const Module& m, Fleet* fleet) {
     try {
         fleet->config = load_controller_config(m.options.config);
-        fleet->targets = load_hosts_file(m.options.hosts.value_or(fleet->config.hosts_file),
-                                         fleet->config.target_defaults());
+        TargetChoice choice;
+        choice.hosts_file = m.options.hosts;
+        choice.limit = m.options.limit;
+        choice.limit_name = "limit=";
+        fleet->targets = choose_targets(fleet->config, choice);
     } catch (const ConfigError& e) {
         return setup_failure(m, e.what());
     }

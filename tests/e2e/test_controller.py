@@ -219,7 +219,7 @@ class Controller(unittest.TestCase):
         self.assertIn(":2: port: must be a port from 1 to 65535", r.stderr)
 
     def test_usage_and_config_errors_exit_2_and_send_nothing(self):
-        connections = sum(self.fleet.log_text(i).count("connect from") for i in range(N))
+        connections = sum(self.fleet.log_text(i).count("Connection from") for i in range(N))
         cases = [
             ([], None, "no USER given"),
             (["a", "b"], None, "one USER only"),
@@ -265,8 +265,109 @@ class Controller(unittest.TestCase):
             self.assertIn("chmod 600", r.stderr)
         finally:
             os.chmod(self.fleet.secret_file, 0o600)
-        after = sum(self.fleet.log_text(i).count("connect from") for i in range(N))
+        after = sum(self.fleet.log_text(i).count("Connection from") for i in range(N))
         self.assertEqual(connections, after, "a usage error must not connect anywhere")
+
+    def write_inventories(self):
+        """A hosts file and an Ansible inventory over the same responders:
+        web (3), db (2) under prod, and one in no group."""
+        web, db, solo = self.normal[:3], self.normal[3:5], self.normal[5]
+        hosts = os.path.join(self.fleet.dir, "grouped-hosts")
+        with open(hosts, "w") as f:
+            f.write("%s  # in no group\n[web]\n%s\n[db]\n%s\n[prod:children]\nweb\ndb\n" % (
+                self.fleet.targets([solo])[0], "\n".join(self.fleet.targets(web)),
+                "\n".join(self.fleet.targets(db))))
+        inventory = os.path.join(self.fleet.dir, "inventory.ini")
+        line = "%s ansible_host=127.0.0.1 mpasswd_port=%d ansible_user=deploy\n"
+        with open(inventory, "w") as f:
+            f.write("solo ansible_host=127.0.0.1 mpasswd_port=%d\n" % self.fleet.ports[solo])
+            f.write("[web]\n" + "".join(line % ("web%d.example.org" % (n + 1), self.fleet.ports[i])
+                                        for n, i in enumerate(web)))
+            f.write("[db]\n" + "".join(line % ("db%d" % (n + 1), self.fleet.ports[i])
+                                       for n, i in enumerate(db)))
+            f.write("[eu]\nweb1.example.org\ndb1\n[prod:children]\nweb\ndb\n"
+                    "[prod:vars]\nansible_python_interpreter=/usr/bin/python3\n")
+        return hosts, inventory, web, db, solo
+
+    def changed(self):
+        return [i for i in range(N) if i not in (CLOSED, SILENT)
+                and self.fleet.password_of(i, "alice") == NEW]
+
+    def test_limit_selects_groups_of_the_hosts_file(self):
+        hosts, _, web, db, solo = self.write_inventories()
+        for pattern, want in (("web", web), ("prod:!db", web), ("ungrouped", [solo]),
+                              ("prod", web + db), ("all:!prod", [solo]),
+                              ("127.0.0.1:%d,db" % self.fleet.ports[solo], db + [solo])):
+            self.fleet.reset()
+            r = self.mpasswd("--hosts", hosts, "--limit", pattern, "--stdin", "--json", "alice",
+                             stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 0, (pattern, r.stderr))
+            got = sorted(json.loads(line)["port"] for line in r.stdout.splitlines())
+            self.assertEqual(got, sorted(self.fleet.ports[i] for i in want), pattern)
+            self.assertEqual(self.changed(), sorted(want), pattern)
+
+    def test_limit_over_an_ansible_inventory(self):
+        _, inventory, web, db, solo = self.write_inventories()
+        for args, want in ((["-i", inventory, "-l", "web:&eu"], [web[0]]),
+                           (["--inventory", inventory, "--limit", "web*.example.org:db2"],
+                            web + [db[1]]),
+                           (["-i", inventory, "-l", "!prod"], [solo]),
+                           (["-i", inventory], web + db + [solo])):
+            self.fleet.reset()
+            r = self.mpasswd(*args, "--stdin", "--json", "alice", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 0, (args, r.stderr))
+            got = sorted(json.loads(line)["port"] for line in r.stdout.splitlines())
+            self.assertEqual(got, sorted(self.fleet.ports[i] for i in want), args)
+            self.assertEqual(self.changed(), sorted(want), args)
+        # The configuration's inventory key, never guessed from the file.
+        self.fleet.reset()
+        self.fleet.write_config("inventory = %s\n" % inventory)
+        try:
+            with open(self.fleet.config) as f:
+                text = f.read()
+            with open(self.fleet.config, "w") as f:
+                f.write("".join(l for l in text.splitlines(True) if not l.startswith("hosts =")))
+            r = self.mpasswd("-l", "db", "--stdin", "--json", "alice", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.changed(), sorted(db))
+            r = self.mpasswd("--check-config")
+            self.assertIn("\ninventory = %s\n" % inventory, r.stdout)
+        finally:
+            self.fleet.write_config()
+
+    def test_limit_typos_exit_2_and_reach_no_responder(self):
+        hosts, inventory, web, db, solo = self.write_inventories()
+        bad = os.path.join(self.fleet.dir, "bad-inventory.ini")
+        with open(bad, "w") as f:
+            f.write("[web]\nweb[01:50.example.org\n")
+        connections = sum(self.fleet.log_text(i).count("Connection from") for i in range(N))
+        cases = [
+            (["--hosts", hosts, "-l", "webz"], "--limit webz: 'webz' matches no group or host"),
+            (["--hosts", hosts, "-l", "web:!dbz"], "'dbz' matches no group or host"),
+            (["--hosts", hosts, "-l", "web:&db"], "--limit web:&db: selects no target"),
+            (["-l", "nothing"], "'nothing' matches no group or host"),
+            (["-i", inventory, "-l", "web1"], "'web1' matches no group or host"),
+            (["-i", inventory, "-l", "~web"], "regular expressions (~) are not supported"),
+            (["-i", inventory, "-l", "web[0]"], "subscripts (web[0]) are not supported"),
+            (["-i", bad], bad + ":2: 'web[01:50.example.org': '[' without ']'"),
+            (["-i", "/nonexistent.ini"], "/nonexistent.ini: cannot open"),
+            (["-i", inventory, "--hosts", hosts], "one of -H, --hosts and --inventory"),
+            (["-H", "127.0.0.1", "-l", "web"], "--limit selects from an inventory"),
+            (["-i", inventory, "-l", ""], "--limit : no group or host named"),
+        ]
+        for args, message in cases:
+            r = self.mpasswd(*args, "--stdin", "alice", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(message, r.stderr, args)
+            self.assertEqual(r.stdout, "", args)
+        self.assertEqual(self.changed(), [])
+        after = sum(self.fleet.log_text(i).count("Connection from") for i in range(N))
+        self.assertEqual(connections, after, "a selection error must not connect anywhere")
+        # The count sees a session: one right selection, one connection more.
+        r = self.mpasswd("--hosts", hosts, "-l", "ungrouped", "--verify", "alice")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sum(self.fleet.log_text(i).count("Connection from") for i in range(N)),
+                         after + 1)
 
     def mpasswd_bytes(self, *args, stdin=b""):
         """mpasswd with bytes for arguments and output, no terminal."""

@@ -309,6 +309,41 @@ class PamMctp(unittest.TestCase):
         self.assertIn("result: 31 ", r.stdout)
         self.assertEqual(self.remote_passwords(), ["Old-Passw0rd-1"] * 3)
 
+    def connections(self):
+        return sum(self.fleet.log_text(i).count("Connection from") for i in range(5))
+
+    def test_limit_selects_groups_and_a_typo_sends_nothing(self):
+        grouped = os.path.join(self.dir, "hosts-grouped")
+        t = self.fleet.targets([0, 1, 2, 3])
+        with open(grouped, "w") as f:
+            f.write("[web]\n%s\n%s\n[db]\n%s\n[down]\n%s\n[prod:children]\nweb\ndb\n"
+                    % tuple(t))
+        # The dead target is in no selected group: require_all succeeds.
+        self.stack("hosts=%s limit=prod:!db require_all" % grouped)
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("info: Password changed on 2 other hosts.", r.stdout)
+        self.assertEqual(self.remote_passwords(), [NEW, NEW, "Old-Passw0rd-1"])
+        # A term that matches nothing: the change fails and no target is
+        # reached; best_effort changes the local password only.
+        before = self.connections()
+        for option, rc in (("require_all", 1), ("best_effort", 0)):
+            self.fleet.reset()
+            self.setUp()
+            self.stack("hosts=%s limit=prod:!dbz %s" % (grouped, option))
+            r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+            self.assertEqual(r.returncode, rc, (option, r.stdout, r.stderr))
+            self.assertIn("limit=prod:!dbz: 'dbz' matches no group or host", r.stdout)
+            self.assertEqual(self.remote_passwords(), ["Old-Passw0rd-1"] * 3)
+            self.assertEqual(self.local_password(), LOCAL_OLD if rc else NEW)
+        # An empty limit= is an error, never "every target".
+        self.setUp()
+        self.stack("hosts=%s limit= require_all" % grouped)
+        r = self.chauthtok([LOCAL_OLD, NEW, NEW])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("limit=: no group or host named", r.stdout)
+        self.assertEqual(self.connections(), before, "a selection error reached a responder")
+
     def test_bad_config_fails_require_all_and_is_ignored_by_best_effort(self):
         self.stack("hosts=/nonexistent/hosts require_all")
         r = self.chauthtok([LOCAL_OLD, NEW, NEW])

@@ -11,7 +11,10 @@
 //   2 a hosts file; 3 an mpasswd.conf (no file is read);
 //   4 a Result made of fuzz bytes;
 //   5 reply lines for the MCTP client alone (protocol/client.hpp), for a
-//     verify or a change (the second byte), checked line by line.
+//     verify or a change (the second byte), checked line by line;
+//   6 an inventory (an Ansible INI one when the second byte is odd, else
+//     a hosts file with groups) up to the first NUL, and a --limit
+//     pattern after it (`all` without a NUL), selected from it.
 // Every Result, target and error message is then put through the report
 // (table, summary, JSON): none may carry a control octet other than the
 // '\n' ending each of its own lines, and each JSON line must be valid,
@@ -28,6 +31,7 @@
 #include "client.hpp"
 #include "controller_config.hpp"
 #include "fanout.hpp"
+#include "inventory.hpp"
 #include "memory_transport.hpp"
 #include "reply.hpp"
 #include "report.hpp"
@@ -347,6 +351,53 @@ void hosts(std::string_view in, unsigned char knob) {
     check_report(targets, results, Job{Action::verify, "alice", nullptr});
 }
 
+void inventory(std::string_view in, unsigned char knob) {
+    const auto nul = in.find('\0');
+    const std::string text(in.substr(0, nul));
+    const std::string pattern(nul == std::string_view::npos ? std::string_view("all")
+                                                            : in.substr(nul + 1));
+    TargetDefaults defaults(4242);
+    defaults.via = static_cast<Via>((knob >> 1) % 3);
+    Inventory inv;
+    try {
+        inv = (knob & 1) != 0 ? parse_ansible_inventory(text, "inv", defaults)
+                              : parse_hosts_inventory(text, "hosts", defaults);
+    } catch (const ConfigError& e) {
+        check_error(e);
+        return;
+    }
+    require(inv.names.size() == inv.targets.size());
+    require(inv.targets.size() <= limits::targets_max);
+    for (const auto& [name, g] : inv.groups) {
+        for (const std::size_t i : g.hosts) {
+            require(i < inv.targets.size());
+        }
+        for (const auto& c : g.children) {
+            require(inv.groups.count(c) == 1);
+        }
+    }
+    std::vector<std::size_t> chosen;
+    try {
+        chosen = select_targets(inv, pattern);
+    } catch (const ConfigError& e) {
+        check_error(e);
+        return;
+    }
+    require(!chosen.empty());
+    std::vector<Target> targets;
+    for (std::size_t k = 0; k < chosen.size(); ++k) {
+        require(chosen[k] < inv.targets.size() && (k == 0 || chosen[k - 1] < chosen[k]));
+        targets.push_back(inv.targets[chosen[k]]);
+    }
+    std::vector<Result> results(targets.size());
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        require(only_printable(targets[i].label()));
+        results[i].outcome = static_cast<Outcome>(i % 6);
+        results[i].step = "connect";
+    }
+    check_report(targets, results, Job{Action::verify, "alice", nullptr});
+}
+
 void config(std::string_view in) {
     // A secret_file would be read: make the key unknown instead.
     std::string text(in);
@@ -395,13 +446,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const std::string_view in(reinterpret_cast<const char*>(data) + 2, size - 2);
     const unsigned char knob = data[1];
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
     case 0: replies(in, knob); break;
     case 1: dialogue(in, knob); break;
     case 2: hosts(in, knob); break;
     case 3: config(in); break;
     case 4: result(in, knob); break;
-    default: client(in, knob); break;
+    case 5: client(in, knob); break;
+    default: inventory(in, knob); break;
     }
     return 0;
 }

@@ -25,6 +25,7 @@
 
 #include "controller_config.hpp"
 #include "fanout.hpp"
+#include "inventory.hpp"
 #include "scram.hpp"
 #include "memory_transport.hpp"
 #include "options.hpp"
@@ -437,6 +438,18 @@ TEST(PamOptions, TableAndUnknownArguments) {
     EXPECT_TRUE(d.require_all);
     EXPECT_FALSE(d.debug);
     EXPECT_EQ(d.config, std::string(MPASSWD_SYSCONFDIR) + "/mpasswd/mpasswd.conf");
+}
+
+TEST(PamOptions, LimitIsKeptEvenWhenBad) {
+    std::vector<std::string> ignored;
+    const char* argv[] = {"limit=web:!web3"};
+    EXPECT_EQ(pam_mctp::parse_options(1, argv, &ignored).limit.value_or("(none)"), "web:!web3");
+    EXPECT_TRUE(ignored.empty());
+    // An empty pattern is not "no limit": select_targets refuses it, so a
+    // typo never reaches every target.
+    const char* empty[] = {"limit="};
+    EXPECT_EQ(pam_mctp::parse_options(1, empty, &ignored).limit.value_or("(none)"), "");
+    EXPECT_EQ(pam_mctp::parse_options(0, nullptr, &ignored).limit, std::nullopt);
 }
 
 // ---- the engine against scripted servers ----
@@ -937,7 +950,10 @@ TEST(Targets, ErrorsShowTheFileTextEscaped) {
     EXPECT_EQ(parse_error("h\x1b[2J\n"),
               "hosts:1: 'h\\x1b[2J' is neither a host name nor an IP address");
     EXPECT_EQ(parse_error("h:\x9b" "1\n"), "hosts:1: '\\x9b1' is not a port from 1 to 65535");
-    EXPECT_EQ(parse_error("[\x1b]\n"), "hosts:1: '\\x1b' in brackets is not an IPv6 address");
+    EXPECT_EQ(parse_error("[\x1b]:7\n"), "hosts:1: '\\x1b' in brackets is not an IPv6 address");
+    // A whole line in brackets is a group (or an IPv6 target).
+    EXPECT_EQ(parse_error("[\x1b]\n"),
+              "hosts:1: '\\x1b' is not a group name (letters, digits, '_', '-', '.', at most 255)");
     std::string why;
     EXPECT_FALSE(parse_target("a\nb:1:\x07", 4242, &why));
     EXPECT_EQ(why, "'a\\x0ab:1:\\x07' is not an IPv6 address (write [ADDRESS]:PORT for a port)");
