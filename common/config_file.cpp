@@ -1,5 +1,6 @@
 #include "config_file.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <sys/stat.h>
@@ -282,6 +283,100 @@ int section_line(const std::string& text, const std::string& section) {
         }
     }
     return 0;
+}
+
+int key_line(const std::string& text, std::string_view key) {
+    std::istringstream in(text);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        ++n;
+        const auto b = line.find_first_not_of(" \t");
+        if (b == std::string::npos || line.compare(b, key.size(), key) != 0) {
+            continue;
+        }
+        const auto after = line.find_first_not_of(" \t", b + key.size());
+        if (after != std::string::npos && (line[after] == '=' || line[after] == ':')) {
+            return n;
+        }
+    }
+    return 0;
+}
+
+std::string dropin_folder(const std::string& config_path) {
+    return config_path + ".d";
+}
+
+bool is_dropin_name(std::string_view name) noexcept {
+    constexpr std::string_view suffix = ".conf";
+    if (name.size() <= suffix.size() || !name.ends_with(suffix)) {
+        return false;
+    }
+    name.remove_suffix(suffix.size());
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    });
+}
+
+std::vector<std::string> dropin_files(const std::string& folder) {
+    struct stat st {};
+    if (stat(folder.c_str(), &st) != 0) {
+        if (errno == ENOENT) {
+            return {};
+        }
+        throw ConfigError(folder + ": cannot open: " + std::strerror(errno));
+    }
+    // Opened first, then checked through the descriptor: what is read is
+    // what was checked.
+    const int fd = open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        throw ConfigError(folder + ": " +
+                          (errno == ENOTDIR ? std::string("not a folder")
+                                            : "cannot open: " + std::string(std::strerror(errno))));
+    }
+    DIR* dir = nullptr;
+    const auto fail = [&](const std::string& why) {
+        if (dir != nullptr) {
+            closedir(dir);
+        } else {
+            close(fd);
+        }
+        throw ConfigError(folder + ": " + why);
+    };
+    if (fstat(fd, &st) != 0) {
+        fail(std::string("cannot stat: ") + std::strerror(errno));
+    }
+    if (std::string why = unsafe_owner(st); !why.empty()) {
+        if (const auto p = why.find("(chmod 600)"); p != std::string::npos) {
+            why.replace(p, 11, "(chmod 755)");
+        }
+        fail(why);
+    }
+    dir = fdopendir(fd);
+    if (dir == nullptr) {
+        fail(std::string("cannot read: ") + std::strerror(errno));
+    }
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* e = readdir(dir)) {
+        if (is_dropin_name(e->d_name)) {
+            if (names.size() >= dropins_max) {
+                fail("more than " + std::to_string(dropins_max) + " drop-in files");
+            }
+            names.emplace_back(e->d_name);
+        }
+        errno = 0;
+    }
+    if (errno != 0) {
+        fail(std::string("cannot read: ") + std::strerror(errno));
+    }
+    closedir(dir);
+    std::sort(names.begin(), names.end());
+    for (auto& n : names) {
+        n = folder + "/" + n;
+    }
+    return names;
 }
 
 }  // namespace mctp::cfg

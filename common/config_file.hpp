@@ -85,4 +85,28 @@ void parse_ini(const std::string& text, const std::string& path,
 // The line of a "[section]" header in text, 0 when absent.
 int section_line(const std::string& text, const std::string& section);
 
+// The line of the first "key = value" (or "key: value") line for key in
+// text, 0 when absent.
+int key_line(const std::string& text, std::string_view key);
+
+// ---- Drop-in folders: FILE.d/*.conf beside a configuration file.
+
+inline constexpr std::size_t dropins_max = 256;
+
+// "/etc/mpasswd/mpasswdd.conf" -> "/etc/mpasswd/mpasswdd.conf.d".
+std::string dropin_folder(const std::string& config_path);
+
+// True for a drop-in's name: [A-Za-z0-9_-]+.conf (editors' and dpkg's
+// leftovers, hidden files and other names are not read).
+bool is_dropin_name(std::string_view name) noexcept;
+
+// The drop-ins of folder, as full paths, in byte order of their names;
+// none when the folder does not exist. The folder must be a folder that
+// only root (or the caller) may change, as a configuration file must be
+// (a symbolic link is followed). Throws ConfigError "FOLDER: why" for
+// one that is not, cannot be read, or holds more than dropins_max
+// drop-ins. Each file is then read by the caller with read_checked,
+// which checks it as the main file.
+std::vector<std::string> dropin_files(const std::string& folder);
+
 }  // namespace mctp::cfg

@@ -1,6 +1,7 @@
 #include "controller_config.hpp"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "config_keys.hpp"
@@ -154,7 +155,11 @@ EngineSettings ControllerConfig::engine_settings(
 }
 
 std::string describe(const ControllerConfig& config) {
-    return "# effective settings of " + config.path + "\n" + key_table().describe(config);
+    std::string out = "# effective settings of " + config.path + "\n";
+    for (const auto& file : config.dropins) {
+        out += "# and of " + file + "\n";
+    }
+    return out + key_table().describe(config);
 }
 
 mctp::Secret read_secret_file(const std::string& path) {
@@ -174,9 +179,17 @@ mctp::Secret read_secret_file(const std::string& path) {
     return secret;
 }
 
-ControllerConfig parse_controller_config(const std::string& text, const std::string& path) {
-    ControllerConfig c;
-    c.path = path;
+namespace {
+
+// Where each key was set ("FILE:LINE"), across the main file and its
+// drop-ins.
+using KeyPlaces = std::map<std::string, std::string, std::less<>>;
+
+// Parses one file's text into c (the main file, or a drop-in at path):
+// relative file names are taken from the main file's folder. A key
+// already set by another file is an error naming both places.
+void parse_into(ControllerConfig& c, const std::string& text, const std::string& path,
+                KeyPlaces* places) {
     cfg::parse_sections(
         text, path, {"'key = value' or '[mpasswd]'", "given twice"},
         [&](std::string_view section, std::string* why) -> std::optional<cfg::SectionSink> {
@@ -185,8 +198,30 @@ ControllerConfig parse_controller_config(const std::string& text, const std::str
                        "]; the only section is [mpasswd]";
                 return std::nullopt;
             }
-            return key_table().sink(c, "mpasswd", c.path);
+            cfg::SectionSink sink = key_table().sink(c, "mpasswd", c.path);
+            return cfg::SectionSink{
+                sink.id, [&, set = std::move(sink.set)](std::string_view key,
+                                                        std::string_view value,
+                                                        std::string* why2) {
+                    const std::string here =
+                        path + ":" + std::to_string(cfg::key_line(text, key));
+                    const auto it = places->find(key);
+                    if (it != places->end() && !it->second.starts_with(path + ":")) {
+                        *why2 = "already set in " + it->second;
+                        return false;
+                    }
+                    if (!set(key, value, why2)) {
+                        return false;
+                    }
+                    places->emplace(std::string(key), here);
+                    return true;
+                }};
         });
+}
+
+// The checks over the whole configuration, once every file is read.
+void finish(ControllerConfig& c) {
+    const std::string& path = c.path;
     const bool has_secret = !c.secret.empty();
     if (has_secret && !c.secret_file.empty()) {
         throw ConfigError(path + ": give either secret or secret_file, not both");
@@ -219,16 +254,40 @@ ControllerConfig parse_controller_config(const std::string& text, const std::str
         throw ConfigError(path + ": target_timeout (" + cfg::seconds_text(c.target_timeout) +
                           " s) is shorter than connect_timeout");
     }
+}
+
+// A file's text, wiped when it goes: it may hold the secret.
+struct WipedText {
+    std::string text;
+    ~WipedText() { mctp::wipe(text.data(), text.size()); }
+};
+
+}  // namespace
+
+ControllerConfig parse_controller_config(const std::string& text, const std::string& path) {
+    ControllerConfig c;
+    c.path = path;
+    KeyPlaces places;
+    parse_into(c, text, path, &places);
+    finish(c);
     return c;
 }
 
 ControllerConfig load_controller_config(const std::string& path) {
-    std::string text = cfg::read_checked(path, "secret", false);
-    struct Wipe {
-        std::string& s;
-        ~Wipe() { mctp::wipe(s.data(), s.size()); }
-    } wipe_text{text};
-    return parse_controller_config(text, path);
+    ControllerConfig c;
+    c.path = path;
+    KeyPlaces places;
+    {
+        const WipedText main{cfg::read_checked(path, "secret", false)};
+        parse_into(c, main.text, path, &places);
+    }
+    for (const auto& file : cfg::dropin_files(cfg::dropin_folder(path))) {
+        const WipedText dropin{cfg::read_checked(file, "secret", false)};
+        parse_into(c, dropin.text, file, &places);
+        c.dropins.push_back(file);
+    }
+    finish(c);
+    return c;
 }
 
 }  // namespace mpasswd

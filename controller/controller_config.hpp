@@ -26,6 +26,7 @@ using ConfigError = mctp::cfg::ConfigError;
 
 struct ControllerConfig {
     std::string path;
+    std::vector<std::string> dropins;  // the drop-ins read, in order
     std::string name;         // HELO name; empty: this host's name
     mctp::Secret secret;      // from `secret` or `secret_file`
     std::string secret_file;  // as configured, for messages
@@ -74,12 +75,15 @@ struct ControllerConfig {
         const std::vector<Target>& targets) const;
 };
 
-// Reads and validates the file and the secret file it names. Throws
-// ConfigError naming FILE:LINE: key. A file holding `secret` must be
-// readable by its owner only, and so must a secret file.
+// Reads and validates the file, its drop-ins (PATH.d/*.conf, see
+// mctp::cfg::dropin_files; a key set in two files is an error naming
+// both) and the secret file it names. Throws ConfigError naming
+// FILE:LINE: key. A file holding `secret` must be readable by its owner
+// only, and so must a secret file.
 ControllerConfig load_controller_config(const std::string& path);
 
-// The same from text (path for messages and relative paths only).
+// The same from text, without drop-ins (path for messages and relative
+// paths only).
 ControllerConfig parse_controller_config(const std::string& text, const std::string& path);
 
 // Reads the first line of a secret file (mode 0600 or stricter).

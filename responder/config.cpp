@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -347,6 +348,50 @@ std::optional<cfg::SectionSink> route(Config& config, std::string_view section,
     return std::nullopt;
 }
 
+// The [controller NAME] sections of a drop-in (mpasswdd.conf.d/*.conf):
+// no other section and no key outside one; a controller already defined
+// in another file is an error naming both places. places maps each
+// controller to its "FILE:LINE".
+void read_dropin(Config& config, const std::string& file,
+                 std::map<std::string, std::string>* places) {
+    const std::string text = cfg::read_checked(file, "secret_", true);
+    const std::string only = "only [controller NAME] sections go in a drop-in file";
+    int n = 0;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find('\n', start);
+        end = end == std::string::npos ? text.size() : end;
+        ++n;
+        std::string_view line = std::string_view(text).substr(start, end - start);
+        start = end + 1;
+        const auto b = line.find_first_not_of(" \t\r");
+        if (b == std::string_view::npos || line[b] != '[') {
+            continue;
+        }
+        const auto e = line.find(']', b);
+        const std::string section(line.substr(b + 1, e == std::string_view::npos ? 0 : e - b - 1));
+        const std::string here = file + ":" + std::to_string(n);
+        if (!section.starts_with(controller_prefix)) {
+            throw ConfigError(here + ": [" + mctp::printable(section, 128) + "]: " + only);
+        }
+        const std::string name = section.substr(controller_prefix.size());
+        const auto [it, fresh] = places->emplace(name, here);
+        if (!fresh && !it->second.starts_with(file + ":")) {
+            throw ConfigError(here + ": [" + mctp::printable(section, 128) +
+                              "] is already defined in " + it->second);
+        }
+    }
+    cfg::parse_sections(text, file, {"'key = value' or '[controller NAME]'", "given twice in one section"},
+                        [&](std::string_view section, std::string* why)
+                            -> std::optional<cfg::SectionSink> {
+                            if (!section.starts_with(controller_prefix)) {
+                                *why = only;
+                                return std::nullopt;
+                            }
+                            return route(config, section, why);
+                        });
+}
+
 }  // namespace
 
 Config load_config(const std::string& path) {
@@ -359,9 +404,19 @@ Config load_config(const std::string& path) {
                         [&](std::string_view section, std::string* why) {
                             return route(config, section, why);
                         });
+    // Where each controller is defined, for the checks below.
+    std::map<std::string, std::string> places;
+    for (const auto& ctl : config.controllers) {
+        places.emplace(ctl.name, path + ":" +
+                                     std::to_string(cfg::section_line(
+                                         text, std::string(controller_prefix) + ctl.name)));
+    }
+    for (const auto& file : cfg::dropin_files(cfg::dropin_folder(path))) {
+        read_dropin(config, file, &places);
+    }
     for (const auto& ctl : config.controllers) {
         const std::string section = std::string(controller_prefix) + ctl.name;
-        const std::string where = path + ":" + std::to_string(cfg::section_line(text, section)) + ": ";
+        const std::string where = places[ctl.name] + ": ";
         if (ctl.from.empty()) {
             throw ConfigError(where + "[" + section + "] has no 'from' key");
         }
