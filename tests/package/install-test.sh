@@ -56,6 +56,20 @@ in_root() {
         fail "mpasswd.conf is not a conffile"
     ok "configuration files are conffiles, 0600 root"
 
+    # The hosts file is no conffile (configuration management writes it
+    # without conffile prompts): postinst made an empty one; the sample is
+    # in the documentation.
+    ! grep -q hosts /var/lib/dpkg/info/mpasswd.conffiles || fail "the hosts file is a conffile"
+    ! dpkg -S /etc/mpasswd/hosts > /dev/null 2>&1 || fail "a package owns /etc/mpasswd/hosts"
+    [ "$(stat -c %a:%U:%G:%s /etc/mpasswd/hosts)" = "644:root:root:0" ] ||
+        fail "postinst did not make an empty 0644 /etc/mpasswd/hosts"
+    grep -q '^#web1.example.org' /usr/share/doc/mpasswd/examples/hosts ||
+        fail "no sample hosts file in /usr/share/doc/mpasswd/examples"
+    for d in /etc/mpasswd/mpasswd.conf.d /etc/mpasswd/mpasswdd.conf.d; do
+        [ "$(stat -c %a:%U:%G "$d")" = "755:root:root" ] || fail "$d is not a 0755 root folder"
+    done
+    ok "the hosts file is no conffile: an empty 0644 one made, the sample in the docs; drop-in folders"
+
     if grep -l pam_mctp /etc/pam.d/common-* 2>/dev/null; then
         fail "installing libpam-mctp changed a PAM stack"
     fi
@@ -166,18 +180,26 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     verifier_line=$(mpasswdd --new-secret /etc/mpasswd/secret) || fail "--new-secret"
     [ "$(stat -c %a:%U /etc/mpasswd/secret)" = "600:root" ] || fail "the new secret's mode"
     mpasswdd --new-secret /etc/mpasswd/secret 2> /dev/null && fail "--new-secret overwrote a file"
-    printf '\n[controller control]\nfrom = 127.0.0.1\n%s\n' "$verifier_line" \
-        >> /etc/mpasswd/mpasswdd.conf
-    sed -i 's/^#name = .*/name = control/' /etc/mpasswd/mpasswd.conf
+    # As configuration management writes them: one drop-in per controller
+    # on the target, one for the name on the control host.
+    printf '[controller control]\nfrom = 127.0.0.1\n%s\n' "$verifier_line" \
+        > /etc/mpasswd/mpasswdd.conf.d/control.conf
+    chmod 644 /etc/mpasswd/mpasswdd.conf.d/control.conf
+    mpasswdd --check-config > /tmp/check.log 2>&1 && fail "a 0644 drop-in with a verifier was read"
+    grep -q "control.conf: holds secrets" /tmp/check.log || { cat /tmp/check.log; fail "drop-in mode"; }
+    chmod 600 /etc/mpasswd/mpasswdd.conf.d/control.conf
+    printf 'name = control\n' > /etc/mpasswd/mpasswd.conf.d/10-name.conf
     mpasswdd --check-config > /tmp/check.log 2>&1 || { cat /tmp/check.log; fail "--check-config"; }
-    echo 127.0.0.1 >> /etc/mpasswd/hosts  # the default port is the socket's
-    ok "controller added: mpasswdd --new-secret, its verifier line in mpasswdd.conf, 127.0.0.1 in /etc/mpasswd/hosts"
+    grep -q '^\[controller control\]' /tmp/check.log || fail "the drop-in's controller is missing"
+    mpasswd --check-config | grep -qx 'name = control' || fail "mpasswd.conf.d was not read"
+    printf '[local]\n127.0.0.1\n' >> /etc/mpasswd/hosts  # the default port is the socket's
+    ok "controller added: mpasswdd --new-secret, its verifier in mpasswdd.conf.d/control.conf (0600), name in mpasswd.conf.d, [local] 127.0.0.1 in /etc/mpasswd/hosts"
 
     shadow_hash() { getent shadow alice | cut -d: -f2; }
     verifies() { perl -e 'exit(crypt($ARGV[0], $ARGV[1]) eq $ARGV[1] ? 0 : 1)' "$1" "$(shadow_hash)"; }
 
     local pw1='Fleet-Change-No1!' status=0 out
-    out=$(printf '%s\n' "$pw1" | mpasswd --stdin --json alice) || status=$?
+    out=$(printf '%s\n' "$pw1" | mpasswd --stdin --json --limit local alice) || status=$?
     echo "$out"
     [ "$status" = 0 ] || fail "mpasswd exit $status"
     echo "$out" | grep -q '"result":"ok"' || fail "no ok result"
@@ -233,6 +255,14 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     grep -q "pam_mctp.so" /etc/pam.d/common-password || fail "pam-auth-update --enable mctp"
     ok "pam-auth-update --enable mctp adds pam_mctp to common-password"
 
+    echo "# dpkg -i again: the hosts file is kept as it is, without a prompt"
+    local hosts_before
+    hosts_before=$(sha256sum /etc/mpasswd/hosts)
+    dpkg -i "$debs"/mpasswd_*.deb > /tmp/dpkg.log 2>&1 < /dev/null || { cat /tmp/dpkg.log; fail "dpkg -i again"; }
+    [ "$(sha256sum /etc/mpasswd/hosts)" = "$hosts_before" ] || fail "reinstalling changed the hosts file"
+    ! grep -qi "conffile" /tmp/dpkg.log || { cat /tmp/dpkg.log; fail "a conffile prompt on reinstall"; }
+    ok "reinstalling mpasswd keeps the hosts file, no conffile prompt"
+
     echo "# dpkg --purge (prerm takes pam_mctp out of every stack)"
     dpkg --purge libpam-mctp mpasswd mpasswdd > /tmp/dpkg.log 2>&1 ||
         { cat /tmp/dpkg.log; fail "dpkg --purge"; }
@@ -241,6 +271,7 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     [ ! -e /etc/mpasswd/mpasswdd.conf ] && [ ! -e /etc/pam.d/mpasswdd ] &&
         [ ! -e /etc/pam.d/mpasswdd-check ] || fail "conffiles left"
     [ ! -e /usr/sbin/mpasswdd ] && [ ! -e "$module" ] || fail "files left"
+    [ ! -e /etc/mpasswd/hosts ] || fail "/etc/mpasswd/hosts left after purge"
     [ ! -e /var/lib/mpasswdd ] || fail "/var/lib/mpasswdd left after purge"
     ok "purged: no PAM stack names pam_mctp, socket disabled, conffiles gone"
     echo "install test: all checks passed"
