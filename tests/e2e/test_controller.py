@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -368,6 +369,40 @@ class Controller(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(sum(self.fleet.log_text(i).count("Connection from") for i in range(N)),
                          after + 1)
+
+    def test_a_responders_controller_in_a_drop_in(self):
+        # mpasswdd reads its configuration at every connection: the
+        # controller section moved to mpasswdd.conf.d/ is still honoured,
+        # and the same controller in both files refuses every session.
+        i = self.normal[0]
+        conf = os.path.join(self.fleet.dir, "t%d" % i, "mpasswdd.conf")
+        with open(conf) as f:
+            text = f.read()
+        head, section = text.split("[controller ", 1)
+        folder = conf + ".d"
+        dropin = os.path.join(folder, "control-test.conf")
+        os.mkdir(folder, 0o755)
+        try:
+            for path, body in ((conf, head), (dropin, "[controller " + section)):
+                with open(path, "w") as f:
+                    f.write(body)
+                os.chmod(path, 0o600)
+            target = self.fleet.targets([i])[0]
+            r = self.mpasswd("-H", target, "--stdin", "--json", "alice", stdin=NEW + "\n")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(self.fleet.password_of(i, "alice"), NEW)
+            with open(conf, "w") as f:
+                f.write(text)
+            r = self.mpasswd("-H", target, "--verify", "--json", "alice")
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertEqual(json.loads(r.stdout)["code"], 421, r.stdout)
+            line = text[:text.index("[controller ")].count("\n") + 1
+            self.assertIn("%s:1: [controller %s is already defined in %s:%d" % (
+                dropin, section.split("\n", 1)[0], conf, line), self.fleet.log_text(i))
+        finally:
+            with open(conf, "w") as f:
+                f.write(text)
+            shutil.rmtree(folder)
 
     def mpasswd_bytes(self, *args, stdin=b""):
         """mpasswd with bytes for arguments and output, no terminal."""

@@ -331,6 +331,17 @@ void client(std::string_view in, unsigned char knob) {
     }
 }
 
+// Targets read from a file, each with a result, through the report.
+void report_targets(const std::vector<Target>& targets) {
+    std::vector<Result> results(targets.size());
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        require(only_printable(targets[i].label()));
+        results[i].outcome = static_cast<Outcome>(i % 6);
+        results[i].step = "connect";
+    }
+    check_report(targets, results, Job{Action::verify, "alice", nullptr});
+}
+
 void hosts(std::string_view in, unsigned char knob) {
     TargetDefaults defaults(4242);
     defaults.via = static_cast<Via>(knob % 3);
@@ -342,13 +353,7 @@ void hosts(std::string_view in, unsigned char knob) {
         check_error(e);
         return;
     }
-    std::vector<Result> results(targets.size());
-    for (std::size_t i = 0; i < targets.size(); ++i) {
-        require(only_printable(targets[i].label()));
-        results[i].outcome = static_cast<Outcome>(i % 6);
-        results[i].step = "connect";
-    }
-    check_report(targets, results, Job{Action::verify, "alice", nullptr});
+    report_targets(targets);
 }
 
 void inventory(std::string_view in, unsigned char knob) {
@@ -389,13 +394,7 @@ void inventory(std::string_view in, unsigned char knob) {
         require(chosen[k] < inv.targets.size() && (k == 0 || chosen[k - 1] < chosen[k]));
         targets.push_back(inv.targets[chosen[k]]);
     }
-    std::vector<Result> results(targets.size());
-    for (std::size_t i = 0; i < targets.size(); ++i) {
-        require(only_printable(targets[i].label()));
-        results[i].outcome = static_cast<Outcome>(i % 6);
-        results[i].step = "connect";
-    }
-    check_report(targets, results, Job{Action::verify, "alice", nullptr});
+    report_targets(targets);
 }
 
 void config(std::string_view in) {
