@@ -140,7 +140,8 @@ void expand_ranges(const std::string& pattern, std::vector<std::string>* out, co
         std::size_t start = 0;
         for (;;) {
             const auto colon = r.find(':', start);
-            parts.emplace_back(r.substr(start, colon == std::string_view::npos ? colon : colon - start));
+            parts.emplace_back(
+                r.substr(start, colon == std::string_view::npos ? colon : colon - start));
             if (colon == std::string_view::npos) {
                 break;
             }
@@ -154,7 +155,8 @@ void expand_ranges(const std::string& pattern, std::vector<std::string>* out, co
     std::string beg = parts[0].empty() ? "0" : parts[0];
     const std::string& end = parts[1];
     unsigned long long step = 1;
-    if (parts.size() == 3 && !mctp::cfg::parse_unsigned(parts[2], 1, limits::range_names_max, &step)) {
+    if (parts.size() == 3 &&
+        !mctp::cfg::parse_unsigned(parts[2], 1, limits::range_names_max, &step)) {
         fail("host range " + range_text + ": the step must be a number " +
              mctp::cfg::range_text(1, limits::range_names_max));
     }
@@ -692,7 +694,8 @@ private:
                     : h.mctp_port.value_or(b.second.depth >= 0 ? b.second.port : defaults_.port);
             const std::string& address = h.address.value_or(h.name);
             line_ = h.address ? h.address_line : h.line;
-            const std::string what = h.address ? "ansible_host " + quoted(address) : quoted(address);
+            const std::string what =
+                h.address ? "ansible_host " + quoted(address) : quoted(address);
             if (address.find(':') != std::string::npos && !is_ipv6(address)) {
                 fail(h.name + ": " + what + " is neither a host name nor an IP address");
             }

@@ -381,7 +381,8 @@ void read_dropin(Config& config, const std::string& file,
                               "] is already defined in " + it->second);
         }
     }
-    cfg::parse_sections(text, file, {"'key = value' or '[controller NAME]'", "given twice in one section"},
+    cfg::parse_sections(text, file,
+                        {"'key = value' or '[controller NAME]'", "given twice in one section"},
                         [&](std::string_view section, std::string* why)
                             -> std::optional<cfg::SectionSink> {
                             if (!section.starts_with(controller_prefix)) {
