@@ -23,6 +23,7 @@
 #include <system_error>
 
 #include "controller_limits.hpp"
+#include "inventory.hpp"
 #include "text.hpp"
 
 namespace mpasswd::journal {

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "inventory.hpp"
 #include "journal.hpp"
 #include "temp_file.hpp"
 
