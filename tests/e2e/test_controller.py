@@ -187,7 +187,7 @@ class Controller(unittest.TestCase):
 
     def test_verify_checks_and_changes_nothing(self):
         before = [self.fleet.password_of(i, "alice") for i in self.normal]
-        r = self.mpasswd("--verify", "--json", "--timeout", "1", "alice")
+        r = self.mpasswd("--verify", "--json", "--timeout", "3", "alice")
         self.assertEqual(r.returncode, 3)
         results = {o["port"]: o for o in map(json.loads, r.stdout.splitlines())}
         for i in self.normal:
