@@ -49,7 +49,8 @@ const char* const usage_text =
     "      --best-effort   change it wherever it is accepted, without first TESTing it\n"
     "                      on every target (by default no target is changed unless\n"
     "                      every target accepts the password in TEST)\n"
-    "      --parallel N    talk to at most N targets at once (default 64)\n"
+    "      --parallel N|auto  talk to at most N targets at once (default auto: as\n"
+    "                      many as the descriptor limit allows, up to 1024)\n"
     "      --timeout S     seconds allowed to connect and for each reply\n"
     "      --json          one JSON object per target on standard output\n"
     "      --check-config  validate the configuration, print the effective settings\n"
@@ -163,9 +164,8 @@ Options parse_options(int argc, char** argv) {
         case opt_best_effort: o.best_effort = true; break;
         case opt_parallel: {
             unsigned n = 0;
-            if (!mctp::cfg::parse_uint(optarg, 1U, limits::parallel_max, &n)) {
-                usage_error("--parallel must be a number " +
-                            mctp::cfg::range_text(1, limits::parallel_max));
+            if (!parse_parallel(optarg, &n)) {
+                usage_error("--parallel " + parallel_range_text());
             }
             o.parallel = n;
             break;

@@ -84,8 +84,17 @@ const cfg::KeyTable<Cfg>& key_table() {
                           limits::timeout_max, "seconds allowed for each reply"),
         cfg::seconds<Cfg>("target_timeout", &Cfg::target_timeout, limits::timeout_min,
                           limits::timeout_max, "seconds allowed for one whole target"),
-        cfg::number<Cfg>("parallel", &Cfg::parallel, 1U, limits::parallel_max,
-                         "targets talked to at once"),
+        {"parallel",
+         [](Cfg& c, std::string_view v, const std::string&, std::string* why) {
+             if (!parse_parallel(v, &c.parallel)) {
+                 *why = parallel_range_text();
+                 return false;
+             }
+             return true;
+         },
+         [](const Cfg& c) { return parallel_text(c.parallel); },
+         "targets talked to at once: auto (as many as the descriptor limit allows, "
+         "up to 1024) or a number"},
         cfg::file<Cfg>("tls_ca", &Cfg::tls_ca, "CA certificates for the targets (PEM)",
                        cfg::PathRule::relative_to_config, "(the system's CA store)"),
         cfg::file<Cfg>("tls_certificate", &Cfg::tls_certificate,
@@ -131,6 +140,22 @@ SshSettings ControllerConfig::ssh_settings() const {
     const auto ms = static_cast<unsigned>(connect_timeout.count());
     return SshSettings{ssh_command,        ssh_user,  ssh_identity, ssh_known_hosts,
                        (ms + 999) / 1000, ssh_config};
+}
+
+bool parse_parallel(std::string_view value, unsigned* out) {
+    if (value == "auto") {
+        *out = limits::parallel_auto;
+        return true;
+    }
+    return cfg::parse_uint(value, 1U, limits::parallel_max, out);
+}
+
+std::string parallel_range_text() {
+    return "must be auto or a number " + cfg::range_text(1, limits::parallel_max);
+}
+
+std::string parallel_text(unsigned parallel) {
+    return parallel == limits::parallel_auto ? "auto" : std::to_string(parallel);
 }
 
 bool is_sendable_secret(std::string_view s) noexcept {

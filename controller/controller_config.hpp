@@ -38,7 +38,7 @@ struct ControllerConfig {
     std::chrono::milliseconds connect_timeout = limits::connect_timeout_default;
     std::chrono::milliseconds reply_timeout = limits::reply_timeout_default;
     std::chrono::milliseconds target_timeout = limits::target_timeout_default;
-    unsigned parallel = limits::parallel_default;
+    unsigned parallel = limits::parallel_default;  // limits::parallel_auto: auto
     // Defaults for targets (the hosts file may say otherwise per line).
     Via transport = Via::tcp;
     bool insecure_plaintext = false;
@@ -92,6 +92,15 @@ mctp::Secret read_secret_file(const std::string& path);
 // True for a secret that can be sent with AUTH: printable ASCII without
 // spaces, 1 to limits::secret_max octets.
 bool is_sendable_secret(std::string_view s) noexcept;
+
+// `parallel`'s value (the key, --parallel, pam_mctp's parallel=): "auto"
+// (limits::parallel_auto) or 1 to limits::parallel_max. False for
+// anything else, *out unchanged.
+bool parse_parallel(std::string_view value, unsigned* out);
+// "must be auto or a number from 1 to 4096".
+std::string parallel_range_text();
+// "auto" or the number.
+std::string parallel_text(unsigned parallel);
 
 // This host's name as a HELO name, "mpasswd" when it is not one.
 std::string default_helo_name();

@@ -29,7 +29,13 @@ inline constexpr std::size_t group_name_max = 255;
 inline constexpr std::size_t limit_max = 4096;
 inline constexpr std::size_t limit_terms_max = 256;
 
-inline constexpr unsigned parallel_default = 64;
+// `parallel = auto` (0 in the settings), the default: as many targets at
+// once as RLIMIT_NOFILE has room for, asking for room for
+// parallel_auto_want (see DescriptorRoom). An explicit 1 to parallel_max
+// wins.
+inline constexpr unsigned parallel_auto = 0;
+inline constexpr unsigned parallel_auto_want = 1024;
+inline constexpr unsigned parallel_default = parallel_auto;
 inline constexpr unsigned parallel_max = 4096;
 
 inline constexpr milliseconds connect_timeout_default{5'000};

@@ -2,9 +2,13 @@
 
 #include <algorithm>
 
+#include "controller_limits.hpp"
+
 namespace mpasswd {
 
-DescriptorRoom::DescriptorRoom(unsigned parallel) noexcept : parallel_(parallel) {
+DescriptorRoom::DescriptorRoom(unsigned parallel) noexcept
+    : parallel_(parallel == limits::parallel_auto ? limits::parallel_auto_want : parallel) {
+    parallel = parallel_;
     if (getrlimit(RLIMIT_NOFILE, &saved_) != 0) {
         return;
     }

@@ -14,6 +14,11 @@ namespace mpasswd {
 // (and the hard one, where the process may), and puts the limits back as
 // they were when it goes: a PAM module borrows its caller's process.
 // parallel() is how many connections fit (at least 1).
+//
+// `parallel` 0 (limits::parallel_auto, `parallel = auto`) asks for room
+// for limits::parallel_auto_want connections and takes what fits: the
+// hard limit where the process may not raise it, else what it was raised
+// to. An explicit number is asked for in the same way.
 class DescriptorRoom {
 public:
     explicit DescriptorRoom(unsigned parallel) noexcept;

@@ -44,6 +44,15 @@ Options parse_options(int argc, const char** argv, std::vector<std::string>* ign
                 known = true;
             }
         }
+        if (arg.starts_with("parallel=")) {
+            unsigned n = 0;
+            if (mpasswd::parse_parallel(arg.substr(9), &n)) {
+                o.parallel = n;
+            } else {
+                ignored->push_back(std::string(arg) + " (" + mpasswd::parallel_range_text() + ")");
+            }
+            known = true;
+        }
         for (const auto& v : valued) {
             if (arg.starts_with(v.prefix)) {
                 const auto value = arg.substr(v.prefix.size());

@@ -11,6 +11,8 @@ struct Options {
     std::string config;                 // config=FILE (default /etc/mpasswd/mpasswd.conf)
     std::optional<std::string> hosts;   // hosts=FILE (default: the config's)
     std::optional<std::string> limit;   // limit=PATTERN: only these groups and hosts
+    // parallel=N|auto (default: the config's `parallel`)
+    std::optional<unsigned> parallel;
     bool require_all = true;            // require_all | best_effort
     bool debug = false;
     // use_authtok is accepted and changes nothing here: pam_get_authtok

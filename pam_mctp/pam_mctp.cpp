@@ -232,7 +232,7 @@ int chauthtok(const Module& m) {
     EngineSettings settings = fleet.config.engine_settings();
     // The calling user's RLIMIT_NOFILE (passwd cannot raise it to
     // unlimited) must not fail the targets: room for them, for this call.
-    const DescriptorRoom room(fleet.config.parallel);
+    const DescriptorRoom room(m.options.parallel.value_or(fleet.config.parallel));
     settings.parallel = room.parallel();
 
     std::optional<mctp::Secret> password;

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cctype>
+#include <cstdio>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -163,7 +164,8 @@ TEST(ControllerConfig, Defaults) {
     EXPECT_EQ(c.connect_timeout, 5s);
     EXPECT_EQ(c.reply_timeout, 15s);
     EXPECT_EQ(c.target_timeout, 60s);
-    EXPECT_EQ(c.parallel, 64U);
+    EXPECT_EQ(c.parallel, limits::parallel_auto);
+    EXPECT_NE(describe(c).find("\nparallel = auto\n"), std::string::npos);
     EXPECT_EQ(c.hosts_file, std::string(MPASSWD_SYSCONFDIR) + "/mpasswd/hosts");
     EXPECT_TRUE(c.name.empty());
     EXPECT_EQ(c.transport, Via::tcp);
@@ -234,6 +236,10 @@ TEST(ControllerConfig, EveryKey) {
     EXPECT_EQ(c.reply_timeout, 3s);
     EXPECT_EQ(c.target_timeout, 20s);
     EXPECT_EQ(c.parallel, 8U);
+    TempFile a("secret = x1\nparallel = auto\n");
+    EXPECT_EQ(load_controller_config(a.path()).parallel, limits::parallel_auto);
+    TempFile m("secret = x1\nparallel = 4096\n");
+    EXPECT_EQ(load_controller_config(m.path()).parallel, 4096U);
 }
 
 // mpasswd -H: the configured transport's port unless one is named, the
@@ -307,7 +313,11 @@ TEST(ControllerConfig, BadLinesNameFileLineAndKey) {
     EXPECT_EQ(config_error("secret = x1\nportt = 1\n"), ":2: portt: unknown key");
     EXPECT_EQ(config_error("secret = x1\nport = 0\n"), ":2: port: must be a port from 1 to 65535");
     EXPECT_EQ(config_error("secret = x1\n\nparallel = 0\n"),
-              ":3: parallel: must be a number from 1 to 4096");
+              ":3: parallel: must be auto or a number from 1 to 4096");
+    EXPECT_EQ(config_error("secret = x1\nparallel = 4097\n"),
+              ":2: parallel: must be auto or a number from 1 to 4096");
+    EXPECT_EQ(config_error("secret = x1\nparallel = Auto\n"),
+              ":2: parallel: must be auto or a number from 1 to 4096");
     EXPECT_EQ(config_error("secret = x1\nreply_timeout = soon\n"),
               ":2: reply_timeout: must be seconds from 0.1 to 3600");
     EXPECT_EQ(config_error("secret = two words\n"),
@@ -422,19 +432,26 @@ TEST(Report, JsonTableSummary) {
 
 TEST(PamOptions, TableAndUnknownArguments) {
     std::vector<std::string> ignored;
-    const char* argv[] = {"debug", "best_effort", "config=/etc/x.conf", "hosts=/etc/h",
-                          "use_authtok", "bogus", "hosts=relative"};
-    const auto o = pam_mctp::parse_options(7, argv, &ignored);
+    const char* argv[] = {"debug",       "best_effort", "config=/etc/x.conf", "hosts=/etc/h",
+                          "use_authtok", "bogus",       "hosts=relative",     "parallel=12",
+                          "parallel=0"};
+    const auto o = pam_mctp::parse_options(9, argv, &ignored);
     EXPECT_TRUE(o.debug);
     EXPECT_FALSE(o.require_all);
     // use_authtok is known (not ignored): pam_get_authtok acts on it.
     EXPECT_EQ(o.config, "/etc/x.conf");
     EXPECT_EQ(o.hosts.value_or(""), "/etc/h");
-    ASSERT_EQ(ignored.size(), 2U);
+    EXPECT_EQ(o.parallel.value_or(0), 12U);  // a bad one later changes nothing
+    ASSERT_EQ(ignored.size(), 3U);
     EXPECT_EQ(ignored[0], "bogus (unknown option)");
     EXPECT_EQ(ignored[1], "hosts=relative (not an absolute path)");
+    EXPECT_EQ(ignored[2], "parallel=0 (must be auto or a number from 1 to 4096)");
     ignored.clear();
+    const char* auto_argv[] = {"parallel=auto"};
+    EXPECT_EQ(pam_mctp::parse_options(1, auto_argv, &ignored).parallel, limits::parallel_auto);
+    EXPECT_TRUE(ignored.empty());
     const auto d = pam_mctp::parse_options(0, nullptr, &ignored);
+    EXPECT_FALSE(d.parallel.has_value());
     EXPECT_TRUE(d.require_all);
     EXPECT_FALSE(d.debug);
     EXPECT_EQ(d.config, std::string(MPASSWD_SYSCONFDIR) + "/mpasswd/mpasswd.conf");
@@ -1141,6 +1158,85 @@ TEST(DescriptorRoom, LowersParallelToTheHardLimit) {
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// parallel = auto asks for room for 1024 targets: a low soft limit is
+// raised to it (within the hard limit) and put back afterwards.
+TEST(DescriptorRoom, AutoAsksForRoomFor1024) {
+    constexpr rlim_t need =
+        limits::parallel_auto_want * DescriptorRoom::per_connection + DescriptorRoom::reserve;
+    rlimit saved{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max < need && geteuid() != 0) {
+        GTEST_SKIP() << "hard RLIMIT_NOFILE " << saved.rlim_max << " is below " << need
+                     << " and this is not root";
+    }
+    const rlimit low{256, saved.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    {
+        const DescriptorRoom room(limits::parallel_auto);
+        EXPECT_EQ(room.parallel(), limits::parallel_auto_want);
+        rlimit now{};
+        getrlimit(RLIMIT_NOFILE, &now);
+        EXPECT_GE(now.rlim_cur, need);
+    }
+    rlimit after{};
+    getrlimit(RLIMIT_NOFILE, &after);
+    EXPECT_EQ(after.rlim_cur, 256U);
+    EXPECT_EQ(after.rlim_max, saved.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+// auto where the hard limit is low and cannot be raised (no
+// CAP_SYS_RESOURCE): it takes what fits under the hard limit, and an
+// explicit value is still cut to fit; where the process may raise the
+// hard limit (root), auto gets its 1024. In children: a lowered hard
+// limit cannot come back without CAP_SYS_RESOURCE.
+TEST(DescriptorRoom, AutoFallsBackToTheHardLimit) {
+    const auto in_child = [](bool drop_root, unsigned parallel, unsigned expected) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            const rlimit low{64, 300};
+            if (setrlimit(RLIMIT_NOFILE, &low) != 0) {
+                _exit(4);
+            }
+            if (drop_root && setresuid(65534, 65534, 65534) != 0 && geteuid() == 0) {
+                _exit(3);
+            }
+            const DescriptorRoom room(parallel);
+            rlimit now{};
+            getrlimit(RLIMIT_NOFILE, &now);
+            const bool fits = now.rlim_cur >= room.parallel() * DescriptorRoom::per_connection +
+                                                  DescriptorRoom::reserve;
+            _exit(room.parallel() == expected && fits ? 0 : 1);
+        }
+        int status = 0;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+            return -1;
+        }
+        return WEXITSTATUS(status);
+    };
+    constexpr unsigned under_300 = (300 - DescriptorRoom::reserve) / DescriptorRoom::per_connection;
+    EXPECT_EQ(in_child(true, limits::parallel_auto, under_300), 0);
+    EXPECT_EQ(in_child(true, 500, under_300), 0);
+    EXPECT_EQ(in_child(true, 20, 20), 0);
+    // Without dropping anything: the 1024 where the hard limit may be
+    // raised (CAP_SYS_RESOURCE, as in setuid passwd), else the fallback.
+    const pid_t probe = fork();
+    ASSERT_GE(probe, 0);
+    if (probe == 0) {
+        const rlimit low{64, 300};
+        const rlimit high{2112, 2112};
+        _exit(setrlimit(RLIMIT_NOFILE, &low) == 0 && setrlimit(RLIMIT_NOFILE, &high) == 0 ? 0
+                                                                                          : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(probe, &status, 0), probe);
+    const bool may_raise = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    std::printf("  hard limit may be raised here: %s\n", may_raise ? "yes" : "no");
+    EXPECT_EQ(in_child(false, limits::parallel_auto,
+                       may_raise ? limits::parallel_auto_want : under_300),
+              0);
 }
 
 // ---- two phases: TEST on every target, then CHPW only if all accepted ----
