@@ -100,6 +100,49 @@ void error_line(std::string_view message) {
     std::exit(exit_usage);
 }
 
+// getopt's own messages (opterr = 0), in mpasswd's words and with its
+// prefix: ARG is the word getopt stopped at ("--ver", "--verify=x", "-c").
+// `problem` is given for a missing argument; otherwise it is found here:
+// an ambiguous abbreviation, an argument to an option that takes none, or
+// an unknown option.
+std::string option_error(std::string_view arg, const option* options, const char* problem) {
+    if (!arg.starts_with("--")) {  // a short option: "-c", "-qc"
+        return "option '-" + std::string(1, static_cast<char>(optopt)) + "' " + problem;
+    }
+    const std::string_view name = arg.substr(2, arg.find('=') - 2);
+    if (name.empty()) {
+        return "unrecognized option '" + std::string(arg) + "'";
+    }
+    const bool has_value = arg.find('=') != std::string_view::npos;
+    std::string exact;
+    std::vector<std::string> matches;
+    for (const option* o = options; o->name != nullptr; ++o) {
+        const std::string_view candidate = o->name;
+        if (candidate == name) {
+            exact = candidate;
+        } else if (candidate.starts_with(name)) {
+            matches.emplace_back(candidate);
+        }
+    }
+    if (exact.empty() && matches.size() == 1) {
+        exact = matches.front();
+    }
+    if (problem != nullptr) {
+        return "option '--" + (exact.empty() ? std::string(name) : exact) + "' " + problem;
+    }
+    if (exact.empty() && matches.size() > 1) {
+        std::string text = "option '--" + std::string(name) + "' is ambiguous; possibilities:";
+        for (const auto& m : matches) {
+            text += " '--" + m + "'";
+        }
+        return text;
+    }
+    if (!exact.empty() && has_value) {
+        return "option '--" + exact + "' takes no argument";
+    }
+    return "unrecognized option '" + std::string(arg) + "'";
+}
+
 Options parse_options(int argc, char** argv) {
     enum {
         opt_hosts = 256,
@@ -186,10 +229,13 @@ Options parse_options(int argc, char** argv) {
         case 'q': o.quiet = true; break;
         case 'h': std::cout << usage_text; std::exit(exit_all_ok);
         case 'V': std::cout << "mpasswd " MPASSWD_VERSION "\n"; std::exit(exit_all_ok);
-        case ':': usage_error("option '" + std::string(argv[optind - 1]) + "' needs an argument");
+        case ':': usage_error(option_error(argv[optind - 1], long_options, "requires an argument"));
         default:
             // A short option's letter (a char: negative from 0x80), or a
             // long option's value, or 0 for an unknown long option.
+            if (std::strncmp(argv[optind - 1], "--", 2) == 0) {
+                usage_error(option_error(argv[optind - 1], long_options, nullptr));
+            }
             if (optopt != 0 && optopt < 256 &&
                 std::strchr(short_options + 2, static_cast<unsigned char>(optopt)) == nullptr) {
                 usage_error("invalid option -- '" + std::string(1, static_cast<char>(optopt)) +

@@ -229,7 +229,15 @@ class Controller(unittest.TestCase):
             (["-H", "h:99999", "alice"], None, "not a port"),
             (["--parallel", "0", "alice"], None, "--parallel must be"),
             (["--timeout", "x", "alice"], None, "--timeout must be"),
-            (["--bogus", "alice"], None, "unrecognized option"),
+            (["--bogus", "alice"], None, "mpasswd: unrecognized option '--bogus'"),
+            (["--parallel", "auto0", "alice"], None, "--parallel must be auto or a number"),
+            # getopt's cases, in mpasswd's words and with its prefix.
+            (["--ver", "alice"], None,
+             "mpasswd: option '--ver' is ambiguous; possibilities: '--verify' '--version'\n"),
+            (["--verif=yes", "alice"], None, "mpasswd: option '--verify' takes no argument\n"),
+            (["--timeout"], None,
+             "mpasswd: option '--timeout' requires an argument\n"),
+            (["-qc"], None, "mpasswd: option '-c' requires an argument\n"),
             (["--stdin", "alice"], "\n", "the new password is empty"),
             (["--stdin", "alice"], "", "no password on standard input"),
             (["--stdin", "alice"], "tab\tinside\n", "not valid UTF-8 text"),
@@ -243,6 +251,7 @@ class Controller(unittest.TestCase):
                                start_new_session=True)  # no controlling terminal
             self.assertEqual(r.returncode, 2, (args, r.stderr))
             self.assertIn(message, r.stderr, args)
+            self.assertTrue(r.stderr.startswith("mpasswd: "), (args, r.stderr))
         hosts = os.path.join(self.fleet.dir, "bad-hosts")
         with open(hosts, "w") as f:
             f.write("127.0.0.1:%d\n# fine\nweb1 web2\n" % self.fleet.ports[0])
