@@ -408,7 +408,7 @@ int run(const Options& o) {
     log_run(record.record());
 
     if (!o.json) {
-        std::cout << failure_table(targets, results);
+        std::cout << failure_table(targets, results, colour_wanted(STDOUT_FILENO));
         if (!o.quiet) {
             std::cout << summary_line(job, results) << "\n";
         }

@@ -1,6 +1,9 @@
 #include "report.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 
@@ -75,7 +78,29 @@ std::string json_line(const Target& target, const Job& job, const Result& r,
     return o.str();
 }
 
-std::string failure_table(const std::vector<Target>& targets, const std::vector<Result>& results) {
+namespace {
+
+// The SGR sequence for a RESULT cell.
+std::string_view outcome_colour(Outcome o) noexcept {
+    switch (o) {
+    case Outcome::ok: return "\x1b[32m";
+    case Outcome::skipped: return "\x1b[33m";
+    case Outcome::untrusted: return "\x1b[1;31m";
+    default: return "\x1b[31m";
+    }
+}
+
+}  // namespace
+
+bool colour_wanted(int fd) {
+    const char* no_colour = std::getenv("NO_COLOR");
+    const char* term = std::getenv("TERM");
+    return isatty(fd) == 1 && (no_colour == nullptr || *no_colour == '\0') &&
+           (term == nullptr || std::string_view(term) != "dumb");
+}
+
+std::string failure_table(const std::vector<Target>& targets, const std::vector<Result>& results,
+                          bool colour) {
     std::vector<std::size_t> failed;
     for (std::size_t i = 0; i < results.size(); ++i) {
         if (results[i].outcome != Outcome::ok) {
@@ -99,12 +124,21 @@ std::string failure_table(const std::vector<Target>& targets, const std::vector<
         s.resize(std::max(s.size(), w), ' ');
         return s;
     };
+    // Padded before it is coloured, so that the columns stay aligned.
+    const auto result_cell = [&](Outcome o) {
+        const std::string name(outcome_name(o));
+        std::string padded = pad(name, 14);
+        if (!colour) {
+            return padded;
+        }
+        return std::string(outcome_colour(o)) + name + "\x1b[0m" + padded.substr(name.size());
+    };
     std::string out = pad("TARGET", target_w) + "  " + pad("RESULT", 14) + "  CODE  " +
                       pad("STEP", step_w) + "  REASON\n";
     for (const auto i : failed) {
         const Result& r = results[i];
         out += pad(cell(targets[i].label()), target_w) + "  " +
-               pad(std::string(outcome_name(r.outcome)), 14) + "  " +
+               result_cell(r.outcome) + "  " +
                pad(r.code != 0 ? std::to_string(r.code) : "-", 4) + "  " +
                pad(cell(r.step), step_w) + "  " +
                mctp::printable(r.text, limits::result_text_max + 64) + "\n";

@@ -17,8 +17,15 @@ std::string json_line(const Target& target, const Job& job, const Result& result
                       std::string_view run = {});
 
 // A table of the targets that did not end ok, with a header; empty when
-// every target is ok.
-std::string failure_table(const std::vector<Target>& targets, const std::vector<Result>& results);
+// every target is ok. With `colour`, each RESULT cell is coloured with an
+// SGR sequence (skipped yellow, untrusted bold red, the rest red), the
+// columns still aligned; nothing else is.
+std::string failure_table(const std::vector<Target>& targets, const std::vector<Result>& results,
+                          bool colour = false);
+
+// Whether output to fd gets colour: a terminal, TERM not "dumb", and
+// NO_COLOR unset or empty (https://no-color.org).
+bool colour_wanted(int fd);
 
 // "alice: password changed on 48 of 50 targets, 2 failed (1 unreachable, 1 timeout)"
 std::string summary_line(const Job& job, const std::vector<Result>& results);

@@ -545,7 +545,7 @@ class Controller(unittest.TestCase):
                     os.unlink(path)
             os.rmdir(folder)
 
-    def run_on_terminal(self, args, typed):
+    def run_on_terminal(self, args, typed, env=None):
         """Runs mpasswd with a pseudo-terminal as its controlling terminal
         and stdin/stdout/stderr; answers each prompt with the next of typed."""
         master, slave = pty.openpty()
@@ -555,7 +555,7 @@ class Controller(unittest.TestCase):
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
         proc = subprocess.Popen([MPASSWD, "-c", self.fleet.config] + args, stdin=slave,
                                 stdout=slave, stderr=slave, preexec_fn=make_controlling,
-                                close_fds=True)
+                                close_fds=True, env=env)
         os.close(slave)
         out, timed_out = answer_prompts(
             master, typed, lambda o: o.endswith(b"password:") or o.endswith(b"password for alice:"),
@@ -758,6 +758,25 @@ class Controller(unittest.TestCase):
                       "unreachable" % targets[1], line)
         for secret in (SECRET, NEW):
             self.assertNotIn(secret, line)
+
+    def test_result_cell_coloured_on_a_terminal_only(self):
+        targets = sum([["-H", t] for t in self.fleet.targets([self.normal[0], CLOSED])], [])
+        args = ["--verify"] + targets + ["alice"]
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        rc, out = self.run_on_terminal(args, [], env=dict(env, TERM="xterm"))
+        self.assertEqual(rc, 3, out)  # unreachable: 3
+        self.assertRegex(out, r"  \x1b\[31munreachable\x1b\[0m +-  +connect ")
+        self.assertEqual(out.count("\x1b[31m"), 1, out)  # the RESULT cell alone
+        for off in ({"NO_COLOR": "1", "TERM": "xterm"}, {"TERM": "dumb"}):
+            rc, out = self.run_on_terminal(args, [], env=dict(env, **off))
+            self.assertEqual(rc, 3, (off, out))
+            self.assertRegex(out, r"  unreachable +-  +connect ", off)
+            self.assertNotIn("\x1b[3", out, off)
+        r = subprocess.run([MPASSWD, "-c", self.fleet.config] + args, capture_output=True,
+                           text=True, timeout=60, env=dict(env, TERM="xterm"))
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertRegex(r.stdout, r"  unreachable +-  +connect ")
+        self.assertNotIn("\x1b", r.stdout + r.stderr, "colour into a pipe")
 
 
 if __name__ == "__main__":

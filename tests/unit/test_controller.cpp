@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -931,6 +932,42 @@ const std::string hostile_shown =
         return ::testing::AssertionFailure() << breaks << " lines, not " << lines << ": " << out;
     }
     return ::testing::AssertionSuccess();
+}
+
+// On a terminal the RESULT cell alone is coloured, after padding: the
+// other cells, and every column, are where they are without colour.
+TEST(Report, ColouredResultCellKeepsTheColumns) {
+    const std::vector<Target> targets{Target{"web1", 4242, ""}, Target{"web2", 4242, ""},
+                                      Target{"web3", 4242, ""}};
+    Result refused;
+    refused.outcome = Outcome::refused;
+    refused.code = 554;
+    refused.step = "TEST";
+    refused.text = "too short";
+    Result skipped;
+    skipped.outcome = Outcome::skipped;
+    skipped.step = "TEST";
+    Result untrusted;
+    untrusted.outcome = Outcome::untrusted;
+    untrusted.code = 530;
+    untrusted.step = "SCRAM proof";
+    const std::vector<Result> results{refused, skipped, untrusted};
+    const std::string plain = failure_table(targets, results);
+    const std::string coloured = failure_table(targets, results, true);
+    EXPECT_EQ(plain.find('\x1b'), std::string::npos);
+    EXPECT_NE(coloured.find("  \x1b[31mrefused\x1b[0m         554 "), std::string::npos)
+        << coloured;
+    EXPECT_NE(coloured.find("  \x1b[33mskipped\x1b[0m         -   "), std::string::npos);
+    EXPECT_NE(coloured.find("  \x1b[1;31muntrusted\x1b[0m       530 "), std::string::npos);
+    // Without the colour sequences it is the plain table, octet for octet.
+    std::string stripped = coloured;
+    for (const char* sgr : {"\x1b[31m", "\x1b[33m", "\x1b[1;31m", "\x1b[0m"}) {
+        for (auto at = stripped.find(sgr); at != std::string::npos; at = stripped.find(sgr)) {
+            stripped.erase(at, std::strlen(sgr));
+        }
+    }
+    EXPECT_EQ(stripped, plain);
+    EXPECT_EQ(failure_table(targets, {}, true), "");
 }
 
 TEST(Report, HostileTextsAreEscapedInTableSummaryAndJson) {
