@@ -11,7 +11,8 @@
 # tmpfs, which vanishes with the namespaces. The host's /etc, dpkg database
 # and PAM stack are hashed before and after to prove it.
 #
-# usage: install-test.sh SOURCE_DIR          (root)
+# usage: install-test.sh SOURCE_DIR [DEB_CACHE]   (root; the .debs are
+#        built by debs.sh into DEB_CACHE, shared with the systemd suite)
 #        install-test.sh --in-namespace ...  (internal)
 #        install-test.sh --in-root ...       (internal)
 set -euo pipefail
@@ -310,9 +311,17 @@ main() {
         echo "SKIP: the install test needs root (mount namespaces, overlayfs, chroot)"
         exit 77
     fi
-    dist=$(mktemp -d /var/tmp/mpasswd-debs.XXXXXX)
-    trap 'rm -rf "$dist"' EXIT
-    "$src/scripts/build-deb" "$dist"
+    local dist
+    dist=$("$(dirname "$0")/debs.sh" "$src" "$2")
+    # What a repository upload takes, and the Multi-Arch pair: mpasswd
+    # foreign, so that libpam-mctp's "same" can take effect.
+    ls "$dist"/mpasswd_*.changes "$dist"/mpasswd_*.buildinfo > /dev/null ||
+        fail "build-deb kept no .changes or .buildinfo"
+    ok "build-deb kept the .changes and the .buildinfo"
+    [ "$(dpkg-deb -f "$dist"/mpasswd_*.deb Multi-Arch)" = foreign ] &&
+        [ "$(dpkg-deb -f "$dist"/libpam-mctp_*.deb Multi-Arch)" = same ] ||
+        fail "mpasswd is not Multi-Arch: foreign (or libpam-mctp not same)"
+    ok "mpasswd is Multi-Arch: foreign, libpam-mctp Multi-Arch: same"
     local pwquality
     pwquality=$(ls "$src"/.deps/debs/libpam-pwquality_*.deb | head -n 1)
     local before
@@ -325,5 +334,6 @@ main() {
 case "${1:-}" in
     --in-root) in_root ;;
     --in-namespace) shift; in_namespace "$@" ;;
-    *) main "$(cd "${1:-$(dirname "$0")/../..}" && pwd)" ;;
+    *) main "$(cd "${1:-$(dirname "$0")/../..}" && pwd)" \
+        "${2:-$(cd "${1:-$(dirname "$0")/../..}" && pwd)/build/package-debs}" ;;
 esac
