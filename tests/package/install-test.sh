@@ -298,15 +298,11 @@ in_namespace() {
 }
 
 # --- stage 1: on the host ---------------------------------------------------
-host_state() {
-    { sha256sum /etc/passwd /etc/shadow /etc/group /etc/gshadow /var/lib/dpkg/status
-      find /etc/pam.d /etc/systemd /etc/mpasswd /usr/share/pam-configs /lib/systemd/system \
-          2>/dev/null | sort
-      sha256sum /etc/pam.d/*; } 2>/dev/null
-}
 
 main() {
     local src=$1
+    # shellcheck source=host-state.sh
+    . "$(dirname "$0")/host-state.sh"
     if [ "$(id -u)" -ne 0 ]; then
         echo "SKIP: the install test needs root (mount namespaces, overlayfs, chroot)"
         exit 77

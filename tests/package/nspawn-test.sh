@@ -77,8 +77,9 @@ in_container() {
     [ "$(getent shadow alice | cut -d: -f2)" = "$before" ] || fail "the weak password changed shadow"
     ok "the weak password refused by pam_pwquality in TEST (554); shadow unchanged"
 
-    out=$(printf '%s\n' "$SECRET_PW" | mpasswd --stdin alice 2>&1) ||
-        { echo "$out"; fail "mpasswd exit $?"; }
+    rc=0
+    out=$(printf '%s\n' "$SECRET_PW" | mpasswd --stdin alice 2>&1) || rc=$?
+    [ "$rc" = 0 ] || { echo "$out"; fail "mpasswd exit $rc"; }
     echo "$out" | sed 's/^/  | /'
     after=$(getent shadow alice | cut -d: -f2)
     [ "$after" != "$before" ] || fail "shadow did not change"
@@ -161,7 +162,7 @@ in_namespace() {
     if [ -z "$leader" ]; then
         cat "$log"
         wait "$nspawn" || true
-        CANNOT="systemd-nspawn did not start a container here (log above)"
+        echo "systemd-nspawn did not start a container here (log above)"
         return 3
     fi
     local state=""
@@ -183,7 +184,7 @@ in_namespace() {
     nsenter -a -t "$leader" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C \
         /bin/bash /var/tmp/nspawn-test.sh --in-container || rc=$?
     kill "$nspawn" 2> /dev/null || true  # SIGTERM: an orderly shutdown
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         kill -0 "$nspawn" 2> /dev/null || break
         sleep 0.1
     done
@@ -193,15 +194,11 @@ in_namespace() {
 }
 
 # --- on the host ------------------------------------------------------------
-host_state() {
-    { sha256sum /etc/passwd /etc/shadow /etc/group /etc/gshadow /var/lib/dpkg/status
-      find /etc/pam.d /etc/systemd /etc/mpasswd /usr/share/pam-configs /lib/systemd/system \
-          2> /dev/null | sort
-      sha256sum /etc/pam.d/*; } 2> /dev/null
-}
 
 main() {
     local src=$1 cache=$2
+    # shellcheck source=host-state.sh
+    . "$(dirname "$0")/host-state.sh"
     [ "$(id -u)" -eq 0 ] || cannot "needs root (mount namespaces, overlayfs, systemd-nspawn)"
     command -v nsenter > /dev/null && command -v unshare > /dev/null ||
         cannot "no nsenter or unshare (util-linux)"
