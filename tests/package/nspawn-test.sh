@@ -126,7 +126,7 @@ in_namespace() {
     # none of it is left on the host.
     mount -t tmpfs -o mode=0755 tmpfs /run
     local s
-    s=$(mktemp -d /var/tmp/mpasswd-nspawn.XXXXXX)
+    s=$(mktemp -d /run/mpasswd-nspawn.XXXXXX)  # on the private /run: gone with it
     mount -t tmpfs -o mode=0700 tmpfs "$s"
     mkdir "$s/upper" "$s/work" "$s/root" "$s/nspawn"
     mount -t overlay overlay -o "lowerdir=/,upperdir=$s/upper,workdir=$s/work" "$s/root"
@@ -150,8 +150,8 @@ in_namespace() {
     "$s/nspawn/usr/bin/systemd-nspawn" -q -D "$r" --boot --private-network --register=no \
         --keep-unit --console=passive > "$log" 2>&1 &
     local nspawn=$!
-    local leader="" i
-    for i in $(seq 1 300); do
+    local leader=""
+    for _ in $(seq 1 300); do
         # The container's PID 1: nspawn's child running systemd.
         leader=$(ps -o pid=,comm= --ppid "$nspawn" 2> /dev/null |
             awk '$2 == "systemd" { print $1; exit }') || true
@@ -166,7 +166,7 @@ in_namespace() {
         return 3
     fi
     local state=""
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
         state=$(nsenter -a -t "$leader" systemctl is-system-running 2> /dev/null) || true
         case "$state" in running | degraded) break ;; esac
         sleep 0.5
