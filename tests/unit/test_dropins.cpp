@@ -151,7 +151,7 @@ TEST(Dropins, ControllerKeysFromDropinsAndOnePlacePerKey) {
     EXPECT_EQ(mpasswd::load_controller_config(c.conf()).secret.view(), "Drop-Secret-1");
     c.dropin("40-bad.conf", "\nparallel = lots\n", 0644);
     EXPECT_EQ(error_of([&] { mpasswd::load_controller_config(c.conf()); }),
-              c.folder() + "/40-bad.conf:2: parallel: must be a number from 1 to 4096");
+              c.folder() + "/40-bad.conf:2: parallel: must be auto or a number from 1 to 4096");
     fs::remove(c.folder() + "/40-bad.conf");
     mkfifo((c.folder() + "/50-fifo.conf").c_str(), 0600);
     EXPECT_EQ(error_of([&] { mpasswd::load_controller_config(c.conf()); }),
