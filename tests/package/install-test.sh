@@ -31,7 +31,7 @@ in_root() {
     dpkg -i "$debs"/mpasswdd_*.deb "$debs"/mpasswd_*.deb "$debs"/libpam-mctp_*.deb \
         > /tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "dpkg -i"; }
     for p in mpasswdd mpasswd libpam-mctp; do
-        dpkg-query -W -f='${Status}' "$p" | grep -q "install ok installed" ||
+        dpkg-query -W -f='${Status}' "$p" | grep "install ok installed" >/dev/null ||
             fail "$p is not installed"
     done
     ok "the three packages are installed and configured"
@@ -89,7 +89,7 @@ in_root() {
     if ldd /usr/sbin/mpasswdd | grep -E 'libssl|libcrypto'; then
         fail "the installed mpasswdd links OpenSSL"
     fi
-    ldd "$plugin" | grep -q libssl || fail "$plugin does not link libssl"
+    ldd "$plugin" | grep libssl >/dev/null || fail "$plugin does not link libssl"
     # The plug-in's own message about a missing file: it was loaded.
     printf 'tls = yes\ntls_certificate = /nonexistent.pem\ntls_key = /nonexistent.key\n' \
         > /tmp/tls.conf
@@ -192,7 +192,7 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     printf 'name = control\n' > /etc/mpasswd/mpasswd.conf.d/10-name.conf
     mpasswdd --check-config > /tmp/check.log 2>&1 || { cat /tmp/check.log; fail "--check-config"; }
     grep -q '^\[controller control\]' /tmp/check.log || fail "the drop-in's controller is missing"
-    mpasswd --check-config | grep -qx 'name = control' || fail "mpasswd.conf.d was not read"
+    mpasswd --check-config | grep -x 'name = control' >/dev/null || fail "mpasswd.conf.d was not read"
     printf '[local]\n127.0.0.1\n' >> /etc/mpasswd/hosts  # the default port is the socket's
     ok "controller added: mpasswdd --new-secret, its verifier in mpasswdd.conf.d/control.conf (0600), name in mpasswd.conf.d, [local] 127.0.0.1 in /etc/mpasswd/hosts"
 
@@ -203,8 +203,8 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     out=$(printf '%s\n' "$pw1" | mpasswd --stdin --json --limit local alice) || status=$?
     echo "$out"
     [ "$status" = 0 ] || fail "mpasswd exit $status"
-    echo "$out" | grep -q '"result":"ok"' || fail "no ok result"
-    echo "$out" | grep -q '"auth":"SCRAM-SHA-256"' || fail "not authenticated with SCRAM"
+    echo "$out" | grep '"result":"ok"' >/dev/null || fail "no ok result"
+    echo "$out" | grep '"auth":"SCRAM-SHA-256"' >/dev/null || fail "not authenticated with SCRAM"
     verifies "$pw1" || fail "the new password does not verify against /etc/shadow"
     verifies "$old_pw" && fail "the old password still verifies"
     ok "changed through the installed units, PAM service and pam_unix, without pam_pwquality installed"
@@ -220,7 +220,7 @@ with open(sys.argv[2], "ab", buffering=0) as out:
     out=$(printf 'abc\n' | mpasswd --stdin --json alice) || status=$?
     echo "$out"
     [ "$status" = 1 ] || fail "a weak password: mpasswd exit $status, not 1"
-    echo "$out" | grep -q '"code":554' || fail "a weak password was not refused with 554"
+    echo "$out" | grep '"code":554' >/dev/null || fail "a weak password was not refused with 554"
     [ "$(shadow_hash)" = "$before" ] || fail "a refused change changed /etc/shadow"
     ok "pam_pwquality (enforce_for_root) refused a weak password with 554; shadow unchanged"
 

@@ -46,7 +46,7 @@ in_container() {
     rm -f /usr/sbin/policy-rc.d  # this image's says 101: no service would start
     dpkg -i "$debs"/*.deb > /var/tmp/dpkg.log 2>&1 || { cat /var/tmp/dpkg.log; fail "dpkg -i"; }
     for p in mpasswdd mpasswd libpam-mctp libpam-pwquality; do
-        dpkg-query -W -f='${Status}' "$p" | grep -q "install ok installed" ||
+        dpkg-query -W -f='${Status}' "$p" | grep "install ok installed" >/dev/null ||
             fail "$p is not installed"
     done
     ok "dpkg -i: mpasswdd, mpasswd, libpam-mctp and libpam-pwquality installed"
@@ -110,7 +110,7 @@ in_container() {
     local secret
     secret=$(head -n 1 /etc/mpasswd/secret)
     for s in "$SECRET_PW" "$WEAK_PW" "$OLD_PW" "$secret"; do
-        if journalctl --no-pager -q -b -o verbose | grep -qF -- "$s" ||
+        if journalctl --no-pager -q -b -o verbose | grep -F -- "$s" >/dev/null ||
             grep -rqF -- "$s" /var/log 2> /dev/null; then
             fail "a password or the secret is in the journal or /var/log"
         fi
