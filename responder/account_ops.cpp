@@ -627,13 +627,21 @@ mctp::AccountResult check_password(const Files& f, std::string_view user_view,
         if (auto r = load(f, user, &dir, &shadow, &entry)) {
             return *r;
         }
-        const std::string_view hash = entry.fields[1];
-        // Only a crypt hash can match; a locked ('!'), disabled ('*') or
-        // empty one is hashed against the stand-in so that it takes as long.
-        if (hash.starts_with('$')) {
+        std::string_view hash = entry.fields[1];
+        // As pam_unix: an empty hash, or one starting with '!' (locked) or
+        // '*' (disabled), never matches; any other one is libxcrypt's to
+        // judge (a '$' one, and the old DES and BSDi ones pam_unix still
+        // accepts). A locked hash is still hashed, with its own method and
+        // cost, and an unusable one against the stand-in, so that the time
+        // taken does not tell whether the account is locked.
+        const bool locked = hash.starts_with('!');
+        if (locked) {
+            hash.remove_prefix(1);
+        }
+        if (!hash.empty() && !hash.starts_with('!') && !hash.starts_with('*')) {
             const mctp::Secret copy(hash);  // NUL-terminated, wiped
             switch (check_secret(password, copy.c_str())) {
-            case HashCheck::match: return {Kind::done, {}};
+            case HashCheck::match: return {locked ? Kind::mismatch : Kind::done, {}};
             case HashCheck::mismatch: return {Kind::mismatch, {}};
             case HashCheck::unusable: break;
             }

@@ -46,9 +46,11 @@ inline constexpr std::size_t shadow_size_max = 64UL << 20;
 // edited, a system error). Never throws.
 mctp::AccountResult apply(const Files& files, mctp::AccountOp op, std::string_view user);
 
-// CHCK: done when password is user's current one, mismatch when not (also
-// for a locked or empty hash, after hashing against a stand-in hash so
-// the time taken does not tell), not_local, failed. Never throws.
+// CHCK: done when password is user's current one, mismatch when not.
+// As pam_unix, any hash libxcrypt takes can match (DES included); a
+// locked one never does but is hashed all the same (with its own method
+// and cost), and an empty, disabled or unusable one against a stand-in,
+// so the time taken does not tell. not_local, failed. Never throws.
 mctp::AccountResult check_password(const Files& files, std::string_view user,
                                    const mctp::Secret& password);
 

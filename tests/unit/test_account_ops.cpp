@@ -296,6 +296,20 @@ TEST_F(Shadow, CheckTellsTheCurrentPasswordFromAnother) {
     EXPECT_EQ(text(), before);
 }
 
+TEST_F(Shadow, CheckJudgesEveryHashPamUnixAccepts) {
+    // pam_unix hands any hash not starting with '!' or '*' to crypt():
+    // an old DES hash is still the current password there.
+    crypt_data cd{};
+    const std::string des = crypt_r("Des-Pw", "ab", &cd);
+    ASSERT_EQ(des.size(), 13U);
+    write("erin:" + des + ":19500:0:99999:7:::\n");
+    EXPECT_EQ(check("erin", "Des-Pw").kind, Kind::done);
+    EXPECT_EQ(check("erin", "Other").kind, Kind::mismatch);
+    // Locked, it never matches.
+    write("erin:!" + des + ":19500:0:99999:7:::\n");
+    EXPECT_EQ(check("erin", "Des-Pw").kind, Kind::mismatch);
+}
+
 TEST_F(Shadow, ALockedOrEmptyHashNeverMatches) {
     ASSERT_EQ(apply(AccountOp::lock, "alice").kind, Kind::done);
     EXPECT_EQ(check("alice", "Current-Passw0rd").kind, Kind::mismatch);
