@@ -427,6 +427,10 @@ std::optional<mctp::AccountResult> plan(const Files& f, mctp::AccountOp op,
             edit->expire = "1";
         }
         // A date already past (1 included) expires the account as it is.
+        // A date kept by an earlier LOCK is stale unless the line still
+        // has the 1 that LOCK set (the account was unlocked by hand
+        // since): UNLK must not bring it back.
+        edit->forget = !edit->keep && expire != "1";
         return std::nullopt;
     }
     case mctp::AccountOp::unlock: {

@@ -197,6 +197,28 @@ TEST_F(Shadow, ADateSetAfterLockStaysAndTheKeptOneIsForgotten) {
     EXPECT_FALSE(fs::exists(files_.state_directory + "/lock-expiry-alice"));
 }
 
+TEST_F(Shadow, AKeptDateUnlockedByHandIsNotBroughtBackByALaterUnlock) {
+    // LOCK keeps 25000; the admin unlocks by hand and removes the expiry
+    // date; a later LOCK finds no date to keep. Its UNLK must clear the
+    // expiry, not restore the stale 25000 of the first LOCK.
+    write("alice:" + hash_ + ":19500:0:99999:7::25000:\n");
+    ASSERT_EQ(apply(AccountOp::lock, "alice").kind, Kind::done);
+    ASSERT_EQ(kept("alice"), "25000\n");
+    write("alice:" + hash_ + ":19500:0:99999:7:::\n");  // usermod -U -e ''
+    ASSERT_EQ(apply(AccountOp::lock, "alice").kind, Kind::done);
+    EXPECT_FALSE(fs::exists(files_.state_directory + "/lock-expiry-alice"));
+    ASSERT_EQ(apply(AccountOp::unlock, "alice").kind, Kind::done);
+    EXPECT_EQ(line("alice"), "alice:" + hash_ + ":19500:0:99999:7:::");
+}
+
+TEST_F(Shadow, ASecondLockKeepsTheDateOfTheFirst) {
+    write("alice:" + hash_ + ":19500:0:99999:7::25000:\n");
+    ASSERT_EQ(apply(AccountOp::lock, "alice").kind, Kind::done);
+    EXPECT_EQ(apply(AccountOp::lock, "alice").kind, Kind::already);
+    ASSERT_EQ(apply(AccountOp::unlock, "alice").kind, Kind::done);
+    EXPECT_EQ(field("alice", 7), "25000");
+}
+
 TEST_F(Shadow, UnlockEmptiesTheFaillockTally) {
     const std::string tally = files_.faillock_directory + "/alice";
     std::ofstream(tally) << std::string(64, 'x');
