@@ -588,15 +588,23 @@ mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::
     if (edit.forget) {
         forget_date(f, user);
     }
+    return {edits_line(edit) ? Kind::done : Kind::already, note};
+}
+
+// UNLK's second half, after the shadow lock is released: the tally's
+// owner (the user) can hold its flock, and the wait for it must not hold
+// lckpwdf, which pam_unix gives up on after a tenth of a second.
+void reset_faillock_after(const Files& f, const std::string& user, mctp::AccountResult* r) {
     bool busy = false;
-    if (op == mctp::AccountOp::unlock && reset_faillock(f, user, &busy)) {
-        note += std::string(note.empty() ? "" : "; ") + "pam_faillock tally reset";
+    const auto add = [r](const char* what) {
+        r->message += std::string(r->message.empty() ? "" : "; ") + what;
+    };
+    if (reset_faillock(f, user, &busy)) {
+        add("pam_faillock tally reset");
     }
     if (busy) {
-        note += std::string(note.empty() ? "" : "; ") +
-                "pam_faillock tally busy: not reset (faillock --reset)";
+        add("pam_faillock tally busy: not reset (faillock --reset)");
     }
-    return {edits_line(edit) ? Kind::done : Kind::already, note};
 }
 
 }  // namespace
@@ -607,12 +615,20 @@ mctp::AccountResult apply(const Files& f, mctp::AccountOp op, std::string_view u
         return failed("not a valid user name");
     }
     try {
-        const DatabaseLock lock(f.lock_database);
-        if (!lock.ok()) {
-            return failed("the shadow database is locked by another program (lckpwdf); try "
-                          "again");
+        mctp::AccountResult r;
+        {
+            const DatabaseLock lock(f.lock_database);
+            if (!lock.ok()) {
+                return failed("the shadow database is locked by another program (lckpwdf); "
+                              "try again");
+            }
+            r = apply_locked(f, op, user);
         }
-        return apply_locked(f, op, user);
+        if (op == mctp::AccountOp::unlock &&
+            (r.kind == Kind::done || r.kind == Kind::already)) {
+            reset_faillock_after(f, user, &r);
+        }
+        return r;
     } catch (const std::exception& e) {
         return failed(e.what());
     }

@@ -316,6 +316,35 @@ def test_lckpwdf_wait(r):
           "EXPR waited for the held lckpwdf and then succeeded: " + reply)
 
 
+def test_faillock_wait_outside_lckpwdf(r):
+    """The tally's owner can hold its flock: UNLK waits for it (at most
+    5 s) without holding the shadow lock, which pam_unix gives up on
+    after 0.1 s."""
+    path = os.path.join(FAILLOCK, "carol")
+    with open(path, "w") as f:
+        f.write("x" * 16)
+    held = os.open(path, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    c, _ = session(r)
+    replies = []
+    t = threading.Thread(target=lambda: replies.append(c.send("UNLK carol")))
+    t.start()
+    time.sleep(1.0)
+    lock = os.open("/etc/.pwd.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        free = True
+        fcntl.lockf(lock, fcntl.LOCK_UN)
+    except OSError:
+        free = False
+    os.close(lock)
+    t.join(30)
+    os.close(held)
+    c.send("QUIT")
+    check(free, "while UNLK waits for a held faillock tally, lckpwdf is free")
+    check(replies and replies[0].startswith("250 "), "that UNLK still answers 250: %r" % replies)
+
+
 def test_bound(r):
     c, _ = session(r)
     replies = [c.send("EXPR carol") for _ in range(64)]
@@ -363,6 +392,7 @@ def inside():
         test_refusals(r)
         test_concurrent(r)
         test_lckpwdf_wait(r)
+        test_faillock_wait_outside_lckpwdf(r)
         test_bound(r)
         after = os.stat("/etc/shadow")
         check((after.st_uid, after.st_gid, after.st_mode) == (mode.st_uid, mode.st_gid,
