@@ -1,6 +1,7 @@
 #include "account_ops.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <shadow.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -394,6 +395,29 @@ private:
     bool wanted_;
 };
 
+// pam_unix reads the shadow line only when the passwd entry points to it
+// (its password field "x", or "##user"); otherwise that field is the hash
+// and pam_unix ignores the shadow line, expiry date included: an edit or
+// a check there would not be what logins see. No entry at all (the
+// monitor's user policy refused such a user already) is left to the
+// caller.
+std::optional<mctp::AccountResult> check_shadowed(const std::string& user) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    const int err = getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+    std::optional<mctp::AccountResult> r;
+    if (err == 0 && found != nullptr && pw.pw_passwd != nullptr) {
+        const std::string_view field(pw.pw_passwd);
+        if (field != "x" && field != "##" + user) {
+            r = failed("PAM ignores the shadow line of " + user +
+                       ": the hash is in /etc/passwd (run pwconv)");
+        }
+    }
+    mctp::wipe(buf.data(), buf.size());  // the field may be a hash
+    return r;
+}
+
 // What one operation changes in the line, and what it needs beside it.
 struct Edit {
     bool lock_password = false;
@@ -562,6 +586,9 @@ mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::
     if (auto r = load(f, user, &dir, &shadow, &entry)) {
         return *r;
     }
+    if (auto r = check_shadowed(user)) {
+        return *r;
+    }
     Edit edit;
     if (auto r = plan(f, op, user, entry, &edit)) {
         return *r;
@@ -645,6 +672,9 @@ mctp::AccountResult check_password(const Files& f, std::string_view user_view,
         ShadowText shadow;
         Entry entry;
         if (auto r = load(f, user, &dir, &shadow, &entry)) {
+            return *r;
+        }
+        if (auto r = check_shadowed(user)) {
             return *r;
         }
         std::string_view hash = entry.fields[1];

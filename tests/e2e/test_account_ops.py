@@ -345,6 +345,29 @@ def test_faillock_wait_outside_lckpwdf(r):
     check(replies and replies[0].startswith("250 "), "that UNLK still answers 250: %r" % replies)
 
 
+def test_passwd_holds_the_hash(r):
+    """A passwd entry holding the hash itself (not "x"): pam_unix ignores
+    the shadow line, expiry date included, so LOCK there would lock
+    nothing. 451, nothing written."""
+    add_user("frank", PW)
+    h = shadow_line("frank")[1]
+    with open("/etc/passwd") as f:
+        text = f.read()
+    with open("/etc/passwd", "w") as f:
+        f.write(text.replace("\nfrank:x:", "\nfrank:%s:" % h))
+    check(key_login("frank")[0] == 0 and login("frank", PW)[0] == 0,
+          "frank logs in with the hash in /etc/passwd")
+    shadow = open("/etc/shadow").read()
+    c, _ = session(r)
+    replies = [c.send(v + " frank") for v in ("LOCK", "EXPR")] + [chck(c, "frank", PW)]
+    c.send("QUIT")
+    check(all(x.startswith("451 ") and "pwconv" in x for x in replies),
+          "LOCK, EXPR and CHCK of a user whose hash is in /etc/passwd: 451 %r" % replies)
+    check(open("/etc/shadow").read() == shadow, "and /etc/shadow is unchanged")
+    with open("/etc/passwd", "w") as f:
+        f.write(text)
+
+
 def test_bound(r):
     c, _ = session(r)
     replies = [c.send("EXPR carol") for _ in range(64)]
@@ -393,6 +416,7 @@ def inside():
         test_concurrent(r)
         test_lckpwdf_wait(r)
         test_faillock_wait_outside_lckpwdf(r)
+        test_passwd_holds_the_hash(r)
         test_bound(r)
         after = os.stat("/etc/shadow")
         check((after.st_uid, after.st_gid, after.st_mode) == (mode.st_uid, mode.st_gid,
