@@ -1,5 +1,6 @@
 #include "account_ops.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <shadow.h>
@@ -525,13 +526,41 @@ bool write_all(int fd, std::string_view s) {
     return true;
 }
 
+// Removes the temporary files of earlier runs that died between creating
+// and renaming one (each a copy of every hash). Called with the lock
+// held: no other run is writing one now. Their PIDs differ from ours, so
+// the unlink of our own name alone would leave them for ever.
+void remove_leftovers(int dir, const std::string& path) {
+    const std::string prefix = "." + base_of(path) + ".mpasswdd.";
+    const int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    const std::unique_ptr<DIR, int (*)(DIR*)> d(fdopendir(fd), closedir);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    std::vector<std::string> names;
+    while (const dirent* e = readdir(d.get())) {
+        const std::string_view name(e->d_name);
+        if (name.starts_with(prefix) && name.size() > prefix.size() &&
+            name.find_first_not_of("0123456789", prefix.size()) == std::string_view::npos) {
+            names.emplace_back(name);
+        }
+    }
+    for (const auto& name : names) {
+        unlinkat(dir, name.c_str(), 0);
+    }
+}
+
 // Writes text as the new shadow file: a temporary file beside it with its
 // owner, group and mode, fsync, then (if the file is still the one read)
 // rename over it and fsync the folder.
 std::optional<mctp::AccountResult> replace(int dir, const std::string& path,
                                            const struct stat& read_st, std::string_view text) {
     const std::string tmp = "." + base_of(path) + ".mpasswdd." + std::to_string(getpid());
-    unlinkat(dir, tmp.c_str(), 0);  // a leftover of a crashed run (we hold the lock)
+    remove_leftovers(dir, path);  // of crashed runs (ours included): we hold the lock
     {
         const Fd fd(openat(dir, tmp.c_str(),
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));

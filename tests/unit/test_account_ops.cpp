@@ -132,6 +132,18 @@ TEST_F(Shadow, AnEditKeepsModeAndLeavesNoTemporaryFile) {
     EXPECT_EQ(n, 1U);
 }
 
+TEST_F(Shadow, AnEditRemovesTheTemporaryFilesOfCrashedRuns) {
+    // A run killed between creating its temporary file and the rename
+    // leaves a copy of every hash, named after its own PID.
+    const std::string old = dir_ + "/etc/.shadow.mpasswdd.99999";
+    std::ofstream(old) << text();
+    const std::string other = dir_ + "/etc/.shadow.mpasswdd.99999.keep";
+    std::ofstream(other) << "not ours";
+    ASSERT_EQ(apply(AccountOp::expire, "alice").kind, Kind::done);
+    EXPECT_FALSE(fs::exists(old));
+    EXPECT_TRUE(fs::exists(other));  // not one of our names: left alone
+}
+
 TEST_F(Shadow, ASecondExprIsAlreadyAndWritesNothing) {
     ASSERT_EQ(apply(AccountOp::expire, "alice").kind, Kind::done);
     struct stat a {};
