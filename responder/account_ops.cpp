@@ -6,6 +6,7 @@
 #include <shadow.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <array>
@@ -130,6 +131,7 @@ bool parse_date(std::string_view s, long* out) {
 
 // The shadow file, read whole, with what fstat said of it.
 struct ShadowText {
+    Fd fd;  // still open: the new file takes its labels
     struct stat st {};
     std::unique_ptr<Buffer> text;
 };
@@ -145,7 +147,8 @@ std::string base_of(const std::string& path) {
 }
 
 std::optional<mctp::AccountResult> read_shadow(int dir, const std::string& path, ShadowText* out) {
-    const Fd fd(openat(dir, base_of(path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    out->fd = Fd(openat(dir, base_of(path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+    const Fd& fd = out->fd;
     if (!fd) {
         return failed(errno_text(path));
     }
@@ -526,6 +529,36 @@ bool write_all(int fd, std::string_view s) {
     return true;
 }
 
+// Gives the new file the old one's SELinux label and POSIX ACL, as
+// shadow-utils and pam_unix do (setfscreatecon with the old file's
+// context): a file created in /etc gets /etc's default label, which
+// confined login programs may not read. Where there is neither (Debian's
+// default) nothing is done. False when one was there and not copied
+// (an SELinux label only while SELinux is on).
+bool copy_labels(int from, int to) {
+    for (const char* name : {"security.selinux", "system.posix_acl_access"}) {
+        std::array<char, 4096> value{};
+        const ssize_t n = fgetxattr(from, name, value.data(), value.size());
+        if (n < 0) {
+            if (errno == ENODATA || errno == ENOTSUP) {
+                continue;
+            }
+            return false;
+        }
+        if (fsetxattr(to, name, value.data(), static_cast<std::size_t>(n), 0) != 0) {
+            // A label left from an earlier SELinux setup, on a host
+            // where it is off now, means nothing (and needs
+            // CAP_SYS_ADMIN to copy).
+            const bool selinux_off = std::string_view(name) == "security.selinux" &&
+                                     access("/sys/fs/selinux/enforce", F_OK) != 0;
+            if (!selinux_off) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 // Removes the temporary files of earlier runs that died between creating
 // and renaming one (each a copy of every hash). Called with the lock
 // held: no other run is writing one now. Their PIDs differ from ours, so
@@ -557,7 +590,7 @@ void remove_leftovers(int dir, const std::string& path) {
 // Writes text as the new shadow file: a temporary file beside it with its
 // owner, group and mode, fsync, then (if the file is still the one read)
 // rename over it and fsync the folder.
-std::optional<mctp::AccountResult> replace(int dir, const std::string& path,
+std::optional<mctp::AccountResult> replace(int dir, const std::string& path, int read_fd,
                                            const struct stat& read_st, std::string_view text) {
     const std::string tmp = "." + base_of(path) + ".mpasswdd." + std::to_string(getpid());
     remove_leftovers(dir, path);  // of crashed runs (ours included): we hold the lock
@@ -569,7 +602,7 @@ std::optional<mctp::AccountResult> replace(int dir, const std::string& path,
         }
         const bool ok = (geteuid() != 0 || fchown(fd.get(), read_st.st_uid, read_st.st_gid) == 0) &&
                         fchmod(fd.get(), read_st.st_mode & 07777) == 0 &&
-                        write_all(fd.get(), text) && fsync(fd.get()) == 0;
+                        copy_labels(read_fd, fd.get()) && write_all(fd.get(), text) && fsync(fd.get()) == 0;
         if (!ok) {
             const auto r = failed(errno_text("writing " + folder_of(path) + "/" + tmp));
             unlinkat(dir, tmp.c_str(), 0);
@@ -637,7 +670,7 @@ mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::
         if (f.before_replace) {
             f.before_replace();
         }
-        if (auto r = replace(dir.get(), f.shadow, shadow.st, text->view())) {
+        if (auto r = replace(dir.get(), f.shadow, shadow.fd.get(), shadow.st, text->view())) {
             return *r;
         }
     }

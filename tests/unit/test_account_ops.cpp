@@ -7,9 +7,12 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -130,6 +133,37 @@ TEST_F(Shadow, AnEditKeepsModeAndLeavesNoTemporaryFile) {
         ++n;
     }
     EXPECT_EQ(n, 1U);
+}
+
+TEST_F(Shadow, AnEditKeepsThePosixAclAndLabel) {
+    // The new file must carry what the old one had beyond its mode: a
+    // POSIX ACL here, an SELinux label (the same code) where SELinux is.
+    // user::rw- user:65534:r-- group::r-- mask::r-- other::---
+    const auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
+        std::string e(8, '\0');
+        std::memcpy(e.data(), &tag, 2);
+        std::memcpy(e.data() + 2, &perm, 2);
+        std::memcpy(e.data() + 4, &id, 4);
+        return e;
+    };
+    const std::uint32_t version = 2;
+    std::string acl(reinterpret_cast<const char*>(&version), 4);
+    acl += entry(0x01, 6, ~0U) + entry(0x02, 4, 65534) + entry(0x04, 4, ~0U) +
+           entry(0x10, 4, ~0U) + entry(0x20, 0, ~0U);
+    if (setxattr(files_.shadow.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) !=
+        0) {
+        GTEST_SKIP() << "no POSIX ACL on " << dir_ << ": " << std::strerror(errno);
+    }
+    ASSERT_EQ(apply(AccountOp::expire, "alice").kind, Kind::done);
+    std::string got(256, '\0');
+    const ssize_t n =
+        getxattr(files_.shadow.c_str(), "system.posix_acl_access", got.data(), got.size());
+    ASSERT_GE(n, 0) << "the ACL is gone: " << std::strerror(errno);
+    got.resize(static_cast<std::size_t>(n));
+    EXPECT_EQ(got, acl);
+    struct stat st {};
+    ASSERT_EQ(stat(files_.shadow.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0640U);
 }
 
 TEST_F(Shadow, AnEditRemovesTheTemporaryFilesOfCrashedRuns) {
