@@ -411,7 +411,13 @@ std::optional<mctp::AccountResult> check_shadowed(const std::string& user) {
     std::vector<char> buf(16384);
     const int err = getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
     std::optional<mctp::AccountResult> r;
-    if (err == 0 && found != nullptr && pw.pw_passwd != nullptr) {
+    // Not found may come as 0, ENOENT, ESRCH, EBADF or EPERM; these are
+    // the failures to read an entry that is there.
+    if (err == ERANGE || err == ENOMEM || err == EIO || err == EINTR || err == EMFILE ||
+        err == ENFILE) {
+        errno = err;
+        r = failed(errno_text("the passwd entry of " + user));
+    } else if (found != nullptr && pw.pw_passwd != nullptr) {
         const std::string_view field(pw.pw_passwd);
         if (field != "x" && field != "##" + user) {
             r = failed("PAM ignores the shadow line of " + user +

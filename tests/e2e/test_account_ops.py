@@ -366,6 +366,27 @@ def test_passwd_holds_the_hash(r):
     check(open("/etc/shadow").read() == shadow, "and /etc/shadow is unchanged")
     with open("/etc/passwd", "w") as f:
         f.write(text)
+    # An entry too long to read into the monitor's buffer is not taken
+    # as "no hash in /etc/passwd": 451, nothing written.
+    add_user("gina", PW)
+    with open("/etc/passwd") as f:
+        text = f.read()
+    lines = text.splitlines(True)
+    for i, line in enumerate(lines):
+        if line.startswith("gina:x:"):
+            fields = line.rstrip("\n").split(":")
+            fields[4] = "G" * 20000
+            lines[i] = ":".join(fields) + "\n"
+    with open("/etc/passwd", "w") as f:
+        f.write("".join(lines))
+    shadow = open("/etc/shadow").read()
+    c, _ = session(r)
+    reply = c.send("LOCK gina")
+    c.send("QUIT")
+    check(reply.startswith("451 "), "LOCK of a user whose passwd entry cannot be read: " + reply)
+    check(open("/etc/shadow").read() == shadow, "and /etc/shadow is unchanged")
+    with open("/etc/passwd", "w") as f:
+        f.write(text)
 
 
 def test_bound(r):
