@@ -76,6 +76,12 @@ class Fleet:
                 k == "strict" for k in (kinds or {}).values()):
             pwquality = os.path.join(self.dir, "pam_pwquality.so")
             shutil.copy2(env["PWQUALITY_MODULE"], pwquality)
+        # And for the TLS plug-in (tls = yes loads it by path at run time).
+        tls_plugin = os.environ.get("MPASSWDD_TLS_PLUGIN", "")
+        if tls_plugin and tls:
+            copy = os.path.join(self.dir, "mpasswdd-tls.so")
+            shutil.copy2(tls_plugin, copy)
+            tls_plugin = copy
         users = os.path.join(self.dir, "passwd")
         groups = os.path.join(self.dir, "group")
         _write(users, "root:x:0:0:root:/root:/bin/sh\n" + "".join(
@@ -130,8 +136,7 @@ class Fleet:
             cmd = ["-E", "FLEET_PRELOAD=%s %s" % (env["PAM_WRAPPER_LIB"], env["NSS_WRAPPER_LIB"]),
                    "-E", "PAM_WRAPPER=1", "-E", "PAM_WRAPPER_SERVICE_DIR=" + services,
                    "-E", "NSS_WRAPPER_PASSWD=" + users, "-E", "NSS_WRAPPER_GROUP=" + groups,
-                   ] + (["-E", "MPASSWDD_TLS_PLUGIN=" + os.environ["MPASSWDD_TLS_PLUGIN"]]
-                        if "MPASSWDD_TLS_PLUGIN" in os.environ else []
+                   ] + (["-E", "MPASSWDD_TLS_PLUGIN=" + tls_plugin] if tls_plugin else []
                         ) + PRIVATE_TMP + [mpasswdd, "-c", conf, "--log-stderr"]
             self._proc_of[i] = len(self.procs)
             self.procs.append(self._start(port, cmd, log_path))
