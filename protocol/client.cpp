@@ -35,6 +35,10 @@ std::string_view to_string(Client::Step s) noexcept {
     case Client::Step::scram_final: return "SCRAM proof";
     case Client::Step::scram_done: return "SCRAM end";
     case Client::Step::test: return "TEST";
+    case Client::Step::expr: return "EXPR";
+    case Client::Step::lock: return "LOCK";
+    case Client::Step::unlk: return "UNLK";
+    case Client::Step::chck: return "CHCK";
     }
     return "?";
 }
@@ -69,21 +73,46 @@ Client::Client(Job job) : job_(std::move(job)) {
         steps_.push_back({Step::scram_final, Send::scram_final, Code::auth_challenge});
         steps_.push_back({Step::scram_done, Send::scram_done, Code::ok});
     }
-    if (job_.action == Action::verify) {
-        steps_.push_back({Step::vrfy, Send::vrfy, Code::ok});
-        return;
+    items_.push_back({job_.action, job_.user, job_.data_line, job_.then_expire});
+    for (const auto& more : job_.more) {
+        items_.push_back(more);
     }
-    if (job_.data_line == nullptr || job_.data_line->empty()) {
+    job_.more.clear();
+    for (std::size_t i = 0; i < items_.size(); ++i) {
+        add_item(items_[i], i);
+    }
+    results_.resize(items_.size());
+}
+
+void Client::add_item(const Item& item, std::size_t index) {
+    if (!is_user_name(item.user)) {
+        throw std::invalid_argument("MCTP client: not a valid user name");
+    }
+    if (item.then_expire && item.action != Action::change) {
+        throw std::invalid_argument("MCTP client: EXPR after a change only");
+    }
+    first_step_.push_back(steps_.size());
+    const auto add = [&](Step step, Send send, Code want) {
+        steps_.push_back({step, send, want, index});
+    };
+    switch (item.action) {
+    case Action::verify: add(Step::vrfy, Send::vrfy, Code::ok); return;
+    case Action::expire: add(Step::expr, Send::expr, Code::ok); return;
+    case Action::lock: add(Step::lock, Send::lock, Code::ok); return;
+    case Action::unlock: add(Step::unlk, Send::unlk, Code::ok); return;
+    case Action::change: add(Step::chpw, Send::chpw, Code::ok); break;
+    case Action::test: add(Step::test, Send::test, Code::ok); break;
+    case Action::check: add(Step::chck, Send::chck, Code::ok); break;
+    }
+    if (item.data_line == nullptr || item.data_line->empty()) {
         throw std::invalid_argument("MCTP client: no password line");
     }
-    if (job_.action == Action::test) {
-        steps_.push_back({Step::test, Send::test, Code::ok});
-    } else {
-        steps_.push_back({Step::chpw, Send::chpw, Code::ok});
+    add(Step::data, Send::data, Code::start_data);
+    add(Step::password, Send::password, Code::continue_data);
+    add(Step::end_of_data, Send::end, Code::ok);
+    if (item.then_expire) {
+        add(Step::expr, Send::expr, Code::ok);
     }
-    steps_.push_back({Step::data, Send::data, Code::start_data});
-    steps_.push_back({Step::password, Send::password, Code::continue_data});
-    steps_.push_back({Step::end_of_data, Send::end, Code::ok});
 }
 
 Client::Step Client::step() const noexcept {
@@ -118,7 +147,13 @@ std::string_view Client::next() {
         out_ += crlf;
         return out_;
     };
-    switch (steps_[at_].send) {
+    const StepSpec& spec = steps_[at_];
+    ItemResult* item = spec.item == no_item ? nullptr : &results_[spec.item];
+    const std::string& user = item ? items_[spec.item].user : job_.user;
+    if (item) {
+        item->started = true;
+    }
+    switch (spec.send) {
     case Send::nothing: break;
     case Send::helo: return line("HELO", job_.helo_name);
     case Send::ehlo: return line("EHLO", job_.helo_name);
@@ -126,12 +161,19 @@ std::string_view Client::next() {
     case Send::scram_final: out_ = std::move(scram_out_); scram_out_.clear(); return out_;
     case Send::scram_done: return crlf;
     case Send::auth: return job_.auth_line->view();
-    case Send::vrfy: return line("VRFY", job_.user);
-    case Send::chpw: return line("CHPW", job_.user);
-    case Send::test: return line("TEST", job_.user);
+    case Send::vrfy: return line("VRFY", user);
+    case Send::chpw: return line("CHPW", user);
+    case Send::test: return line("TEST", user);
+    case Send::chck: return line("CHCK", user);
+    case Send::expr: item->acted = true; return line("EXPR", user);
+    case Send::lock: item->acted = true; return line("LOCK", user);
+    case Send::unlk: item->acted = true; return line("UNLK", user);
     case Send::data: return line("DATA", "");
-    case Send::password: return job_.data_line->view();
-    case Send::end: end_sent_ = true; return line(dot::end, "");
+    case Send::password: return items_[spec.item].data_line->view();
+    case Send::end:
+        end_sent_ = true;
+        item->acted = item->acted || items_[spec.item].action == Action::change;
+        return line(dot::end, "");
     }
     return {};
 }
@@ -174,11 +216,47 @@ void Client::on_line(std::string_view line) {
 
 void Client::set_channel_binding(std::string binding) { binding_ = std::move(binding); }
 
+namespace {
+
+// The verb an action needs announced in EHLO; empty for VRFY and CHPW.
+std::string_view announced_verb(Client::Action a) noexcept {
+    switch (a) {
+    case Client::Action::test: return "TEST";
+    case Client::Action::expire: return "EXPR";
+    case Client::Action::lock: return "LOCK";
+    case Client::Action::unlock: return "UNLK";
+    case Client::Action::check: return "CHCK";
+    case Client::Action::verify:
+    case Client::Action::change: break;
+    }
+    return {};
+}
+
+}  // namespace
+
+std::vector<std::string_view> Client::needed_verbs() const {
+    std::vector<std::string_view> verbs;
+    const auto need = [&](std::string_view v) {
+        if (!v.empty() && std::find(verbs.begin(), verbs.end(), v) == verbs.end()) {
+            verbs.push_back(v);
+        }
+    };
+    for (const auto& item : items_) {
+        need(announced_verb(item.action));
+        if (item.then_expire) {
+            need("EXPR");
+        }
+    }
+    return verbs;
+}
+
 bool Client::on_ehlo(Code code) {
+    const auto needed = needed_verbs();
     if (code == Code::unknown_command) {
-        if (job_.action == Action::test) {
+        if (!needed.empty()) {
             finish(Outcome::Kind::unsupported, code,
-                   "the target does not know EHLO, so not TEST (an old mpasswdd)");
+                   "the target does not know EHLO, so not " + std::string(needed.front()) +
+                       " (an old mpasswdd)");
             return false;
         }
         if (job_.auth == Auth::plain) {
@@ -198,13 +276,13 @@ bool Client::on_ehlo(Code code) {
     }
     bool scram = false;
     bool plus = false;
-    bool test = false;
+    std::vector<std::string> keywords;
     for (std::size_t i = 1; i < lines_.size(); ++i) {
         std::string upper = lines_[i];
         for (auto& c : upper) {
             c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         }
-        test = test || upper == "TEST";
+        keywords.push_back(upper);
         if (!upper.starts_with("AUTH ")) {
             continue;
         }
@@ -217,10 +295,16 @@ bool Client::on_ehlo(Code code) {
             at = end + 1;
         }
     }
-    if (job_.action == Action::test && !test) {
+    for (const auto verb : needed) {
+        if (std::find(keywords.begin(), keywords.end(), verb) != keywords.end()) {
+            continue;
+        }
         finish(Outcome::Kind::unsupported, code,
-               "the target does not announce TEST (EHLO): it cannot check the password "
-               "first (an old mpasswdd)");
+               verb == "TEST" ? std::string("the target does not announce TEST (EHLO): it cannot "
+                                            "check the password first (an old mpasswdd)")
+                              : "the target does not announce " + std::string(verb) +
+                                    " (EHLO): it does not offer that operation (an mpasswdd "
+                                    "without account operations); nothing was sent");
         return false;
     }
     if (job_.auth == Auth::plain) {
@@ -302,7 +386,17 @@ void Client::on_reply(Code code) {
     if ((step == Step::scram_first || step == Step::scram_final) && !on_scram(code, text)) {
         return;
     }
-    if (code == steps_[at_].want) {
+    const StepSpec& spec = steps_[at_];
+    if (code == spec.want) {
+        if (spec.item != no_item && spec.step == Step::end_of_data &&
+            items_[spec.item].action == Action::change) {
+            results_[spec.item].changed = true;
+        }
+        if (spec.item != no_item &&
+            (at_ + 1 == steps_.size() || steps_[at_ + 1].item != spec.item)) {
+            decide_item(Outcome::Kind::ok, code, std::move(text));
+            return;
+        }
         if (at_ + 1 == steps_.size()) {
             finish(Outcome::Kind::ok, code, std::move(text));
             return;
@@ -312,6 +406,14 @@ void Client::on_reply(Code code) {
         return;
     }
     if (number(code) >= 400) {
+        if (spec.item != no_item && !closes(code)) {
+            const bool different = items_[spec.item].action == Action::check &&
+                                   spec.step == Step::end_of_data &&
+                                   code == Code::transaction_failed;
+            decide_item(different ? Outcome::Kind::different : Outcome::Kind::refused, code,
+                        std::move(text));
+            return;
+        }
         finish(Outcome::Kind::refused, code, std::move(text));
         return;
     }
@@ -319,14 +421,31 @@ void Client::on_reply(Code code) {
            "unexpected reply " + std::to_string(number(code)) + " " + text);
 }
 
+void Client::decide_item(Outcome::Kind kind, Code code, std::string text) {
+    const std::size_t item = steps_[at_].item;
+    results_[item].outcome = Outcome{kind, code, text, steps_[at_].step};
+    if (item + 1 == items_.size()) {
+        finish(kind, code, std::move(text));
+        return;
+    }
+    at_ = first_step_[item + 1];
+    waiting_ = false;
+}
+
 void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string text) {
     outcome_ = Outcome{kind, code, std::move(text), steps_[at_].step};
+    // The user under way gets what ended the session.
+    if (const auto item = steps_[at_].item;
+        item != no_item && results_[item].started &&
+        results_[item].outcome.kind == Outcome::Kind::pending) {
+        results_[item].outcome = outcome_;
+    }
     lines_.clear();
     // A courtesy after a result, as SMTP clients end a session; not after
     // a reply that closed it, nor to a peer that does not speak MCTP.
     quit_due_ = kind == Outcome::Kind::ok ||
                 ((kind == Outcome::Kind::refused || kind == Outcome::Kind::untrusted ||
-                  kind == Outcome::Kind::unsupported) &&
+                  kind == Outcome::Kind::unsupported || kind == Outcome::Kind::different) &&
                  !(code && closes(*code)));
     done_ = !quit_due_;
 }

@@ -10,6 +10,16 @@
 //           the password 355, "." 250
 //   test:   as change with TEST for CHPW; the target must announce TEST
 //           in EHLO, or it is `unsupported` (nothing secret sent)
+//   check:  as change with CHCK for CHPW; 554 to the end of data is
+//           `different` (not the user's current password)
+//   expire, lock, unlock: EXPR, LOCK or UNLK user, 250
+// A change may be followed by EXPR user in the same item (then_expire).
+// Every verb but VRFY and CHPW must be announced in EHLO, or the target is
+// `unsupported` and is sent nothing after EHLO but QUIT.
+// A session may serve several users (a batch): the job's user, then each
+// of `more`, one after the other, each with its own outcome (items()). A
+// refusal of one user's command (4xx/5xx that does not close the session)
+// decides that user only; the next user follows in the same session.
 // where AUTH is, by default, SCRAM-SHA-256 (-PLUS with a channel
 // binding the target offers it for): "AUTH SCRAM-SHA-256 <client-first>"
 // 334, <client-final> 334, then, only once the server's signature is
@@ -56,6 +66,10 @@ public:
         change,  // HELO, AUTH, CHPW user, DATA, the password, "."
         test,    // EHLO, AUTH, TEST user, DATA, the password, "."; a target
                  // whose EHLO does not announce TEST is `unsupported`
+        expire,  // EXPR user (announced in EHLO)
+        lock,    // LOCK user (announced in EHLO)
+        unlock,  // UNLK user (announced in EHLO)
+        check,   // CHCK user, DATA, the password, "." (announced in EHLO)
     };
 
     // How the controller proves itself (and the target).
@@ -65,6 +79,7 @@ public:
     enum class Step {
         banner, helo, auth, vrfy, chpw, data, password, end_of_data, quit,
         ehlo, scram_first, scram_final, scram_done, test,
+        expr, lock, unlk, chck,
     };
 
     struct Outcome {
@@ -74,7 +89,8 @@ public:
             refused,         // a 4xx or 5xx reply
             protocol_error,  // a reply not due at this step, or not MCTP
             untrusted,       // the target did not prove it holds our verifier
-            unsupported,     // the target does not offer what is needed (SCRAM)
+            unsupported,     // the target does not offer what is needed (SCRAM, a verb)
+            different,       // CHCK: 554, not the user's current password
         } kind = Kind::pending;
         std::optional<Code> code;  // the reply that decided it, if one did
         std::string text;          // its text, or what was wrong; printable ASCII
@@ -88,6 +104,26 @@ public:
     // The password as one data line, dot-stuffed, with CRLF:
     static Secret data_line(const Secret& password);
 
+    // One more user served in the same session (a batch).
+    struct Item {
+        Action action = Action::verify;
+        std::string user;                   // a valid user name
+        const Secret* data_line = nullptr;  // from data_line(), for change, test, check
+        bool then_expire = false;           // change: EXPR user after the CHPW's 250
+    };
+
+    // What became of one user of the session, in the job's order (the
+    // job's own user first).
+    struct ItemResult {
+        Outcome outcome;       // Kind::pending until the target answered for this user
+        bool started = false;  // its first command went out
+        // A line after which the target may change something went out
+        // (CHPW's end of data, EXPR, LOCK, UNLK): without its reply, the
+        // change may or may not have been made.
+        bool acted = false;
+        bool changed = false;  // then_expire: the CHPW got its 250 (before EXPR)
+    };
+
     struct Job {
         Action action = Action::verify;
         std::string user;       // a valid user name (is_user_name)
@@ -97,6 +133,8 @@ public:
         Auth auth = Auth::scram;
         const Secret* secret = nullptr;     // the controller's secret, for Auth::scram
         scram::KeyCache* keys = nullptr;    // shared PBKDF2 results (optional)
+        bool then_expire = false;           // change: EXPR user after the CHPW's 250
+        std::vector<Item> more{};           // further users, in this order (a batch)
     };
 
     // Throws std::invalid_argument for a bad name or a missing line: a
@@ -116,7 +154,14 @@ public:
     // One line from the target, terminator removed.
     void on_line(std::string_view line);
 
-    // The outcome is known (a courtesy QUIT may still be due).
+    // Every user of the session, in the job's order. When the session ends
+    // early, the user under way may be pending (started) and later users
+    // pending (not started); a refusal that closed the session decides the
+    // user under way.
+    [[nodiscard]] const std::vector<ItemResult>& items() const noexcept { return results_; }
+
+    // The outcome is known (a courtesy QUIT may still be due). When every
+    // user got an answer, the session's outcome is the last user's.
     [[nodiscard]] bool finished() const noexcept { return outcome_.kind != Outcome::Kind::pending; }
     // Nothing more to send or to read.
     [[nodiscard]] bool done() const noexcept { return done_; }
@@ -131,14 +176,24 @@ private:
     enum class Send {
         nothing, helo, auth, vrfy, chpw, data, password, end,
         ehlo, scram_first, scram_final, scram_done, test,
+        expr, lock, unlk, chck,
     };
+    static constexpr std::size_t no_item = static_cast<std::size_t>(-1);
     struct StepSpec {
         Step step;
         Send send;
         Code want;
+        std::size_t item = no_item;  // the user it serves; no_item before them
     };
 
+    void add_item(const Item& item, std::size_t index);
+    // The user under way got its answer; the next one starts, or the
+    // session ends with this outcome.
+    void decide_item(Outcome::Kind kind, Code code, std::string text);
+
     void on_reply(Code code);
+    // The verbs the users need announced in EHLO (TEST, EXPR, ...).
+    [[nodiscard]] std::vector<std::string_view> needed_verbs() const;
     // The special replies: EHLO's, and the SCRAM challenges. False when
     // they ended the session.
     bool on_ehlo(Code code);
@@ -146,6 +201,9 @@ private:
     void finish(Outcome::Kind kind, std::optional<Code> code, std::string text);
 
     Job job_;
+    std::vector<Item> items_;
+    std::vector<ItemResult> results_;
+    std::vector<std::size_t> first_step_;  // per item: its first step in steps_
     std::vector<StepSpec> steps_;
     std::size_t at_ = 0;       // index into steps_
     bool waiting_ = true;      // for the reply of steps_[at_] (the banner first)
@@ -165,7 +223,7 @@ private:
 };
 
 // "banner", "HELO", "AUTH", "VRFY", "CHPW", "DATA", "password",
-// "end of data", "QUIT".
+// "end of data", "QUIT", "TEST", "EXPR", "LOCK", "UNLK", "CHCK".
 std::string_view to_string(Client::Step s) noexcept;
 
 }  // namespace mctp

@@ -4,6 +4,7 @@
 // (mctp::Session with the FakeHost) talking to each other in memory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -413,6 +414,245 @@ TEST(Client, BadJobsAreRefusedBeforeAnything) {
                              Client::Auth::scram, secret}),
                      std::invalid_argument);
     }
+}
+
+// ---- account operations and batches (EXPR, LOCK, UNLK, CHCK) ----
+
+// An EHLO reply announcing the account verbs (or only `announced`).
+std::vector<std::string> ehlo_with(const std::vector<std::string>& announced) {
+    std::vector<std::string> lines{"250-t hello ctl"};
+    for (const auto& v : announced) {
+        lines.push_back("250-" + v);
+    }
+    lines.emplace_back("250 LINEMAX 128");
+    return lines;
+}
+
+// Runs a client on plain AUTH: the banner, EHLO's lines, then `replies`.
+std::pair<Client, std::vector<std::string>> account_run(
+    Lines& l, Client::Job job, const std::vector<std::string>& announced,
+    const std::vector<std::string>& replies) {
+    job.auth_line = &l.auth;
+    job.auth = Client::Auth::plain;
+    Client c(std::move(job));
+    std::vector<std::string> all{"220 t MCTP ready"};
+    for (auto& e : ehlo_with(announced)) {
+        all.push_back(std::move(e));
+    }
+    all.insert(all.end(), replies.begin(), replies.end());
+    auto sent = converse(c, all);
+    return {std::move(c), std::move(sent)};
+}
+
+const std::vector<std::string> all_verbs{"TEST", "EXPR", "LOCK", "UNLK", "CHCK"};
+
+TEST(AccountClient, ExprLockUnlkSendOneLineEach) {
+    Lines l;
+    const std::vector<std::tuple<Client::Action, std::string, Step>> cases{
+        {Client::Action::expire, "EXPR", Step::expr},
+        {Client::Action::lock, "LOCK", Step::lock},
+        {Client::Action::unlock, "UNLK", Step::unlk}};
+    for (const auto& [action, verb, step] : cases) {
+        auto [c, sent] = account_run(l, {action, "alice", "ctl"}, all_verbs,
+                                     {"250 authed", "250 done for alice"});
+        EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
+                                                  verb + " alice\r\n", "QUIT\r\n"}))
+            << verb;
+        EXPECT_EQ(c.outcome().kind, Kind::ok) << verb;
+        EXPECT_EQ(c.outcome().step, step);
+        EXPECT_EQ(mctp::to_string(step), verb);
+        ASSERT_EQ(c.items().size(), 1U);
+        EXPECT_EQ(c.items()[0].outcome.kind, Kind::ok);
+        EXPECT_TRUE(c.items()[0].acted);  // the verb itself may change the account
+        // A refusal of the verb: refused with its code and text.
+        auto [r, rsent] = account_run(l, {action, "alice", "ctl"}, all_verbs,
+                                      {"250 authed", "550 alice is not in /etc/shadow"});
+        EXPECT_EQ(r.outcome().kind, Kind::refused) << verb;
+        EXPECT_EQ(r.outcome().code, Code(550));
+        EXPECT_EQ(r.outcome().text, "alice is not in /etc/shadow");
+        EXPECT_EQ(r.outcome().step, step);
+    }
+}
+
+TEST(AccountClient, CheckIsOkOrDifferent) {
+    Lines l;
+    const auto check = [&](const std::string& last) {
+        return account_run(l, {Client::Action::check, "alice", "ctl", nullptr, &l.data},
+                           all_verbs,
+                           {"250 authed", "250 check pending", "354 send it", "355 go on", last});
+    };
+    auto [ok, sent] = check("250 alice's current password");
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
+                                              "CHCK alice\r\n", "DATA\r\n", "New-Pw-1\r\n",
+                                              ".\r\n", "QUIT\r\n"}));
+    EXPECT_EQ(ok.outcome().kind, Kind::ok);
+    EXPECT_FALSE(ok.items()[0].acted);  // CHCK changes nothing
+    auto [diff, dsent] = check("554 not alice's current password");
+    EXPECT_EQ(diff.outcome().kind, Kind::different);
+    EXPECT_EQ(diff.outcome().code, Code::transaction_failed);
+    EXPECT_EQ(diff.outcome().step, Step::end_of_data);
+    EXPECT_EQ(diff.items()[0].outcome.kind, Kind::different);
+    EXPECT_EQ(dsent.back(), "QUIT\r\n");
+    // 554 anywhere else, or another code at the end, is a refusal.
+    auto [other, osent] = check("451 cannot read the shadow file");
+    EXPECT_EQ(other.outcome().kind, Kind::refused);
+    auto [early, esent] = account_run(l, {Client::Action::check, "alice", "ctl", nullptr, &l.data},
+                                      all_verbs, {"250 authed", "554 no"});
+    EXPECT_EQ(early.outcome().kind, Kind::refused);
+    EXPECT_EQ(early.outcome().step, Step::chck);
+    // A check without a password line is refused before anything.
+    EXPECT_THROW(Client({Client::Action::check, "alice", "ctl", &l.auth, nullptr,
+                         Client::Auth::plain}),
+                 std::invalid_argument);
+}
+
+// A target that does not announce the verb is unsupported and gets
+// nothing after EHLO but QUIT: no AUTH, no verb, no password.
+TEST(AccountClient, AVerbNotAnnouncedIsUnsupportedAndNothingIsSent) {
+    Lines l;
+    const std::vector<std::pair<Client::Action, std::string>> cases{
+        {Client::Action::expire, "EXPR"}, {Client::Action::lock, "LOCK"},
+        {Client::Action::unlock, "UNLK"}, {Client::Action::check, "CHCK"}};
+    for (const auto& [action, verb] : cases) {
+        std::vector<std::string> others;
+        for (const auto& v : all_verbs) {
+            if (v != verb) {
+                others.push_back(v);
+            }
+        }
+        const mctp::Secret* data = action == Client::Action::check ? &l.data : nullptr;
+        auto [c, sent] = account_run(l, {action, "alice", "ctl", nullptr, data}, others, {});
+        EXPECT_EQ(c.outcome().kind, Kind::unsupported) << verb;
+        EXPECT_EQ(c.outcome().step, Step::ehlo);
+        EXPECT_NE(c.outcome().text.find("does not announce " + verb), std::string::npos)
+            << c.outcome().text;
+        EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"})) << verb;
+        EXPECT_EQ(c.items()[0].outcome.kind, Kind::pending);
+        EXPECT_FALSE(c.items()[0].started);
+        // An old target that does not know EHLO: no HELO fallback either.
+        Client old({action, "alice", "ctl", &l.auth, data, Client::Auth::plain});
+        const auto osent = converse(old, {"220 t MCTP ready", "500 unknown command"});
+        EXPECT_EQ(old.outcome().kind, Kind::unsupported) << verb;
+        EXPECT_EQ(osent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
+    }
+    // EXPR after a change needs EXPR announced too.
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.then_expire = true;
+    auto [c, sent] = account_run(l, job, {"TEST"}, {});
+    EXPECT_EQ(c.outcome().kind, Kind::unsupported);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
+}
+
+TEST(AccountClient, ChangeThenExpireInOneItem) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.then_expire = true;
+    const std::vector<std::string> to_chpw{"250 authed", "250 change pending", "354 send it",
+                                           "355 go on"};
+    auto replies = to_chpw;
+    replies.emplace_back("250 password changed");
+    replies.emplace_back("250 alice must change it at the next login");
+    auto [c, sent] = account_run(l, job, all_verbs, replies);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n",
+                                              "CHPW alice\r\n", "DATA\r\n", "New-Pw-1\r\n",
+                                              ".\r\n", "EXPR alice\r\n", "QUIT\r\n"}));
+    EXPECT_EQ(c.outcome().kind, Kind::ok);
+    EXPECT_EQ(c.outcome().step, Step::expr);
+    EXPECT_TRUE(c.items()[0].changed);
+    // EXPR refused after the change: refused at EXPR, the password changed.
+    replies = to_chpw;
+    replies.emplace_back("250 password changed");
+    replies.emplace_back("530 EXPR not allowed for this controller");
+    auto [r, rsent] = account_run(l, job, all_verbs, replies);
+    EXPECT_EQ(r.outcome().kind, Kind::refused);
+    EXPECT_EQ(r.outcome().step, Step::expr);
+    EXPECT_TRUE(r.items()[0].changed);
+    // The CHPW refused: no EXPR at all.
+    replies = to_chpw;
+    replies.emplace_back("554 BAD PASSWORD: too short");
+    auto [n, nsent] = account_run(l, job, all_verbs, replies);
+    EXPECT_EQ(n.outcome().kind, Kind::refused);
+    EXPECT_EQ(n.outcome().step, Step::end_of_data);
+    EXPECT_FALSE(n.items()[0].changed);
+    EXPECT_EQ(nsent.back(), "QUIT\r\n");
+    EXPECT_EQ(std::count(nsent.begin(), nsent.end(), "EXPR alice\r\n"), 0);
+    // EXPR after anything but a change is refused before anything.
+    Client::Job bad{Client::Action::test, "alice", "ctl", &l.auth, &l.data, Client::Auth::plain};
+    bad.then_expire = true;
+    EXPECT_THROW(Client{bad}, std::invalid_argument);
+}
+
+// Several users in one session: each gets its own outcome; a refusal
+// of one does not stop the next.
+TEST(AccountClient, ABatchServesEveryUserInOneSession) {
+    Lines l;
+    mctp::Secret bob_pw{".dotted"};
+    const mctp::Secret bob_data = Client::data_line(bob_pw);
+    Client::Job job{Client::Action::test, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::test, "bob", &bob_data}, {Client::Action::test, "carol", &l.data}};
+    const std::vector<std::string> pass{"250 test pending", "354 send it", "355 go on",
+                                        "250 acceptable"};
+    std::vector<std::string> replies{"250 authed"};
+    replies.insert(replies.end(), pass.begin(), pass.end());
+    replies.insert(replies.end(), pass.begin(), pass.end() - 1);
+    replies.emplace_back("554 BAD PASSWORD: too short");
+    replies.insert(replies.end(), pass.begin(), pass.end());
+    auto [c, sent] = account_run(l, job, all_verbs, replies);
+    EXPECT_EQ(sent, (std::vector<std::string>{
+                        "EHLO ctl\r\n", "AUTH test-secret-1\r\n", "TEST alice\r\n", "DATA\r\n",
+                        "New-Pw-1\r\n", ".\r\n", "TEST bob\r\n", "DATA\r\n", "..dotted\r\n",
+                        ".\r\n", "TEST carol\r\n", "DATA\r\n", "New-Pw-1\r\n", ".\r\n",
+                        "QUIT\r\n"}));
+    ASSERT_EQ(c.items().size(), 3U);
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::ok);
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[1].outcome.text, "BAD PASSWORD: too short");
+    EXPECT_EQ(c.items()[1].outcome.step, Step::end_of_data);
+    EXPECT_EQ(c.items()[2].outcome.kind, Kind::ok);
+    EXPECT_EQ(c.outcome().kind, Kind::ok);  // the last user's
+    for (const auto& item : c.items()) {
+        EXPECT_FALSE(item.acted);  // TEST changes nothing
+    }
+}
+
+TEST(AccountClient, ABatchCutShortDecidesTheUserUnderWayOnly) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::change, "bob", &l.data}, {Client::Action::change, "carol", &l.data}};
+    const std::vector<std::string> pass{"250 change pending", "354 send it", "355 go on",
+                                        "250 changed"};
+    // 421 to bob's CHPW closes the session: bob refused, carol not started.
+    std::vector<std::string> replies{"250 authed"};
+    replies.insert(replies.end(), pass.begin(), pass.end());
+    replies.emplace_back("421 shutting down");
+    auto [c, sent] = account_run(l, job, all_verbs, replies);
+    EXPECT_TRUE(c.done());
+    EXPECT_EQ(sent.back(), "CHPW bob\r\n");  // no QUIT after 421
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::ok);
+    EXPECT_TRUE(c.items()[0].changed);
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[1].outcome.code, Code::unavailable);
+    EXPECT_FALSE(c.items()[1].acted);
+    EXPECT_EQ(c.items()[2].outcome.kind, Kind::pending);
+    EXPECT_FALSE(c.items()[2].started);
+    // Not a reply after bob's end of data: a protocol error for bob, whose
+    // password went out (acted); carol pending.
+    replies.assign({"250 authed"});
+    replies.insert(replies.end(), pass.begin(), pass.end());
+    replies.insert(replies.end(), pass.begin(), pass.end() - 1);
+    replies.emplace_back("garbage");
+    auto [p, psent] = account_run(l, job, all_verbs, replies);
+    EXPECT_EQ(p.outcome().kind, Kind::protocol_error);
+    EXPECT_EQ(p.items()[1].outcome.kind, Kind::protocol_error);
+    EXPECT_TRUE(p.items()[1].acted);
+    EXPECT_FALSE(p.items()[1].changed);
+    EXPECT_EQ(p.items()[2].outcome.kind, Kind::pending);
+    EXPECT_FALSE(p.items()[2].started);
+    // A bad user anywhere in the batch: refused before anything.
+    job.more.push_back({Client::Action::change, "bad user", &l.data});
+    job.auth_line = &l.auth;
+    job.auth = Client::Auth::plain;
+    EXPECT_THROW(Client{job}, std::invalid_argument);
 }
 
 // ---- client and server against each other, in memory ----
