@@ -14,6 +14,7 @@
 
 #include "client.hpp"
 #include "controller_limits.hpp"
+#include "operations.hpp"
 #include "text.hpp"
 
 namespace mpasswd {
@@ -76,8 +77,49 @@ mctp::Client::Action client_action(Action a) {
     case Action::verify: return mctp::Client::Action::verify;
     case Action::change: return mctp::Client::Action::change;
     case Action::test: return mctp::Client::Action::test;
+    case Action::expire: return mctp::Client::Action::expire;
+    case Action::lock: return mctp::Client::Action::lock;
+    case Action::unlock: return mctp::Client::Action::unlock;
+    case Action::check: return mctp::Client::Action::check;
     }
     return mctp::Client::Action::verify;
+}
+
+// The client's items: the first is the job's own user.
+mctp::Client::Job client_job(const std::vector<mctp::Client::Item>& items,
+                             const Target& target, const EngineSettings& settings,
+                             const mctp::Secret* auth_line, mctp::scram::KeyCache& keys) {
+    mctp::Client::Job job{items.at(0).action,
+                          items[0].user,
+                          settings.helo_name,
+                          auth_line,
+                          items[0].data_line,
+                          target.auth_plain ? mctp::Client::Auth::plain
+                                            : mctp::Client::Auth::scram,
+                          settings.secret,
+                          &keys};
+    job.then_expire = items[0].then_expire;
+    job.more.assign(items.begin() + 1, items.end());
+    return job;
+}
+
+Outcome engine_outcome(mctp::Client::Outcome::Kind k) {
+    using Kind = mctp::Client::Outcome::Kind;
+    switch (k) {
+    case Kind::ok: return Outcome::ok;
+    case Kind::refused: return Outcome::refused;
+    case Kind::untrusted: return Outcome::untrusted;
+    case Kind::unsupported: return Outcome::unsupported;
+    case Kind::different: return Outcome::different;
+    case Kind::pending:
+    case Kind::protocol_error: break;
+    }
+    return Outcome::protocol_error;
+}
+
+bool acts(mctp::Client::Action a) {
+    return a == mctp::Client::Action::change || a == mctp::Client::Action::expire ||
+           a == mctp::Client::Action::lock || a == mctp::Client::Action::unlock;
 }
 
 // One target's session, from connect to QUIT: the stream, the deadlines
@@ -85,17 +127,15 @@ mctp::Client::Action client_action(Action a) {
 // the MCTP client's (protocol/client.hpp).
 class Dialogue {
 public:
-    Dialogue(const Target& target, const EngineSettings& settings, const Job& job,
-             const mctp::Secret* auth_line, const mctp::Secret* data_line,
+    Dialogue(const Target& target, const EngineSettings& settings,
+             const std::vector<mctp::Client::Item>& items, const mctp::Secret* auth_line,
              mctp::scram::KeyCache& keys)
-        : target_(target), settings_(settings),
-          client_({client_action(job.action), job.user, settings.helo_name, auth_line, data_line,
-                   target.auth_plain ? mctp::Client::Auth::plain : mctp::Client::Auth::scram,
-                   settings.secret, &keys}),
-          action_(job.action), start_(Clock::now()),
+        : target_(target), settings_(settings), items_(items),
+          client_(client_job(items, target, settings, auth_line, keys)), start_(Clock::now()),
           target_deadline_(start_ + settings.target_timeout) {}
 
-    asio::awaitable<Result> run(Transport& transport) {
+    // One result per item.
+    asio::awaitable<std::vector<Result>> run(Transport& transport) {
         Result r;
         try {
             r = co_await talk(transport);
@@ -121,10 +161,54 @@ public:
             stream_->close();
         }
         r.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - start_);
-        co_return r;
+        co_return per_item(r);
     }
 
 private:
+    // What became of each user, from the session's result r.
+    std::vector<Result> per_item(const Result& r) const {
+        const auto& items = client_.items();
+        const bool any_started =
+            std::any_of(items.begin(), items.end(), [](const auto& i) { return i.started; });
+        std::vector<Result> out;
+        out.reserve(items.size());
+        std::string under_way;
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const auto& item = items[i];
+            Result x = r;
+            if (item.outcome.kind != mctp::Client::Outcome::Kind::pending) {
+                const auto& o = item.outcome;
+                x.outcome = engine_outcome(o.kind);
+                x.code = o.code ? mctp::number(*o.code) : 0;
+                x.text = mctp::printable(o.text, limits::result_text_max);
+                x.step = std::string(mctp::to_string(o.step));
+            } else if (any_started && !item.started) {
+                x.outcome = Outcome::protocol_error;
+                x.code = 0;
+                x.text = "not tried: the session ended before this user (" + under_way + ")";
+            }
+            if (item.started && item.outcome.kind == mctp::Client::Outcome::Kind::pending) {
+                under_way = items_[i].user + ": " + std::string(outcome_name(x.outcome));
+            }
+            if (x.outcome == Outcome::ok) {
+                x.applied = acts(items_[i].action) ? Applied::yes : Applied::no;
+            } else if (item.changed) {
+                // The CHPW was done; the EXPR after it was not.
+                x.applied = Applied::yes;
+                x.text = "password changed, but not made one-time: " + x.text;
+            } else if (item.acted && x.outcome != Outcome::refused) {
+                // From the end of the data (or the verb) on, the target may
+                // act at any moment: only its reply says whether it did.
+                x.applied = Applied::maybe;
+                x.text += items_[i].action == mctp::Client::Action::change
+                              ? "; the password was sent and may have been changed"
+                              : "; the command was sent and may have been carried out";
+            }
+            out.push_back(std::move(x));
+        }
+        return out;
+    }
+
     asio::awaitable<Result> talk(Transport& transport) {
         stream_ = co_await within(transport.connect(target_), deadline(settings_.connect_timeout),
                                   "no connection within " + seconds(settings_.connect_timeout));
@@ -148,13 +232,7 @@ private:
                                                 seconds(settings_.reply_timeout)));
         }
         const auto& o = client_.outcome();
-        using Kind = mctp::Client::Outcome::Kind;
-        const Outcome outcome = o.kind == Kind::ok            ? Outcome::ok
-                                : o.kind == Kind::refused     ? Outcome::refused
-                                : o.kind == Kind::untrusted   ? Outcome::untrusted
-                                : o.kind == Kind::unsupported ? Outcome::unsupported
-                                                              : Outcome::protocol_error;
-        co_return make(outcome, o.code ? mctp::number(*o.code) : 0, o.text);
+        co_return make(engine_outcome(o.kind), o.code ? mctp::number(*o.code) : 0, o.text);
     }
 
     // The step for reports: connect, then the client's; once decided, the
@@ -182,13 +260,6 @@ private:
         r.auth = client_.mechanism();
         if (o == Outcome::timeout && Clock::now() >= target_deadline_) {
             r.text = "not done within target_timeout (" + seconds(settings_.target_timeout) + ")";
-        }
-        // From the end of the data on, the target may change the password
-        // at any moment: only its reply says whether it did.
-        if (client_.end_of_data_sent() && o != Outcome::ok && o != Outcome::refused &&
-            action_ == Action::change) {
-            r.text += "; the password was sent and may have been changed";
-            r.maybe_applied = true;
         }
         return r;
     }
@@ -255,8 +326,8 @@ private:
 
     const Target& target_;
     const EngineSettings& settings_;
+    const std::vector<mctp::Client::Item>& items_;
     mctp::Client client_;
-    Action action_;
     Clock::time_point start_;
     Clock::time_point target_deadline_;
     std::unique_ptr<Stream> stream_;
@@ -276,6 +347,21 @@ std::string_view outcome_name(Outcome o) noexcept {
     case Outcome::protocol_error: return "protocol-error";
     case Outcome::unsupported: return "unsupported";
     case Outcome::skipped: return "skipped";
+    case Outcome::different: return "different";
+    case Outcome::unchanged: return "unchanged";
+    }
+    return "unknown";
+}
+
+std::string_view action_name(Action a) noexcept {
+    switch (a) {
+    case Action::verify: return "verify";
+    case Action::change: return "change";
+    case Action::test: return "test";
+    case Action::expire: return "expire";
+    case Action::lock: return "lock";
+    case Action::unlock: return "unlock";
+    case Action::check: return "check";
     }
     return "unknown";
 }
@@ -295,7 +381,13 @@ void check_job(const EngineSettings& settings, const Job& job) {
     if (settings.parallel == 0) {
         throw JobError("parallel must be at least 1");
     }
-    if (job.action != Action::verify) {
+    if (job.if_different && job.action != Action::change) {
+        throw JobError(job.action == Action::expire
+                           ? "--if-different does not go with --expire (a one-time password is "
+                             "set everywhere)"
+                           : "--if-different goes with a change only");
+    }
+    if (needs_password(job.action)) {
         if (job.password == nullptr || job.password->empty()) {
             throw JobError("the new password is empty");
         }
@@ -310,41 +402,53 @@ void check_job(const EngineSettings& settings, const Job& job) {
     }
 }
 
-namespace {
-
-std::vector<Result> run_once(const std::vector<Target>& targets, const EngineSettings& settings,
-                             const Job& job, Transport& transport,
-                             const std::function<void(std::size_t, const Result&)>& on_result) {
-    // The wire forms of the secret and password, built once, shared by
+std::vector<std::vector<Result>> run_sessions(
+    const std::vector<Target>& targets, const std::vector<std::size_t>& which,
+    const EngineSettings& settings, const std::vector<SessionItem>& items, Transport& transport,
+    const std::function<void(std::size_t, const std::vector<Result>&)>& on_session) {
+    // The wire forms of the secret and passwords, built once, shared by
     // every session, wiped on return; the old AUTH line only for targets
     // that ask for it. The PBKDF2 of the secret is derived once per salt
     // and iteration count for the whole run, and wiped with the cache.
     std::optional<mctp::Secret> auth_line;
-    if (std::any_of(targets.begin(), targets.end(),
-                    [](const Target& t) { return t.auth_plain; })) {
+    if (std::any_of(which.begin(), which.end(),
+                    [&](std::size_t i) { return targets.at(i).auth_plain; })) {
         auth_line = mctp::Client::auth_line(*settings.secret);
     }
     mctp::scram::KeyCache keys;
-    std::optional<mctp::Secret> data_line;
-    if (job.action != Action::verify) {
-        data_line = mctp::Client::data_line(*job.password);
+    // One data line per distinct password (a batch: one per user).
+    std::vector<mctp::Secret> data_lines;
+    data_lines.reserve(items.size());
+    std::vector<mctp::Client::Item> client_items;
+    client_items.reserve(items.size());
+    const mctp::Secret* last_password = nullptr;
+    for (const auto& item : items) {
+        const mctp::Secret* data = nullptr;
+        if (item.password != nullptr) {
+            if (item.password != last_password) {
+                data_lines.push_back(mctp::Client::data_line(*item.password));
+                last_password = item.password;
+            }
+            data = &data_lines.back();
+        }
+        client_items.push_back({client_action(item.action), item.user, data, item.then_expire});
     }
-    std::vector<Result> results(targets.size());
-    if (targets.empty()) {
+    std::vector<std::vector<Result>> results(targets.size());
+    if (which.empty() || items.empty()) {
         return results;
     }
     asio::io_context io(1);
     std::size_t next = 0;
-    const std::size_t workers = std::min<std::size_t>(settings.parallel, targets.size());
+    const std::size_t workers = std::min<std::size_t>(settings.parallel, which.size());
     std::size_t running = workers;
     const auto worker = [&]() -> asio::awaitable<void> {
-        while (next < targets.size()) {
-            const std::size_t i = next++;
-            Dialogue d(targets[i], settings, job, auth_line ? &*auth_line : nullptr,
-                       data_line ? &*data_line : nullptr, keys);
+        while (next < which.size()) {
+            const std::size_t i = which[next++];
+            Dialogue d(targets[i], settings, client_items, auth_line ? &*auth_line : nullptr,
+                       keys);
             results[i] = co_await d.run(transport);
-            if (on_result) {
-                on_result(i, results[i]);
+            if (on_session) {
+                on_session(i, results[i]);
             }
         }
     };
@@ -367,12 +471,40 @@ std::vector<Result> run_once(const std::vector<Target>& targets, const EngineSet
     return results;
 }
 
+namespace {
+
+// One user, one session per target.
+std::vector<Result> run_once(const std::vector<Target>& targets, const EngineSettings& settings,
+                             const Job& job, Transport& transport,
+                             const std::function<void(std::size_t, const Result&)>& on_result) {
+    std::vector<std::size_t> all(targets.size());
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        all[i] = i;
+    }
+    const std::vector<SessionItem> items{
+        {job.action, job.user, job.action == Action::verify ? nullptr : job.password, false}};
+    auto sessions = run_sessions(targets, all, settings, items, transport,
+                                 [&](std::size_t i, const std::vector<Result>& r) {
+                                     if (on_result) {
+                                         on_result(i, r.at(0));
+                                     }
+                                 });
+    std::vector<Result> results(targets.size());
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        results[i] = std::move(sessions[i].at(0));
+    }
+    return results;
+}
+
 }  // namespace
 
 std::vector<Result> run(const std::vector<Target>& targets, const EngineSettings& settings,
                         const Job& job, Transport& transport,
                         const std::function<void(std::size_t, const Result&)>& on_result) {
     check_job(settings, job);
+    if (is_account_operation(job)) {
+        return run_operation(targets, settings, job, transport, on_result);
+    }
     const auto phase = [](std::vector<Result> results, std::string_view name) {
         for (auto& r : results) {
             r.phase = name;

@@ -25,6 +25,8 @@ enum class Outcome {
                      // change): nothing secret sent
     skipped,         // a change: this target accepted the password in TEST, but
                      // another did not, so no target was sent CHPW
+    different,       // check: the password is not the user's current one here
+    unchanged,       // if_different: already the user's password here, not changed
 };
 
 std::string_view outcome_name(Outcome o) noexcept;
@@ -35,6 +37,22 @@ enum class Action {
              // when every target accepted, EHLO, AUTH, CHPW user, DATA, the
              // password, "." on every target
     test,    // EHLO, AUTH, TEST user, DATA, the password, "."
+    // Account operations (controller/operations.hpp):
+    expire,  // as change, with EXPR user after the CHPW: a one-time password
+    lock,    // LOCK user
+    unlock,  // UNLK user
+    check,   // CHCK user, DATA, the password, ".": ok or `different`
+};
+
+// "verify", "change", "test", "expire", "lock", "unlock", "check": the
+// action's name in JSON, journal records and logs.
+std::string_view action_name(Action a) noexcept;
+
+// Whether the target's account may have been changed by this result.
+enum class Applied {
+    no,     // nothing was changed (or the action changes nothing)
+    maybe,  // the line that changes it went out, and no final reply came
+    yes,    // the target said it was done (for expire: at least the CHPW)
 };
 
 struct Result {
@@ -52,6 +70,7 @@ struct Result {
     // came: the target may have applied it. Never for TEST or VRFY.
     bool maybe_applied = false;
     std::chrono::milliseconds elapsed{0};
+    Applied applied = Applied::no;
 };
 
 struct EngineSettings {
@@ -74,6 +93,9 @@ struct Job {
     // TEST passed everywhere); what it throws ends the run with nothing
     // changed (the journal records the change as going out here).
     std::function<void()> before_change{};
+    // For a change: CHCK on every target first, then the change (TEST
+    // first) only where the password differs; the others `unchanged`.
+    bool if_different = false;
 };
 
 // Why a job cannot start: a bad user name, password or setting. Nothing
@@ -84,6 +106,29 @@ struct JobError : std::invalid_argument {
 
 // Checks what run() would refuse, without running.
 void check_job(const EngineSettings& settings, const Job& job);
+
+// One user's work in a session, for run_sessions().
+struct SessionItem {
+    Action action = Action::verify;  // verify, change, test, expire (EXPR only), lock,
+                                     // unlock or check
+    std::string user;
+    const mctp::Secret* password = nullptr;  // for change, test and check
+    // change: EXPR user after the CHPW; test: the target must announce
+    // EXPR too (the TEST before such a change).
+    bool then_expire = false;
+};
+
+// One session per target of `which` (indexes into targets), each serving
+// `items` in order. Returns, per target, one result per item (empty for
+// a target not in `which`). When a session ends early, the user under way
+// gets its failure (Applied::maybe if its change went out) and later
+// users a protocol error "not tried"; a session that failed before the
+// first user gives every user its failure. on_session is called as each
+// target's session ends (on this thread).
+std::vector<std::vector<Result>> run_sessions(
+    const std::vector<Target>& targets, const std::vector<std::size_t>& which,
+    const EngineSettings& settings, const std::vector<SessionItem>& items, Transport& transport,
+    const std::function<void(std::size_t index, const std::vector<Result>&)>& on_session);
 
 // Runs the job on every target and returns one result per target, in the
 // targets' order. on_result is called as each target finishes (on this

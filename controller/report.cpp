@@ -44,10 +44,7 @@ std::string json_line(const Target& target, const Job& job, const Result& r,
       << ",\"port\":" << target.port
       << ",\"transport\":" << json_string(std::string(via_name(target.via)))
       << ",\"user\":" << json_string(job.user)
-      << ",\"action\":"
-      << json_string(job.action == Action::change ? "change"
-                     : job.action == Action::test ? "test"
-                                                  : "verify")
+      << ",\"action\":" << json_string(action_name(job.action))
       << ",\"result\":" << json_string(outcome_name(r.outcome)) << ",\"code\":";
     if (r.code != 0) {
         o << r.code;
@@ -148,24 +145,41 @@ std::string failure_table(const std::vector<Target>& targets, const std::vector<
 
 std::string summary_line(const Job& job, const std::vector<Result>& results) {
     std::size_t ok = 0;
+    std::size_t unchanged = 0;
     std::map<std::string_view, std::size_t> why;
     for (const auto& r : results) {
         if (r.outcome == Outcome::ok) {
             ++ok;
+        } else if (r.outcome == Outcome::unchanged) {
+            ++unchanged;
         } else {
             ++why[outcome_name(r.outcome)];
         }
     }
-    const bool gated = job.action == Action::change && !results.empty() &&
-                       results.front().phase == "test";
-    std::string out = mctp::printable(job.user, 64) + ": " +
-                      (job.action == Action::change ? "password changed on "
-                       : job.action == Action::test ? "password acceptable on "
-                                                    : "verified on ") +
-                      std::to_string(ok) + " of " + std::to_string(results.size()) +
+    const bool changing = job.action == Action::change || job.action == Action::expire;
+    const bool gated = changing && std::any_of(results.begin(), results.end(), [](const Result& r) {
+                           return r.phase == "test";
+                       });
+    const char* done = "verified on ";
+    switch (job.action) {
+    case Action::change: done = "password changed on "; break;
+    case Action::test: done = "password acceptable on "; break;
+    case Action::expire: done = "one-time password set on "; break;
+    case Action::lock: done = "locked on "; break;
+    case Action::unlock: done = "unlocked on "; break;
+    case Action::check: done = "password is the current one on "; break;
+    case Action::verify: break;
+    }
+    std::string out = mctp::printable(job.user, 64) + ": " + done + std::to_string(ok) + " of " +
+                      std::to_string(results.size()) +
                       (results.size() == 1 ? " target" : " targets");
-    if (ok < results.size()) {
-        out += ", " + std::to_string(results.size() - ok) + " failed (";
+    if (unchanged > 0) {
+        out += ", already on " + std::to_string(unchanged);
+    }
+    const std::size_t failed = results.size() - ok - unchanged;
+    if (failed > 0) {
+        out += ", " + std::to_string(failed) +
+               (job.action == Action::check ? " not (" : " failed (");
         bool first = true;
         for (const auto& [name, n] : why) {
             out += (first ? "" : ", ") + std::to_string(n) + " " + std::string(name);

@@ -88,7 +88,7 @@ void Client::add_item(const Item& item, std::size_t index) {
     if (!is_user_name(item.user)) {
         throw std::invalid_argument("MCTP client: not a valid user name");
     }
-    if (item.then_expire && item.action != Action::change) {
+    if (item.then_expire && item.action != Action::change && item.action != Action::test) {
         throw std::invalid_argument("MCTP client: EXPR after a change only");
     }
     first_step_.push_back(steps_.size());
@@ -110,7 +110,7 @@ void Client::add_item(const Item& item, std::size_t index) {
     add(Step::data, Send::data, Code::start_data);
     add(Step::password, Send::password, Code::continue_data);
     add(Step::end_of_data, Send::end, Code::ok);
-    if (item.then_expire) {
+    if (item.then_expire && item.action == Action::change) {
         add(Step::expr, Send::expr, Code::ok);
     }
 }

@@ -109,7 +109,9 @@ public:
         Action action = Action::verify;
         std::string user;                   // a valid user name
         const Secret* data_line = nullptr;  // from data_line(), for change, test, check
-        bool then_expire = false;           // change: EXPR user after the CHPW's 250
+        // change: EXPR user after the CHPW's 250. test: the change that
+        // follows will send EXPR, so the target must announce EXPR too.
+        bool then_expire = false;
     };
 
     // What became of one user of the session, in the job's order (the
@@ -133,7 +135,7 @@ public:
         Auth auth = Auth::scram;
         const Secret* secret = nullptr;     // the controller's secret, for Auth::scram
         scram::KeyCache* keys = nullptr;    // shared PBKDF2 results (optional)
-        bool then_expire = false;           // change: EXPR user after the CHPW's 250
+        bool then_expire = false;           // as Item::then_expire
         std::vector<Item> more{};           // further users, in this order (a batch)
     };
 

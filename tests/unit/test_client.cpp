@@ -577,9 +577,21 @@ TEST(AccountClient, ChangeThenExpireInOneItem) {
     EXPECT_EQ(nsent.back(), "QUIT\r\n");
     EXPECT_EQ(std::count(nsent.begin(), nsent.end(), "EXPR alice\r\n"), 0);
     // EXPR after anything but a change is refused before anything.
-    Client::Job bad{Client::Action::test, "alice", "ctl", &l.auth, &l.data, Client::Auth::plain};
+    Client::Job bad{Client::Action::check, "alice", "ctl", &l.auth, &l.data, Client::Auth::plain};
     bad.then_expire = true;
     EXPECT_THROW(Client{bad}, std::invalid_argument);
+    // A TEST before such a change needs EXPR announced, and sends none.
+    Client::Job test{Client::Action::test, "alice", "ctl", nullptr, &l.data};
+    test.then_expire = true;
+    auto [u, usent] = account_run(l, test, {"TEST"}, {});
+    EXPECT_EQ(u.outcome().kind, Kind::unsupported);
+    EXPECT_NE(u.outcome().text.find("does not announce EXPR"), std::string::npos);
+    EXPECT_EQ(usent, (std::vector<std::string>{"EHLO ctl\r\n", "QUIT\r\n"}));
+    auto [t, tsent] = account_run(l, test, all_verbs,
+                                  {"250 authed", "250 test pending", "354 send it", "355 go on",
+                                   "250 acceptable"});
+    EXPECT_EQ(t.outcome().kind, Kind::ok);
+    EXPECT_EQ(std::count(tsent.begin(), tsent.end(), "EXPR alice\r\n"), 0);
 }
 
 // Several users in one session: each gets its own outcome; a refusal
