@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "batch.hpp"
 #include "config_keys.hpp"
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "journal.hpp"
 #include "inventory.hpp"
+#include "operations.hpp"
 #include "password_input.hpp"
 #include "report.hpp"
 #include "resources.hpp"
@@ -35,6 +37,8 @@ const char* const usage_text =
     "usage: mpasswd [options] USER\n"
     "       mpasswd [options] --resume [RUN]\n"
     "       mpasswd [-c FILE] --runs [RUN]\n"
+    "       mpasswd [options] --expire|--lock|--unlock|--check USER\n"
+    "       mpasswd [options] --batch < USER:PASSWORD-LINES\n"
     "       mpasswd [-c FILE] --check-config\n"
     "Sets USER's password on every target (or only checks with --verify).\n"
     "\n"
@@ -45,6 +49,12 @@ const char* const usage_text =
     "  -i, --inventory FILE  an Ansible INI inventory instead of the hosts file\n"
     "  -l, --limit PATTERN   only these groups and hosts (Ansible's host patterns)\n"
     "      --verify        only check that USER exists and may be managed everywhere\n"
+    "      --expire        set the password and make it one-time (changed at next login)\n"
+    "      --lock          lock USER's password and expire the account (key logins too)\n"
+    "      --unlock        undo --lock, and reset pam_faillock's count\n"
+    "      --check         which targets hold this password (ok) and which not (different)\n"
+    "      --if-different  change it only where --check would say different\n"
+    "      --batch         change many users: user:password lines on standard input\n"
     "      --stdin         read the new password as one line from standard input\n"
     "      --best-effort   change it wherever it is accepted, without first TESTing it\n"
     "                      on every target (by default no target is changed unless\n"
@@ -61,11 +71,11 @@ const char* const usage_text =
     "  -h, --help          this text\n"
     "  -V, --version       the version\n"
     "\n"
-    "Exit status: 0 every target ok; 1 refused by a target's policy; 2 usage,\n"
-    "configuration, input or journal error (nothing was sent); 3 some target\n"
-    "unreachable, untrusted or timed out before the password was sent; 4 the\n"
-    "password was sent to some target and no final reply came. The most serious\n"
-    "applies.\n";
+    "Exit status: 0 every target ok (or, with --if-different, unchanged); 1 refused\n"
+    "by a target's policy (or, with --check, some target holds another password); 2\n"
+    "usage, configuration, input or journal error (nothing was sent); 3 some target\n"
+    "unreachable, untrusted or timed out before the change was sent; 4 the change\n"
+    "was sent to some target and no final reply came. The most serious applies.\n";
 
 struct Options {
     std::string config = default_config_path;
@@ -74,6 +84,9 @@ struct Options {
     std::optional<std::string> inventory;
     std::optional<std::string> limit;
     bool verify = false;
+    std::optional<Action> operation;  // --expire, --lock, --unlock, --check
+    bool if_different = false;
+    bool batch = false;
     bool from_stdin = false;
     bool best_effort = false;
     std::optional<unsigned> parallel;
@@ -143,6 +156,41 @@ std::string option_error(std::string_view arg, const option* options, const char
     return "unrecognized option '" + std::string(arg) + "'";
 }
 
+void set_operation(Options& o, Action a) {
+    if (o.operation && *o.operation != a) {
+        usage_error("--" + std::string(action_name(*o.operation)) + " and --" +
+                    std::string(action_name(a)) + " do not go together");
+    }
+    o.operation = a;
+}
+
+// Which options go with --expire, --lock, --unlock, --check, --if-different
+// and --batch.
+void check_operation(const Options& o) {
+    const std::string op = o.operation ? "--" + std::string(action_name(*o.operation)) : "";
+    if (o.operation && o.verify) {
+        usage_error("--verify and " + op + " do not go together");
+    }
+    if (o.batch && (o.operation || o.verify || o.if_different || o.from_stdin)) {
+        usage_error("--batch changes passwords from standard input; it does not go with " +
+                    std::string(o.operation ? op
+                                : o.verify  ? "--verify"
+                                : o.if_different ? "--if-different"
+                                                 : "--stdin"));
+    }
+    if (o.if_different && (o.verify || o.operation)) {
+        usage_error("--if-different goes with a change only, not with " +
+                    (o.verify ? std::string("--verify") : op));
+    }
+    const bool no_password = o.operation == Action::lock || o.operation == Action::unlock;
+    if (no_password && o.from_stdin) {
+        usage_error(op + " sends no password; --stdin does not go with it");
+    }
+    if ((no_password || o.operation == Action::check) && o.best_effort) {
+        usage_error(op + " is one step; --best-effort does not go with it");
+    }
+}
+
 Options parse_options(int argc, char** argv) {
     enum {
         opt_hosts = 256,
@@ -154,7 +202,13 @@ Options parse_options(int argc, char** argv) {
         opt_check_config,
         opt_best_effort,
         opt_runs,
-        opt_resume
+        opt_resume,
+        opt_expire,
+        opt_lock,
+        opt_unlock,
+        opt_check,
+        opt_if_different,
+        opt_batch
     };
     static const option long_options[] = {
         {"config", required_argument, nullptr, 'c'},
@@ -165,6 +219,12 @@ Options parse_options(int argc, char** argv) {
         {"verify", no_argument, nullptr, opt_verify},
         {"stdin", no_argument, nullptr, opt_stdin},
         {"best-effort", no_argument, nullptr, opt_best_effort},
+        {"expire", no_argument, nullptr, opt_expire},
+        {"lock", no_argument, nullptr, opt_lock},
+        {"unlock", no_argument, nullptr, opt_unlock},
+        {"check", no_argument, nullptr, opt_check},
+        {"if-different", no_argument, nullptr, opt_if_different},
+        {"batch", no_argument, nullptr, opt_batch},
         {"parallel", required_argument, nullptr, opt_parallel},
         {"timeout", required_argument, nullptr, opt_timeout},
         {"json", no_argument, nullptr, opt_json},
@@ -205,6 +265,12 @@ Options parse_options(int argc, char** argv) {
         case opt_verify: o.verify = true; break;
         case opt_stdin: o.from_stdin = true; break;
         case opt_best_effort: o.best_effort = true; break;
+        case opt_expire: set_operation(o, Action::expire); break;
+        case opt_lock: set_operation(o, Action::lock); break;
+        case opt_unlock: set_operation(o, Action::unlock); break;
+        case opt_check: set_operation(o, Action::check); break;
+        case opt_if_different: o.if_different = true; break;
+        case opt_batch: o.batch = true; break;
         case opt_parallel: {
             unsigned n = 0;
             if (!parse_parallel(optarg, &n)) {
@@ -269,6 +335,13 @@ Options parse_options(int argc, char** argv) {
             // The newest unfinished run may be another user's: a script
             // must say which run its password is for.
             usage_error("--resume --stdin needs the RUN to resume");
+        }
+        return o;
+    }
+    check_operation(o);
+    if (o.batch) {
+        if (optind != argc) {
+            usage_error("--batch reads its users from standard input; no USER");
         }
         return o;
     }
@@ -337,6 +410,50 @@ std::vector<Target> load_targets(const Options& o, const ControllerConfig& confi
     return targets;
 }
 
+// --batch: every line read and checked before anything is sent; one
+// result (and JSON line) per user and target.
+int run_batch(const Options& o, const std::vector<Target>& targets,
+              const EngineSettings& settings, Transport& transport) {
+    std::vector<BatchEntry> entries = read_batch(STDIN_FILENO);
+    std::vector<BatchUser> users;
+    users.reserve(entries.size());
+    for (const auto& e : entries) {
+        users.push_back({e.user, &e.password});
+    }
+    check_batch(settings, users, targets.size());
+    Progress progress(!o.quiet && !o.json && isatty(STDERR_FILENO) == 1,
+                      users.size() * targets.size());
+    Job each{Action::change, "", nullptr, o.best_effort};
+    const auto results = mpasswd::run_batch(
+        targets, settings, users, o.best_effort, transport,
+        [&](std::size_t u, std::size_t t, const Result& r) {
+            if (o.json) {
+                each.user = users[u].user;
+                std::cout << json_line(targets[t], each, r) << "\n";
+            }
+            progress.add(r.outcome != Outcome::ok);
+        });
+    progress.clear();
+    for (auto& u : users) {
+        u.password = nullptr;
+    }
+    entries.clear();  // the passwords, wiped
+    bool all_ok = true;
+    for (const auto& user : results) {
+        for (const auto& r : user) {
+            all_ok = all_ok && r.outcome == Outcome::ok;
+        }
+    }
+    if (!o.json) {
+        std::cout << batch_failure_table(users, targets, results);
+        if (!o.quiet) {
+            std::cout << batch_summary(results, targets.size()) << "\n";
+        }
+    }
+    std::cout.flush();
+    return all_ok ? exit_all_ok : journal::exit_status::refused;
+}
+
 int run(const Options& o) {
     ControllerConfig config = load_controller_config(o.config);
     if (o.check_config) {
@@ -360,19 +477,23 @@ int run(const Options& o) {
     // TLS files are checked before a password is asked for.
     const std::unique_ptr<Transport> transport = config.transport_for(targets);
 
+    if (o.batch) {
+        return run_batch(o, targets, settings, *transport);
+    }
     Job job;
-    job.action = o.verify ? Action::verify : Action::change;
+    job.action = o.verify ? Action::verify : o.operation.value_or(Action::change);
     job.user = resumed ? resumed->user : o.user;
     job.best_effort = resumed ? resumed->best_effort : o.best_effort;
+    job.if_different = resumed ? resumed->if_different : o.if_different;
     check_job(settings, Job{Action::verify, job.user, nullptr});
     if (resumed && !o.quiet && !o.json) {
         std::cerr << "mpasswd: resuming run " << resumed->id << ": " << job.user << " on "
                   << targets.size() << " of " << resumed->targets.size() << " targets\n";
     }
     std::optional<mctp::Secret> password;
-    if (job.action == Action::change) {
+    if (needs_password(job.action)) {
         password = o.from_stdin ? read_password_line(STDIN_FILENO)
-                                : read_password_from_terminal(job.user);
+                                : read_password_from_terminal(job.user, job.action != Action::check);
         job.password = &*password;
     }
     check_job(settings, job);

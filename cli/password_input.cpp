@@ -41,7 +41,7 @@ mctp::Secret read_password_line(int fd) {
     return std::move(line.text);
 }
 
-mctp::Secret read_password_from_terminal(const std::string& user) {
+mctp::Secret read_password_from_terminal(const std::string& user, bool retype) {
     const int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         throw InputError("no terminal to ask for the password on; use --stdin");
@@ -59,19 +59,26 @@ mctp::Secret read_password_from_terminal(const std::string& user) {
     mctp::SecretLine first;
     mctp::SecretLine second;
     try {
-        first = tty->ask("New password for " + user + ": ", limits::password_max);
-        if (first.got) {
-            second = tty->ask("Retype new password: ", limits::password_max);
+        if (!retype) {
+            first = tty->ask("Password of " + user + " to check: ", limits::password_max);
+        } else {
+            first = tty->ask("New password for " + user + ": ", limits::password_max);
+            if (first.got) {
+                second = tty->ask("Retype new password: ", limits::password_max);
+            }
         }
     } catch (const mctp::SecretInputError&) {
         first.got = false;
     }
     tty.reset();
-    if (!first.got || !second.got) {
+    if (!first.got || (retype && !second.got)) {
         throw InputError("no password given");
     }
     if (first.too_long) {
         too_long();
+    }
+    if (!retype) {
+        return std::move(first.text);
     }
     if (second.too_long || !mctp::constant_time_equal(first.text.view(), second.text.view())) {
         throw InputError("the passwords do not match; nothing was changed");
