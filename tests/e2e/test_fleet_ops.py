@@ -4,8 +4,11 @@
 127.0.0.1: each a thread that runs SCRAM with the controller's secret and
 answers TEST, CHPW, EXPR, LOCK, UNLK and CHCK as protocol.md says,
 keeping each user's password and account state, and counting sessions.
-(The same operations against real responders, shadow and PAM are the
-fleet's own suite once the responder has the verbs.)"""
+Then --batch (TEST and CHPW only) against real socket-activated
+responders (pam_wrapper/pam_matrix), and the account verbs against a
+responder that does not announce them. (EXPR, LOCK, UNLK and CHCK
+against real responders, shadow and PAM come with the responder's
+verbs.)"""
 import json
 import os
 import subprocess
@@ -14,6 +17,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from fleet import Fleet, fleet_env  # noqa: E402
 from mctp_client import (LoopbackServer, b64, scram_server_final,  # noqa: E402
                          scram_server_first, unb64)
 
@@ -257,6 +261,79 @@ class FleetOps(unittest.TestCase):
             self.assertEqual(r.returncode, 2, (stdin, r.stderr))
             self.assertIn(message, r.stderr)
         self.assertEqual(self.targets[0].sessions, 0)
+
+
+class RealResponders(unittest.TestCase):
+    """Three socket-activated responders; the third's check service (TEST)
+    refuses every password."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = Fleet(fleet_env(), 3, SECRET, {2: "strict"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+        logs = "".join(cls.fleet.log_text(i) for i in range(3))
+        cls.fleet.remove()
+        assert "Pw-of-" not in logs and SECRET not in logs, "a secret in a responder's log"
+
+    def setUp(self):
+        self.fleet.reset()
+
+    def mpasswd(self, indexes, *args, stdin=""):
+        hosts = sum([["-H", t] for t in self.fleet.targets(indexes)], [])
+        r = subprocess.run([MPASSWD, "-c", self.fleet.config] + hosts + list(args), input=stdin,
+                           capture_output=True, text=True, timeout=60, start_new_session=True)
+        for secret in (SECRET, "Pw-of-"):
+            self.assertNotIn(secret, r.stdout + r.stderr)
+        return r
+
+    def sessions(self, i):
+        return self.fleet.log_text(i).count("connect from")
+
+    def test_batch_changes_every_user_in_one_session_per_target_per_phase(self):
+        before = [self.sessions(i) for i in (0, 1)]
+        lines = "".join("%s:Pw-of-%s-9x!\n" % (u, u) for u in ("alice", "bob", "carol"))
+        r = self.mpasswd([0, 1], "--batch", "--json", stdin=lines)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        results = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(results), 6)
+        for o in results:
+            self.assertEqual((o["action"], o["result"], o["phase"]), ("change", "ok", "change"), o)
+        for i in (0, 1):
+            self.assertEqual(self.sessions(i) - before[i], 2, self.fleet.log_text(i))
+            for u in ("alice", "bob", "carol"):
+                self.assertEqual(self.fleet.password_of(i, u), "Pw-of-%s-9x!" % u)
+
+    def test_batch_refused_by_one_responders_policy_changes_no_one(self):
+        lines = "".join("%s:Pw-of-%s-9x!\n" % (u, u) for u in ("alice", "bob"))
+        before = [len(self.fleet.log_text(i)) for i in range(3)]
+        r = self.mpasswd([0, 2], "--batch", "--json", stdin=lines)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        strict = self.fleet.ports[2]
+        for o in map(json.loads, r.stdout.splitlines()):
+            want = ("refused", "TEST") if o["port"] == strict else ("skipped", "TEST")
+            self.assertEqual((o["result"], o["step"]), want, o)
+        for i in (0, 2):
+            log = self.fleet.log_text(i)[before[i]:]
+            self.assertIn("TEST bob", log)
+            self.assertNotIn("CHPW", log)
+            for u in ("alice", "bob"):
+                self.assertEqual(self.fleet.password_of(i, u), "Old-Passw0rd-1")
+
+    def test_account_verbs_a_responder_does_not_announce_are_never_sent(self):
+        for args in (["--lock"], ["--unlock"], ["--check", "--stdin"], ["--expire", "--stdin"],
+                     ["--if-different", "--stdin"]):
+            before = len(self.fleet.log_text(0))
+            r = self.mpasswd([0], *args, "--json", "alice", stdin="Pw-of-alice-9x!\n")
+            self.assertEqual(r.returncode, 1, (args, r.stdout, r.stderr))
+            [o] = [json.loads(line) for line in r.stdout.splitlines()]
+            self.assertEqual((o["result"], o["step"]), ("unsupported", "EHLO"), (args, o))
+            log = self.fleet.log_text(0)[before:]
+            for verb in ("AUTH", "TEST", "CHPW", "EXPR", "LOCK", "UNLK", "CHCK"):
+                self.assertNotIn(verb, log, (args, log))
+            self.assertEqual(self.fleet.password_of(0, "alice"), "Old-Passw0rd-1")
 
 
 if __name__ == "__main__":
