@@ -193,9 +193,14 @@ private:
             if (x.outcome == Outcome::ok) {
                 x.applied = acts(items_[i].action) ? Applied::yes : Applied::no;
             } else if (item.changed) {
-                // The CHPW was done; the EXPR after it was not.
+                // The CHPW was done; the EXPR after it was refused, or its
+                // reply never came.
                 x.applied = Applied::yes;
-                x.text = "password changed, but not made one-time: " + x.text;
+                x.text = (item.outcome.kind == mctp::Client::Outcome::Kind::pending
+                              ? "password changed, but perhaps not made one-time (EXPR sent, "
+                                "no reply): "
+                              : "password changed, but not made one-time: ") +
+                         x.text;
             } else if (item.acted && x.outcome != Outcome::refused) {
                 // From the end of the data (or the verb) on, the target may
                 // act at any moment: only its reply says whether it did.
@@ -230,6 +235,12 @@ private:
             client_.on_line(co_await within(read_line(), reply_due,
                                             silence + " within " +
                                                 seconds(settings_.reply_timeout)));
+            // In a batch, target_timeout bounds each user's part of the
+            // session: a long batch is not cut short by its length alone.
+            if (client_.decided() != decided_) {
+                decided_ = client_.decided();
+                target_deadline_ = Clock::now() + settings_.target_timeout;
+            }
         }
         const auto& o = client_.outcome();
         co_return make(engine_outcome(o.kind), o.code ? mctp::number(*o.code) : 0, o.text);
@@ -330,6 +341,7 @@ private:
     mctp::Client client_;
     Clock::time_point start_;
     Clock::time_point target_deadline_;
+    std::size_t decided_ = 0;  // users with their outcome, as last seen
     std::unique_ptr<Stream> stream_;
     std::string buffer_;
     bool connected_ = false;

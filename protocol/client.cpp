@@ -424,6 +424,7 @@ void Client::on_reply(Code code) {
 void Client::decide_item(Outcome::Kind kind, Code code, std::string text) {
     const std::size_t item = steps_[at_].item;
     results_[item].outcome = Outcome{kind, code, text, steps_[at_].step};
+    ++decided_;
     if (item + 1 == items_.size()) {
         finish(kind, code, std::move(text));
         return;
@@ -439,6 +440,7 @@ void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string te
         item != no_item && results_[item].started &&
         results_[item].outcome.kind == Outcome::Kind::pending) {
         results_[item].outcome = outcome_;
+        ++decided_;
     }
     lines_.clear();
     // A courtesy after a result, as SMTP clients end a session; not after

@@ -161,6 +161,8 @@ public:
     // pending (not started); a refusal that closed the session decides the
     // user under way.
     [[nodiscard]] const std::vector<ItemResult>& items() const noexcept { return results_; }
+    // How many users have their outcome so far.
+    [[nodiscard]] std::size_t decided() const noexcept { return decided_; }
 
     // The outcome is known (a courtesy QUIT may still be due). When every
     // user got an answer, the session's outcome is the last user's.
@@ -206,6 +208,7 @@ private:
     std::vector<Item> items_;
     std::vector<ItemResult> results_;
     std::vector<std::size_t> first_step_;  // per item: its first step in steps_
+    std::size_t decided_ = 0;
     std::vector<StepSpec> steps_;
     std::size_t at_ = 0;       // index into steps_
     bool waiting_ = true;      // for the reply of steps_[at_] (the banner first)

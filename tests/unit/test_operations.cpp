@@ -4,6 +4,11 @@
 // keep each user's password and account state.
 #include <gtest/gtest.h>
 
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
@@ -30,6 +35,7 @@ struct Accounts {
     std::string cut_at_change_of;  // the stream ends at this user's CHPW end of data
     bool cut_applies = false;      // ... after the change was made
     int sessions = 0;
+    std::chrono::milliseconds delay{0};  // before each read is answered
     std::vector<std::string> lines;  // every command line; passwords as "(password)"
 
     std::string answer(const std::string& line, std::string& verb, std::string& user,
@@ -112,6 +118,10 @@ class AccountStream final : public Stream {
 public:
     explicit AccountStream(Accounts& a) : a_(a) { out_ = "220 t ready\r\n"; }
     asio::awaitable<std::size_t> read_some(std::span<char> buffer) override {
+        if (a_.delay.count() > 0) {
+            asio::steady_timer timer(co_await asio::this_coro::executor, a_.delay);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
         if (out_.empty()) {
             throw std::system_error(asio::error::eof);
         }
@@ -458,6 +468,35 @@ TEST_F(Batch, ASessionCutShortMarksTheUserUnderWayMaybeAndTheRestNotTried) {
         << results[2][1].text;
     EXPECT_EQ(fleet.hosts[1].passwords["carol"], "Old-Pw-1");
     EXPECT_EQ(fleet.hosts[1].all_lines().find("CHPW carol"), std::string::npos);
+}
+
+// target_timeout bounds each user's part of a batch session, not the
+// whole of it: a batch longer than target_timeout in all, each user well
+// within it, ends ok; one slow user still times out.
+TEST_F(Batch, TargetTimeoutBoundsEachUserNotTheWholeBatch) {
+    Fleet fleet(1);
+    fleet.hosts[0].delay = std::chrono::milliseconds(10);  // 40 ms per user
+    make({"alice", "bob", "carol", "dave", "erin", "frank"});
+    for (const auto& u : users) {
+        fleet.hosts[0].passwords[u.user] = "Old-Pw-1";
+    }
+    EngineSettings s = settings();
+    s.connect_timeout = std::chrono::milliseconds(100);
+    s.reply_timeout = std::chrono::milliseconds(100);
+    s.target_timeout = std::chrono::milliseconds(150);  // 6 users x 40 ms is more
+    auto results = run_batch(fleet.targets(), s, users, true, fleet, {});
+    for (std::size_t u = 0; u < users.size(); ++u) {
+        EXPECT_EQ(results[u][0].outcome, Outcome::ok) << u << " " << results[u][0].text;
+    }
+    // 120 ms to the first user, whose part takes 160 ms: over.
+    fleet.hosts[0].delay = std::chrono::milliseconds(40);
+    results = run_batch(fleet.targets(), s, users, true, fleet, {});
+    EXPECT_EQ(results[0][0].outcome, Outcome::timeout) << results[0][0].text;
+    EXPECT_EQ(results[0][0].text.rfind("not done within target_timeout (0.1 s)", 0), 0U)
+        << results[0][0].text;
+    EXPECT_EQ(results[0][0].applied, Applied::no);  // cut off at its CHPW, before the data
+    EXPECT_EQ(results[1][0].outcome, Outcome::protocol_error);
+    EXPECT_EQ(results[1][0].text.rfind("not tried", 0), 0U) << results[1][0].text;
 }
 
 TEST_F(Batch, BestEffortSendsNoTest) {
