@@ -32,6 +32,7 @@
 #include "controller_config.hpp"
 #include "fanout.hpp"
 #include "inventory.hpp"
+#include "operations.hpp"
 #include "memory_transport.hpp"
 #include "reply.hpp"
 #include "report.hpp"
@@ -239,6 +240,30 @@ void dialogue(std::string_view in, unsigned char knob) {
         require(action == Action::change ||
                 transport.written().find("Fuzz-Pw-1") == std::string::npos);
         check_report(targets, results, job);
+    }
+    // The account operations and a batch over the same bytes: a result
+    // per target (per user and target), never the password for a lock.
+    for (const Action action : {Action::lock, Action::check, Action::expire}) {
+        fake::MemoryTransport transport(script);
+        const Job job{action, "alice", action == Action::lock ? nullptr : &password};
+        const auto results = run(targets, settings, job, transport, nullptr);
+        require(results.size() == targets.size());
+        for (const auto& r : results) {
+            check_result(r);
+        }
+        require(action != Action::lock ||
+                transport.written().find("Fuzz-Pw-1") == std::string::npos);
+        check_report(targets, results, job);
+    }
+    fake::MemoryTransport transport(script);
+    const std::vector<BatchUser> users{{"alice", &password}, {"bob", &password}};
+    const auto batch = run_batch(targets, settings, users, (knob & 0x80) != 0, transport, {});
+    require(batch.size() == users.size());
+    for (const auto& user : batch) {
+        require(user.size() == targets.size());
+        for (const auto& r : user) {
+            check_result(r);
+        }
     }
 }
 
