@@ -48,11 +48,12 @@ enum class Action {
 // action's name in JSON, journal records and logs.
 std::string_view action_name(Action a) noexcept;
 
-// Whether the target's account may have been changed by this result.
+// Whether the target's account may have been changed by this result
+// (the run journal's own enum: the same name and values).
 enum class Applied {
     no,     // nothing was changed (or the action changes nothing)
-    maybe,  // the line that changes it went out, and no final reply came
     yes,    // the target said it was done (for expire: at least the CHPW)
+    maybe,  // the line that changes it went out, and no final reply came
 };
 
 struct Result {
