@@ -205,6 +205,7 @@ private:
                 // From the end of the data (or the verb) on, the target may
                 // act at any moment: only its reply says whether it did.
                 x.applied = Applied::maybe;
+                x.maybe_applied = true;
                 x.text += items_[i].action == mctp::Client::Action::change
                               ? "; the password was sent and may have been changed"
                               : "; the command was sent and may have been carried out";

@@ -67,10 +67,12 @@ struct Result {
     // For a change: the phase it ended in, "test" (TEST on every target
     // first) or "change" (CHPW); empty for verify.
     std::string phase;
-    // A change went out (its data was sent in full) and no final reply
-    // came: the target may have applied it. Never for TEST or VRFY.
+    // applied == Applied::maybe: the change (its data in full, or an
+    // operation's verb) went out and no final reply came. Never for TEST,
+    // CHCK or VRFY. The JSON's maybe_applied.
     bool maybe_applied = false;
     std::chrono::milliseconds elapsed{0};
+    // What the journal records per target (journal::set_result).
     Applied applied = Applied::no;
 };
 
@@ -90,13 +92,16 @@ struct Job {
     // For a change: no TEST first; CHPW goes to every target whatever the
     // others' policies say (mpasswd --best-effort, pam_mctp best_effort).
     bool best_effort = false;
-    // For a change: called once just before the first CHPW goes out (after
-    // TEST passed everywhere); what it throws ends the run with nothing
-    // changed (the journal records the change as going out here).
-    std::function<void()> before_change{};
     // For a change: CHCK on every target first, then the change (TEST
     // first) only where the password differs; the others `unchanged`.
     bool if_different = false;
+    // Called once just before the first line that changes an account goes
+    // out: for a change and --expire after TEST passed everywhere (at once
+    // with best_effort), for --if-different before the CHPW on the
+    // differing targets, for lock and unlock before their one phase; never
+    // for verify, test or check. What it throws ends the run with nothing
+    // changed (the journal records the change as going out here).
+    std::function<void()> before_change{};
 };
 
 // Why a job cannot start: a bad user name, password or setting. Nothing

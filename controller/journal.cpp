@@ -351,19 +351,15 @@ Record new_record(std::string_view program, std::string_view action, std::string
     return r;
 }
 
-void set_result(TargetEntry& e, const Result& r, bool changes) {
+void set_result(TargetEntry& e, const Result& r) {
     e.result = outcome_name(r.outcome);
     e.code = r.code;
     e.phase = r.phase;
     e.step = r.step;
     e.text = mctp::printable(r.text, text_max);
-    if (r.maybe_applied) {
-        e.applied = Applied::maybe;
-    } else if (changes && r.outcome == Outcome::ok && r.phase != "test") {
-        e.applied = Applied::yes;
-    } else {
-        e.applied = Applied::no;
-    }
+    // The engine's word: it knows per user whether the changing line went
+    // out and what came back (fanout.cpp, per_item).
+    e.applied = r.applied;
 }
 
 void mark_sent(Record& r) {
@@ -564,10 +560,10 @@ int exit_status_of(std::string_view result, Applied applied) noexcept {
     if (applied == Applied::maybe) {
         return exit_status::unknown;
     }
-    if (result == "ok") {
+    if (is_done(result)) {
         return exit_status::ok;
     }
-    if (result == "refused" || result == "skipped") {
+    if (result == "refused" || result == "skipped" || result == "different") {
         return exit_status::refused;
     }
     // unreachable, untrusted, timeout, protocol-error, unsupported, pending
@@ -595,10 +591,14 @@ State state_of(const Record& r) {
                                             : State::unfinished;
 }
 
+bool is_done(std::string_view result) noexcept {
+    return result == "ok" || result == "unchanged";
+}
+
 std::vector<std::size_t> unfinished_targets(const Record& r) {
     std::vector<std::size_t> out;
     for (std::size_t i = 0; i < r.targets.size(); ++i) {
-        if (r.targets[i].result != "ok" || r.targets[i].applied == Applied::maybe) {
+        if (!is_done(r.targets[i].result) || r.targets[i].applied == Applied::maybe) {
             out.push_back(i);
         }
     }
@@ -613,7 +613,7 @@ std::string log_line(const Record& r) {
     for (const auto& t : r.targets) {
         ++counts[t.result];
         maybe += t.applied == Applied::maybe ? 1 : 0;
-        if (t.result != "ok") {
+        if (!is_done(t.result)) {
             ++failed_n;
             if (failed.size() < log_failed_max) {
                 failed.push_back(mctp::printable(t.label, 300) + " " + t.result +
@@ -693,7 +693,7 @@ Journal::~Journal() {
     }
 }
 
-void Journal::write_file(const Record& r, bool first) {
+std::string Journal::write_temp(const Record& r) {
     if (!is_run_id(r.id)) {
         throw JournalError("bad run id");
     }
@@ -728,25 +728,117 @@ void Journal::write_file(const Record& r, bool first) {
         }
         done += static_cast<std::size_t>(n);
     }
-    if (fsync(fd) != 0) {
-        fail("fsync", errno);
+    if (close(fd) != 0) {
+        fd = -1;
+        unlinkat(dirfd_, tmp.c_str(), 0);
+        throw JournalError(dir_ + "/" + name + ": cannot write: " + errno_text(errno));
     }
-    close(fd);
-    fd = -1;
-    const int rc = first ? renameat2(dirfd_, tmp.c_str(), dirfd_, name.c_str(), RENAME_NOREPLACE)
-                         : renameat(dirfd_, tmp.c_str(), dirfd_, name.c_str());
+    return tmp;
+}
+
+namespace {
+
+// Renames tmp over (or, first, to) the record; EEXIST for a first record
+// comes back as std::system_error (the caller draws another id).
+void rename_into_place(int dirfd, const std::string& dir, const std::string& tmp,
+                       const std::string& name, bool first) {
+    const int rc = first ? renameat2(dirfd, tmp.c_str(), dirfd, name.c_str(), RENAME_NOREPLACE)
+                         : renameat(dirfd, tmp.c_str(), dirfd, name.c_str());
     if (rc != 0) {
         const int e = errno;
-        unlinkat(dirfd_, tmp.c_str(), 0);
+        unlinkat(dirfd, tmp.c_str(), 0);
         if (first && e == EEXIST) {
             throw std::system_error(e, std::generic_category());
         }
-        throw JournalError(dir_ + "/" + name + ": cannot rename: " + errno_text(e));
+        throw JournalError(dir + "/" + name + ": cannot rename: " + errno_text(e));
     }
+}
+
+}  // namespace
+
+void Journal::write_file(const Record& r, bool first) {
+    const std::string tmp = write_temp(r);
+    const std::string name = record_name(r.id);
+    // The data is on disk before the rename makes it the record.
+    const int fd = openat(dirfd_, tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        const int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        unlinkat(dirfd_, tmp.c_str(), 0);
+        throw JournalError(dir_ + "/" + name + ": cannot fsync: " + errno_text(e));
+    }
+    close(fd);
+    rename_into_place(dirfd_, dir_, tmp, name, first);
     fsync(dirfd_);
 }
 
+std::vector<std::size_t> Journal::write_batch(const std::vector<Record>& records, bool first) {
+    std::vector<std::string> temps;
+    temps.reserve(records.size());
+    try {
+        for (const auto& r : records) {
+            temps.push_back(write_temp(r));
+        }
+    } catch (...) {
+        for (const auto& t : temps) {
+            unlinkat(dirfd_, t.c_str(), 0);
+        }
+        throw;
+    }
+    // One sync for every temporary file of the round.
+    if (syncfs(dirfd_) != 0) {
+        const int e = errno;
+        for (const auto& t : temps) {
+            unlinkat(dirfd_, t.c_str(), 0);
+        }
+        throw JournalError(dir_ + ": cannot sync: " + errno_text(e));
+    }
+    std::vector<std::size_t> taken;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        try {
+            rename_into_place(dirfd_, dir_, temps[i], record_name(records[i].id), first);
+        } catch (const std::system_error&) {
+            taken.push_back(i);  // a first record whose id another run drew
+        } catch (...) {
+            for (std::size_t j = i + 1; j < records.size(); ++j) {
+                unlinkat(dirfd_, temps[j].c_str(), 0);
+            }
+            throw;
+        }
+    }
+    fsync(dirfd_);
+    return taken;
+}
+
 void Journal::create(Record& r) {
+    create_one(r);
+    prune(r.id);
+}
+
+void Journal::create_all(std::vector<Record>& records) {
+    if (records.empty()) {
+        return;
+    }
+    for (auto& r : records) {
+        r.id = new_id();
+    }
+    for (const auto i : write_batch(records, true)) {
+        create_one(records[i]);  // another id, the slow way
+    }
+    // The batch's records are running (this pid, no end): prune keeps them.
+    prune(records.front().id);
+}
+
+void Journal::write_all(const std::vector<Record>& records) {
+    if (records.empty()) {
+        return;
+    }
+    write_batch(records, false);
+}
+
+void Journal::create_one(Record& r) {
     for (int attempt = 0;; ++attempt) {
         r.id = new_id();
         try {
@@ -758,7 +850,6 @@ void Journal::create(Record& r) {
             }
         }
     }
-    prune(r.id);
 }
 
 void Journal::write(const Record& r) {
@@ -909,11 +1000,9 @@ void Journal::remove(std::string_view id) {
 
 Run::Run(const Settings& settings, std::string_view program, std::string_view action,
          const Job& job, const std::vector<Target>& targets)
-    : settings_(settings), record_(new_record(program, action, job.user, targets)),
-      // Every action but a check changes something (change today; the
-      // account operations too).
-      changes_(job.action != Action::verify && job.action != Action::test) {
+    : settings_(settings), record_(new_record(program, action, job.user, targets)) {
     record_.best_effort = job.best_effort;
+    record_.if_different = job.if_different;
 }
 
 void Run::start(std::string_view resumes) {
@@ -941,13 +1030,55 @@ void Run::sending() {
 }
 
 void Run::result(std::size_t i, const Result& r) {
-    set_result(record_.targets.at(i), r, changes_);
+    set_result(record_.targets.at(i), r);
 }
 
 void Run::finish() {
     record_.ended_ms = now_ms();
     if (journal_) {
         journal_->write(record_);
+    }
+}
+
+BatchRun::BatchRun(const Settings& settings, std::string_view program,
+                   const std::vector<std::string>& users, bool best_effort,
+                   const std::vector<Target>& targets)
+    : settings_(settings) {
+    records_.reserve(users.size());
+    for (const auto& user : users) {
+        records_.push_back(new_record(program, action_name(Action::change), user, targets));
+        records_.back().best_effort = best_effort;
+    }
+}
+
+void BatchRun::start() {
+    if (settings_.directory.empty()) {
+        return;
+    }
+    journal_.emplace(settings_);
+    journal_->create_all(records_);
+}
+
+void BatchRun::sending() {
+    for (auto& r : records_) {
+        mark_sent(r);
+    }
+    if (journal_) {
+        journal_->write_all(records_);
+    }
+}
+
+void BatchRun::result(std::size_t user, std::size_t target, const Result& r) {
+    set_result(records_.at(user).targets.at(target), r);
+}
+
+void BatchRun::finish() {
+    const auto now = now_ms();
+    for (auto& r : records_) {
+        r.ended_ms = now;
+    }
+    if (journal_) {
+        journal_->write_all(records_);
     }
 }
 

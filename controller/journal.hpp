@@ -38,8 +38,9 @@ struct JournalError : std::runtime_error {
 };
 
 // Whether a target may have applied the run's change: `maybe` once the
-// password (or the change) went out with no final reply.
-enum class Applied { no, yes, maybe };
+// password (or the change) went out with no final reply. The engine's
+// enum (fanout.hpp): the engine decides it per target and user.
+using mpasswd::Applied;
 std::string_view applied_name(Applied a) noexcept;
 
 struct TargetEntry {
@@ -93,9 +94,9 @@ Record new_record(std::string_view program, std::string_view action, std::string
 std::string target_spec(const Target& t);
 std::vector<Target> targets_of(const Record& r, const std::vector<std::size_t>& which);
 
-// Records a target's result. `changes`: the action changes something
-// (change, and not TEST), so an ok in its change phase is applied `yes`.
-void set_result(TargetEntry& entry, const Result& r, bool changes);
+// Records a target's result, with the engine's r.applied (so an --expire
+// whose EXPR was refused after the CHPW is `refused`, applied `yes`).
+void set_result(TargetEntry& entry, const Result& r);
 
 // Every target still `pending` that a change went out to becomes `maybe`
 // (written before the change phase, so a killed run shows it).
@@ -123,9 +124,15 @@ inline constexpr int usage = 2;
 inline constexpr int unreachable = 3;
 inline constexpr int unknown = 4;
 }  // namespace exit_status
+// ok and unchanged (--if-different) are 0; refused, skipped and
+// different (--check) 1; maybe applied 4; anything else (pending: a target
+// or batch user never reached) 3.
 int exit_status_of(std::string_view result, Applied applied) noexcept;
 int exit_status_of(const Record& r) noexcept;
-// The targets --resume runs again: every one not ok.
+// Whether a target's result is a success (ok, unchanged) that --resume
+// leaves alone and the log line does not count as failed.
+bool is_done(std::string_view result) noexcept;
+// The targets --resume runs again: every one not done, or maybe applied.
 std::vector<std::size_t> unfinished_targets(const Record& r);
 
 // One line for authpriv: the run, who, the action, the user, the counts,
@@ -155,6 +162,12 @@ public:
     void create(Record& r);
     // Rewrites a run's own record; takes no lock.
     void write(const Record& r);
+    // create() and write() for many records (a --batch: one per user) with
+    // one sync of the file system for them all, not one fsync per record:
+    // every temporary file is written, then synced at once (syncfs), then
+    // renamed into place, then the folder synced once.
+    void create_all(std::vector<Record>& records);
+    void write_all(const std::vector<Record>& records);
     // Throws JournalError for a bad id, a missing or bad record.
     [[nodiscard]] Record read(std::string_view id) const;
     // Every run id, oldest first.
@@ -172,6 +185,11 @@ public:
 
 private:
     void write_file(const Record& r, bool first);
+    // The temporary file with r's text, unsynced; returns its name.
+    std::string write_temp(const Record& r);
+    // Returns, for first records, those whose id was taken meanwhile.
+    std::vector<std::size_t> write_batch(const std::vector<Record>& records, bool first);
+    void create_one(Record& r);
     std::string dir_;
     Settings settings_;
     int dirfd_ = -1;
@@ -199,7 +217,31 @@ public:
 private:
     Settings settings_;
     Record record_;
-    bool changes_;
+    std::optional<Journal> journal_;
+};
+
+// A --batch: one record per user (action change), each with that user's
+// results on every target, written together with one sync per round
+// (start, sending, finish) however many users.
+class BatchRun {
+public:
+    BatchRun(const Settings& settings, std::string_view program,
+             const std::vector<std::string>& users, bool best_effort,
+             const std::vector<Target>& targets);
+    // Opens the journal and writes every user's first record; throws
+    // JournalError (nothing was sent).
+    void start();
+    // For run_batch()'s before_change: every pending pair becomes `maybe`.
+    void sending();
+    void result(std::size_t user, std::size_t target, const Result& r);
+    // Writes the last records; throws JournalError (the run is over).
+    void finish();
+    [[nodiscard]] std::vector<Record>& records() { return records_; }
+    [[nodiscard]] Journal* journal() { return journal_ ? &*journal_ : nullptr; }
+
+private:
+    Settings settings_;
+    std::vector<Record> records_;
     std::optional<Journal> journal_;
 };
 

@@ -57,6 +57,13 @@ void tell(const std::function<void(std::size_t, const Result&)>& on_result, std:
     }
 }
 
+// The journal's hook, just before the first line that changes anything.
+void announce_change(const Job& job) {
+    if (job.before_change) {
+        job.before_change();
+    }
+}
+
 const char* const not_everywhere =
     "password acceptable here, but not on every target: not changed";
 
@@ -121,6 +128,7 @@ std::vector<Result> if_different(const std::vector<Target>& targets,
         !tested_everywhere(targets, differ, settings, job, transport, results, on_result)) {
         return results;
     }
+    announce_change(job);
     auto changed = one_phase(targets, differ, settings, {Action::change, job.user, job.password},
                              transport, "change", on_result);
     for (const auto i : differ) {
@@ -150,6 +158,7 @@ std::vector<Result> run_operation(const std::vector<Target>& targets,
     switch (job.action) {
     case Action::lock:
     case Action::unlock:
+        announce_change(job);
         return one_phase(targets, all, settings, {job.action, job.user}, transport, "change",
                          on_result);
     case Action::check:
@@ -161,6 +170,7 @@ std::vector<Result> run_operation(const std::vector<Target>& targets,
             !tested_everywhere(targets, all, settings, job, transport, results, on_result)) {
             return results;
         }
+        announce_change(job);
         return one_phase(targets, all, settings,
                          {Action::change, job.user, job.password, /*then_expire=*/true},
                          transport, "change", on_result);
@@ -210,7 +220,8 @@ void check_batch(const EngineSettings& settings, const std::vector<BatchUser>& u
 std::vector<std::vector<Result>> run_batch(
     const std::vector<Target>& targets, const EngineSettings& settings,
     const std::vector<BatchUser>& users, bool best_effort, Transport& transport,
-    const std::function<void(std::size_t, std::size_t, const Result&)>& on_result) {
+    const std::function<void(std::size_t, std::size_t, const Result&)>& on_result,
+    const std::function<void()>& before_change) {
     check_batch(settings, users, targets.size());
     const auto all = every(targets.size());
     std::vector<std::vector<Result>> results(users.size(), std::vector<Result>(targets.size()));
@@ -248,6 +259,9 @@ std::vector<std::vector<Result>> run_batch(
             }
             return results;
         }
+    }
+    if (before_change) {
+        before_change();
     }
     run_sessions(targets, all, settings, items(Action::change), transport,
                  [&](std::size_t t, const std::vector<Result>& session) {

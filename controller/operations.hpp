@@ -35,7 +35,8 @@ bool is_account_operation(const Job& job) noexcept;
 //   fails anywhere, nothing is changed (the differing targets `skipped`)
 //   unless best_effort, which changes the differing ones and leaves the
 //   failed ones as they are.
-// on_result is called once per target when its result is final.
+// on_result is called once per target when its result is final;
+// job.before_change as fanout.hpp says (never for check).
 std::vector<Result> run_operation(const std::vector<Target>& targets,
                                   const EngineSettings& settings, const Job& job,
                                   Transport& transport,
@@ -59,9 +60,13 @@ void check_batch(const EngineSettings& settings, const std::vector<BatchUser>& u
 // all). Returns results[user][target]. When TEST did not pass for all,
 // nothing is changed: every pair has its TEST result, an accepted one
 // `skipped`. on_result(user, target, result) once per pair when final.
+// before_change (the journal's, as Job::before_change) is called once
+// TEST has passed for every user on every target (at once with
+// best_effort), before the CHPW sessions; never when TEST stopped it.
 std::vector<std::vector<Result>> run_batch(
     const std::vector<Target>& targets, const EngineSettings& settings,
     const std::vector<BatchUser>& users, bool best_effort, Transport& transport,
-    const std::function<void(std::size_t user, std::size_t target, const Result&)>& on_result);
+    const std::function<void(std::size_t user, std::size_t target, const Result&)>& on_result,
+    const std::function<void()>& before_change = {});
 
 }  // namespace mpasswd

@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "inventory.hpp"
@@ -58,7 +60,12 @@ Result result(Outcome o, std::string_view phase, int code = 0, bool maybe = fals
     r.code = code;
     r.step = phase == "test" ? "TEST" : "end of data";
     r.text = "why: 100% sure\twith a tab";
+    // As the engine decides it (fanout.cpp, per_item): maybe when the
+    // change went out with no final reply, yes for an ok change.
     r.maybe_applied = maybe;
+    r.applied = maybe                                     ? Applied::maybe
+                : o == Outcome::ok && phase == "change" ? Applied::yes
+                                                         : Applied::no;
     return r;
 }
 
@@ -412,6 +419,11 @@ TEST(Journal, ExitStatusTable) {
     EXPECT_EQ(exit_status_of("ok", Applied::no), 0);
     EXPECT_EQ(exit_status_of("refused", Applied::no), 1);
     EXPECT_EQ(exit_status_of("skipped", Applied::no), 1);
+    // --check: another password there; --if-different: already this one.
+    EXPECT_EQ(exit_status_of("different", Applied::no), 1);
+    EXPECT_EQ(exit_status_of("unchanged", Applied::no), 0);
+    // --expire whose EXPR was refused after the CHPW: refused, applied yes.
+    EXPECT_EQ(exit_status_of("refused", Applied::yes), 1);
     for (const char* r : {"unreachable", "untrusted", "timeout", "protocol-error", "unsupported",
                           "pending"}) {
         EXPECT_EQ(exit_status_of(r, Applied::no), 3) << r;
@@ -428,6 +440,103 @@ TEST(Journal, ExitStatusTable) {
     r.targets[0].applied = Applied::maybe;
     r.targets[0].result = "protocol-error";
     EXPECT_EQ(exit_status_of(r), 4);
+}
+
+// The account operations' records: the action's own name, the engine's
+// applied, unchanged counted as done and different as failed.
+TEST(Journal, OperationsRecordTheirActionAndTheEnginesApplied) {
+    TempDir d;
+    Job job = change_job();
+    job.action = Action::expire;
+    journal::Run run(settings_for(d), "mpasswd", action_name(job.action), job, three_targets());
+    run.start();
+    Result refused_expr = result(Outcome::refused, "change", 530);
+    refused_expr.step = "EXPR";
+    refused_expr.applied = Applied::yes;  // the CHPW was done
+    run.result(0, refused_expr);
+    run.result(1, result(Outcome::ok, "change", 250));
+    run.result(2, result(Outcome::ok, "change", 250));
+    run.finish();
+    Record back = run.journal()->read(run.id());
+    EXPECT_EQ(back.action, "expire");
+    EXPECT_EQ(back.targets[0].applied, Applied::yes);
+    EXPECT_EQ(exit_status_of(back), exit_status::refused);
+    EXPECT_EQ(unfinished_targets(back), (std::vector<std::size_t>{0}));
+
+    job.action = Action::change;
+    job.if_different = true;
+    journal::Run changed(settings_for(d), "mpasswd", "change", job, three_targets());
+    changed.start();
+    Result unchanged = result(Outcome::unchanged, "check", 250);
+    changed.result(0, unchanged);
+    changed.result(1, unchanged);
+    changed.result(2, result(Outcome::ok, "change", 250));
+    changed.finish();
+    back = changed.journal()->read(changed.id());
+    EXPECT_TRUE(back.if_different);
+    EXPECT_EQ(exit_status_of(back), exit_status::ok);
+    EXPECT_EQ(state_of(back), State::done);
+    EXPECT_TRUE(unfinished_targets(back).empty());
+    EXPECT_EQ(log_line(back).find("failed"), std::string::npos) << log_line(back);
+
+    job.action = Action::check;
+    job.if_different = false;
+    journal::Run check(settings_for(d), "mpasswd", "check", job, three_targets());
+    check.start();
+    check.result(0, result(Outcome::ok, "check", 250));
+    check.result(1, result(Outcome::different, "check", 535));
+    check.result(2, result(Outcome::ok, "check", 250));
+    check.finish();
+    back = check.journal()->read(check.id());
+    EXPECT_EQ(exit_status_of(back), exit_status::refused);
+    const std::string line = log_line(back);
+    EXPECT_NE(line.find("check of alice on 3 targets: 1 different, 2 ok; failed: "
+                        "web1.example:4243 different"),
+              std::string::npos)
+        << line;
+}
+
+// A batch: one record per user, written together, each with its user's
+// results; the journal holds no password.
+TEST(Journal, ABatchWritesOneRecordPerUser) {
+    TempDir d;
+    std::vector<std::string> users;
+    for (int i = 0; i < 100; ++i) {
+        users.push_back("user" + std::to_string(i));
+    }
+    journal::BatchRun batch(settings_for(d), "mpasswd", users, false, three_targets());
+    batch.start();
+    const auto files = files_in(journal_of(d));
+    ASSERT_EQ(std::count_if(files.begin(), files.end(),
+                            [](const std::string& f) { return f.ends_with(".run"); }),
+              100);
+    for (const auto& r : batch.records()) {
+        EXPECT_EQ(state_of(batch.journal()->read(r.id)), State::running);
+    }
+    batch.sending();
+    for (std::size_t u = 0; u < users.size(); ++u) {
+        for (std::size_t t = 0; t < 3; ++t) {
+            const bool lost = u == 7 && t == 1;
+            batch.result(u, t,
+                         lost ? result(Outcome::timeout, "change", 0, true)
+                              : result(Outcome::ok, "change", 250));
+        }
+    }
+    batch.finish();
+    std::set<std::string> ids;
+    for (std::size_t u = 0; u < users.size(); ++u) {
+        const Record back = batch.journal()->read(batch.records()[u].id);
+        ids.insert(back.id);
+        EXPECT_EQ(back.user, users[u]);
+        EXPECT_EQ(back.action, "change");
+        EXPECT_EQ(back.targets.size(), 3U);
+        EXPECT_EQ(state_of(back), u == 7 ? State::unfinished : State::done) << u;
+        EXPECT_EQ(exit_status_of(back), u == 7 ? exit_status::unknown : exit_status::ok);
+    }
+    EXPECT_EQ(ids.size(), 100U);
+    for (const auto& f : files_in(journal_of(d))) {
+        EXPECT_TRUE(f.ends_with(".run") || f == ".lock") << f;  // no temporary file left
+    }
 }
 
 }  // namespace

@@ -9,9 +9,11 @@
 #include <asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -174,7 +176,7 @@ struct Fleet final : Transport {
     }
 };
 
-struct Operations : ::testing::Test {
+struct EngineOperations : ::testing::Test {
     mctp::Secret secret{"test-secret-1"};
     mctp::Secret password{"New-Pw-1"};
     EngineSettings settings() {
@@ -203,7 +205,7 @@ struct Operations : ::testing::Test {
     }
 };
 
-TEST_F(Operations, LockAndUnlockEveryTarget) {
+TEST_F(EngineOperations, LockAndUnlockEveryTarget) {
     Fleet fleet(2);
     auto results = run_job(fleet, Action::lock);
     for (std::size_t i = 0; i < 2; ++i) {
@@ -229,7 +231,7 @@ TEST_F(Operations, LockAndUnlockEveryTarget) {
     EXPECT_EQ(results[0].applied, Applied::no);
 }
 
-TEST_F(Operations, ATargetWithoutTheVerbIsUnsupportedAndSentNothing) {
+TEST_F(EngineOperations, ATargetWithoutTheVerbIsUnsupportedAndSentNothing) {
     Fleet fleet(2);
     fleet.hosts[1].announced = {"TEST"};  // an mpasswdd without account operations
     for (const Action a : {Action::lock, Action::unlock, Action::check, Action::expire}) {
@@ -253,7 +255,7 @@ TEST_F(Operations, ATargetWithoutTheVerbIsUnsupportedAndSentNothing) {
     EXPECT_EQ(fleet.hosts[0].passwords["alice"], "Old-Pw-1");
 }
 
-TEST_F(Operations, ExpireTestsFirstThenChangesAndExpiresInOneSession) {
+TEST_F(EngineOperations, ExpireTestsFirstThenChangesAndExpiresInOneSession) {
     Fleet fleet(2);
     auto results = run_job(fleet, Action::expire);
     for (std::size_t i = 0; i < 2; ++i) {
@@ -280,7 +282,7 @@ TEST_F(Operations, ExpireTestsFirstThenChangesAndExpiresInOneSession) {
     }
 }
 
-TEST_F(Operations, AnExprRefusedAfterTheChangeCountsAsApplied) {
+TEST_F(EngineOperations, AnExprRefusedAfterTheChangeCountsAsApplied) {
     Fleet fleet(2);
     fleet.hosts[1].refuse_expr = "530 EXPR is not allowed for this controller";
     auto results = run_job(fleet, Action::expire);
@@ -294,7 +296,7 @@ TEST_F(Operations, AnExprRefusedAfterTheChangeCountsAsApplied) {
     EXPECT_EQ(fleet.hosts[1].passwords["alice"], "New-Pw-1");
 }
 
-TEST_F(Operations, CheckSaysOkOrDifferentAndChangesNothing) {
+TEST_F(EngineOperations, CheckSaysOkOrDifferentAndChangesNothing) {
     Fleet fleet(3);
     fleet.hosts[0].passwords["alice"] = "New-Pw-1";
     fleet.hosts[2].passwords["alice"] = "New-Pw-1";
@@ -313,7 +315,7 @@ TEST_F(Operations, CheckSaysOkOrDifferentAndChangesNothing) {
     EXPECT_EQ(fleet.hosts[1].passwords["alice"], "Old-Pw-1");
 }
 
-TEST_F(Operations, IfDifferentChangesOnlyWhereItDiffers) {
+TEST_F(EngineOperations, IfDifferentChangesOnlyWhereItDiffers) {
     Fleet fleet(3);
     fleet.hosts[0].passwords["alice"] = "New-Pw-1";
     auto results = run_job(fleet, Action::change, false, true);
@@ -333,7 +335,7 @@ TEST_F(Operations, IfDifferentChangesOnlyWhereItDiffers) {
     EXPECT_EQ(fleet.hosts[0].all_lines().find("CHPW"), std::string::npos);
 }
 
-TEST_F(Operations, IfDifferentIsAllOrNothingWhenACheckFails) {
+TEST_F(EngineOperations, IfDifferentIsAllOrNothingWhenACheckFails) {
     Fleet fleet(3);
     fleet.hosts[0].passwords["alice"] = "New-Pw-1";
     fleet.hosts[2].announced = {"TEST"};  // no CHCK: the check fails there
@@ -363,7 +365,7 @@ TEST_F(Operations, IfDifferentIsAllOrNothingWhenACheckFails) {
     }
 }
 
-TEST_F(Operations, IfDifferentDoesNotGoWithExpireOrOthers) {
+TEST_F(EngineOperations, IfDifferentDoesNotGoWithExpireOrOthers) {
     Fleet fleet(1);
     Job job{Action::expire, "alice", &password, false, true};
     EXPECT_THROW(run(fleet.targets(), settings(), job, fleet, nullptr), JobError);
@@ -372,9 +374,75 @@ TEST_F(Operations, IfDifferentDoesNotGoWithExpireOrOthers) {
     EXPECT_EQ(fleet.hosts[0].sessions, 0);
 }
 
+// The journal's hook: once, just before the first line that changes an
+// account goes anywhere; never for a check, nor when TEST or CHCK stops
+// the run, nor when nothing differs.
+TEST_F(EngineOperations, BeforeChangeComesOnceBeforeTheFirstChangingLine) {
+    const auto changing = [](Fleet& f) {
+        for (auto& h : f.hosts) {
+            const std::string lines = h.all_lines();
+            for (const char* verb : {"CHPW", "EXPR", "LOCK", "UNLK"}) {
+                if (lines.find(verb) != std::string::npos) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    };
+    struct Case {
+        const char* name;
+        Action action;
+        bool if_different;
+        int calls;
+        std::function<void(Fleet&)> set_up;
+    };
+    const std::vector<Case> cases{
+        {"lock", Action::lock, false, 1, {}},
+        {"unlock", Action::unlock, false, 1, {}},
+        {"expire", Action::expire, false, 1, {}},
+        {"expire refused in TEST", Action::expire, false, 0,
+         [](Fleet& f) { f.hosts[1].refuse_test = {"alice"}; }},
+        {"check", Action::check, false, 0, {}},
+        {"if-different, one differs", Action::change, true, 1,
+         [](Fleet& f) { f.hosts[0].passwords["alice"] = "New-Pw-1"; }},
+        {"if-different, none differs", Action::change, true, 0,
+         [](Fleet& f) {
+             f.hosts[0].passwords["alice"] = "New-Pw-1";
+             f.hosts[1].passwords["alice"] = "New-Pw-1";
+         }},
+    };
+    for (const auto& c : cases) {
+        Fleet fleet(2);
+        if (c.set_up) {
+            c.set_up(fleet);
+        }
+        int calls = 0;
+        bool changed_before = false;
+        Job job{c.action, "alice", needs_password(c.action) ? &password : nullptr, false,
+                c.if_different};
+        job.before_change = [&] {
+            ++calls;
+            changed_before = changed_before || changing(fleet);
+        };
+        run(fleet.targets(), settings(), job, fleet, nullptr);
+        EXPECT_EQ(calls, c.calls) << c.name;
+        EXPECT_FALSE(changed_before) << c.name;
+        if (c.calls == 0) {
+            EXPECT_FALSE(changing(fleet)) << c.name;
+        }
+    }
+    // What it throws ends the run with nothing changed.
+    Fleet fleet(2);
+    Job job{Action::lock, "alice", nullptr};
+    job.before_change = [] { throw std::runtime_error("journal full"); };
+    EXPECT_THROW(run(fleet.targets(), settings(), job, fleet, nullptr), std::runtime_error);
+    EXPECT_FALSE(changing(fleet));
+    EXPECT_FALSE(fleet.hosts[0].locked.count("alice"));
+}
+
 // ---- batches ----
 
-struct Batch : Operations {
+struct Batch : EngineOperations {
     std::vector<mctp::Secret> passwords;
     std::vector<BatchUser> users;
     std::map<std::pair<std::size_t, std::size_t>, int> calls;
@@ -458,6 +526,8 @@ TEST_F(Batch, ASessionCutShortMarksTheUserUnderWayMaybeAndTheRestNotTried) {
     EXPECT_EQ(results[0][1].applied, Applied::yes);
     EXPECT_EQ(results[1][1].outcome, Outcome::protocol_error);
     EXPECT_EQ(results[1][1].applied, Applied::maybe);
+    EXPECT_TRUE(results[1][1].maybe_applied);  // the JSON's, set with it
+    EXPECT_FALSE(results[2][1].maybe_applied);
     EXPECT_NE(results[1][1].text.find("the password was sent and may have been changed"),
               std::string::npos)
         << results[1][1].text;
@@ -544,6 +614,37 @@ TEST_F(Batch, BadBatchesAreRefusedBeforeAnythingIsSent) {
     std::vector<Target> targets(100'001, fleet.targets()[0]);
     EXPECT_THROW(run_batch(targets, settings(), users, false, fleet, {}), JobError);
     EXPECT_EQ(fleet.hosts[0].sessions, 0);
+}
+
+TEST_F(Batch, BeforeChangeOnceAfterTestAndBeforeAnyChpw) {
+    for (const bool refuse : {false, true}) {
+        Fleet fleet(2);
+        if (refuse) {
+            fleet.hosts[1].refuse_test = {"bob"};
+        }
+        make({"alice", "bob", "carol"});
+        int hooks = 0;
+        bool chpw_before = false;
+        run_batch(fleet.targets(), settings(), users, false, fleet, {}, [&] {
+            ++hooks;
+            for (auto& h : fleet.hosts) {
+                // TEST has passed for every user everywhere, no CHPW yet.
+                chpw_before = chpw_before || h.all_lines().find("CHPW") != std::string::npos;
+                EXPECT_NE(h.all_lines().find("TEST carol"), std::string::npos);
+            }
+        });
+        EXPECT_EQ(hooks, refuse ? 0 : 1) << refuse;
+        EXPECT_FALSE(chpw_before);
+    }
+    // Best effort: at once, before anything is sent.
+    Fleet fleet(2);
+    make({"alice"});
+    int hooks = 0;
+    run_batch(fleet.targets(), settings(), users, true, fleet, {}, [&] {
+        ++hooks;
+        EXPECT_EQ(fleet.hosts[0].sessions + fleet.hosts[1].sessions, 0);
+    });
+    EXPECT_EQ(hooks, 1);
 }
 
 }  // namespace
