@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -328,8 +329,13 @@ Options parse_options(int argc, char** argv) {
                        !o.hosts.empty() || o.hosts_file)) {
             usage_error("--runs only reads the journal; it takes no other option but -c");
         }
-        if (o.resume && (o.verify || o.best_effort || !o.hosts.empty() || o.hosts_file)) {
-            usage_error("--resume takes the targets, the user and --best-effort from the run");
+        if (o.runs && (o.operation || o.if_different || o.batch)) {
+            usage_error("--runs only reads the journal; it takes no other option but -c");
+        }
+        if (o.resume && (o.verify || o.best_effort || !o.hosts.empty() || o.hosts_file ||
+                         o.operation || o.if_different || o.batch)) {
+            usage_error("--resume takes the targets, the user, the action and --best-effort "
+                        "from the run");
         }
         if (o.resume && o.from_stdin && !o.run_id) {
             // The newest unfinished run may be another user's: a script
@@ -410,38 +416,89 @@ std::vector<Target> load_targets(const Options& o, const ControllerConfig& confi
     return targets;
 }
 
+// The action a journal record names (for --resume).
+Action action_from_name(std::string_view name) {
+    for (const Action a : {Action::change, Action::expire, Action::lock, Action::unlock}) {
+        if (action_name(a) == name) {
+            return a;
+        }
+    }
+    throw journal::JournalError("a run of action '" + mctp::printable(name, 32) +
+                                "' cannot be resumed");
+}
+
+// Says how to finish runs that ended 3 or 4 (on standard error).
+void tell_resume(const std::vector<const journal::Record*>& unfinished) {
+    constexpr std::size_t named_max = 10;
+    for (std::size_t i = 0; i < unfinished.size() && i < named_max; ++i) {
+        std::cerr << "mpasswd: run " << unfinished[i]->id << ": to finish it, mpasswd --resume "
+                  << unfinished[i]->id << "\n";
+    }
+    if (unfinished.size() > named_max) {
+        std::cerr << "mpasswd: and " << unfinished.size() - named_max
+                  << " more unfinished runs (mpasswd --runs lists them)\n";
+    }
+}
+
 // --batch: every line read and checked before anything is sent; one
-// result (and JSON line) per user and target.
-int run_batch(const Options& o, const std::vector<Target>& targets,
+// result (and JSON line) per user and target; one journal record and one
+// log line per user, the records written together (one sync per round).
+int run_batch(const Options& o, const ControllerConfig& config, const std::vector<Target>& targets,
               const EngineSettings& settings, Transport& transport) {
     std::vector<BatchEntry> entries = read_batch(STDIN_FILENO);
     std::vector<BatchUser> users;
     users.reserve(entries.size());
+    std::vector<std::string> names;
+    names.reserve(entries.size());
     for (const auto& e : entries) {
         users.push_back({e.user, &e.password});
+        names.push_back(e.user);
     }
     check_batch(settings, users, targets.size());
+
+    // The records are written before anything is sent: a journal that
+    // cannot take them stops the batch here (exit 2).
+    journal::BatchRun records(config.journal, "mpasswd", names, o.best_effort, targets);
+    records.start();
+
     Progress progress(!o.quiet && !o.json && isatty(STDERR_FILENO) == 1,
                       users.size() * targets.size());
     Job each{Action::change, "", nullptr, o.best_effort};
     const auto results = mpasswd::run_batch(
         targets, settings, users, o.best_effort, transport,
         [&](std::size_t u, std::size_t t, const Result& r) {
+            records.result(u, t, r);
             if (o.json) {
                 each.user = users[u].user;
-                std::cout << json_line(targets[t], each, r) << "\n";
+                std::cout << json_line(targets[t], each, r, records.records()[u].id) << "\n";
             }
             progress.add(r.outcome != Outcome::ok);
-        });
+        },
+        [&records] { records.sending(); });
     progress.clear();
     for (auto& u : users) {
         u.password = nullptr;
     }
     entries.clear();  // the passwords, wiped
-    bool all_ok = true;
-    for (const auto& user : results) {
-        for (const auto& r : user) {
-            all_ok = all_ok && r.outcome == Outcome::ok;
+    for (std::size_t u = 0; u < results.size(); ++u) {
+        for (std::size_t t = 0; t < results[u].size(); ++t) {
+            records.result(u, t, results[u][t]);
+        }
+    }
+    std::optional<std::string> journal_failed;
+    try {
+        records.finish();
+    } catch (const journal::JournalError& e) {
+        journal_failed = e.what();
+    }
+    int status = exit_all_ok;
+    std::vector<const journal::Record*> unfinished;
+    for (const auto& r : records.records()) {
+        log_run(r);
+        const int one = journal::exit_status_of(r);
+        status = std::max(status, one);
+        if (one >= journal::exit_status::unreachable) {
+            unfinished.push_back(&r);
         }
     }
     if (!o.json) {
@@ -451,7 +508,13 @@ int run_batch(const Options& o, const std::vector<Target>& targets,
         }
     }
     std::cout.flush();
-    return all_ok ? exit_all_ok : journal::exit_status::refused;
+    if (journal_failed) {
+        error_line("the batch's last records were not written: " + *journal_failed);
+    }
+    if (records.journal() != nullptr) {
+        tell_resume(unfinished);
+    }
+    return status;
 }
 
 int run(const Options& o) {
@@ -478,10 +541,12 @@ int run(const Options& o) {
     const std::unique_ptr<Transport> transport = config.transport_for(targets);
 
     if (o.batch) {
-        return run_batch(o, targets, settings, *transport);
+        return run_batch(o, config, targets, settings, *transport);
     }
     Job job;
-    job.action = o.verify ? Action::verify : o.operation.value_or(Action::change);
+    job.action = resumed  ? action_from_name(resumed->action)
+                 : o.verify ? Action::verify
+                            : o.operation.value_or(Action::change);
     job.user = resumed ? resumed->user : o.user;
     job.best_effort = resumed ? resumed->best_effort : o.best_effort;
     job.if_different = resumed ? resumed->if_different : o.if_different;
@@ -489,6 +554,10 @@ int run(const Options& o) {
     if (resumed && !o.quiet && !o.json) {
         std::cerr << "mpasswd: resuming run " << resumed->id << ": " << job.user << " on "
                   << targets.size() << " of " << resumed->targets.size() << " targets\n";
+    }
+    if (resumed && o.from_stdin && !needs_password(job.action)) {
+        throw journal::JournalError("run " + resumed->id + " is a " + resumed->action +
+                                    ": it sends no password; --stdin does not go with it");
     }
     std::optional<mctp::Secret> password;
     if (needs_password(job.action)) {
@@ -500,8 +569,7 @@ int run(const Options& o) {
 
     // The record is written before anything is sent: a journal that
     // cannot take it stops the run here (exit 2).
-    journal::Run record(config.journal, "mpasswd", o.verify ? "verify" : "change", job,
-                        targets);
+    journal::Run record(config.journal, "mpasswd", action_name(job.action), job, targets);
     record.start(resumed ? resumed->id : std::string());
     job.before_change = [&record] { record.sending(); };
 
@@ -540,9 +608,8 @@ int run(const Options& o) {
         error_line("the run's last record was not written: " + *journal_failed);
     }
     if (record.journal() != nullptr && status >= journal::exit_status::unreachable &&
-        job.action == Action::change) {
-        std::cerr << "mpasswd: run " << record.id() << ": to finish it, mpasswd --resume "
-                  << record.id() << "\n";
+        job.action != Action::verify && job.action != Action::check) {
+        tell_resume({&record.record()});
     }
     return status;
 }

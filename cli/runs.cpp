@@ -18,6 +18,23 @@ using journal::State;
 
 constexpr std::size_t list_max = 50;
 
+// What --resume can finish: what changes an account. A check changes
+// nothing (run it again), a verify neither; a batch's records are changes.
+bool resumable_action(std::string_view action) {
+    return action == "change" || action == "expire" || action == "lock" || action == "unlock";
+}
+
+// Runs that decide the same thing: the password, or the lock.
+std::string kind_of(std::string_view action) {
+    return action == "lock" || action == "unlock" ? "lock" : "password";
+}
+
+std::size_t done_count(const Record& r) {
+    return static_cast<std::size_t>(
+        std::count_if(r.targets.begin(), r.targets.end(),
+                      [](const journal::TargetEntry& t) { return journal::is_done(t.result); }));
+}
+
 std::string when(std::int64_t ms) {
     if (ms == 0) {
         return "-";
@@ -55,10 +72,7 @@ std::string pad(std::string s, std::size_t w) {
 }
 
 void show_run(const Record& r) {
-    std::size_t ok = 0;
-    for (const auto& t : r.targets) {
-        ok += t.result == "ok" ? 1 : 0;
-    }
+    const std::size_t ok = done_count(r);
     std::cout << "run " << r.id << "\n"
               << "state " << state_text(r) << "\n"
               << "program " << r.program << " (pid " << r.pid << ")\n"
@@ -69,7 +83,8 @@ void show_run(const Record& r) {
               << (r.who.login_uid ? ", login uid " + std::to_string(*r.who.login_uid) : "")
               << "\n"
               << "user " << r.user << "\n"
-              << "action " << r.action << (r.best_effort ? " (best effort)" : "") << "\n"
+              << "action " << r.action << (r.if_different ? " (if different)" : "")
+              << (r.best_effort ? " (best effort)" : "") << "\n"
               << "targets " << ok << " of " << r.targets.size() << " ok\n";
     for (const auto& t : r.targets) {
         std::cout << "  " << mctp::printable(t.label, 320) << ": " << t.result << ", applied "
@@ -103,10 +118,7 @@ int list_runs(const journal::Settings& settings, const std::optional<std::string
     for (const auto& run : ids) {
         try {
             const Record r = j.read(run);
-            std::size_t ok = 0;
-            for (const auto& t : r.targets) {
-                ok += t.result == "ok" ? 1 : 0;
-            }
+            const std::size_t ok = done_count(r);
             const State s = journal::state_of(r);
             std::string note = s == State::resumed ? "resumed by " + r.resumed_by
                                : !r.resumes.empty() ? "resumes " + r.resumes
@@ -148,14 +160,16 @@ Record run_to_resume(const journal::Settings& settings, const std::optional<std:
         if (journal::unfinished_targets(r).empty()) {
             throw JournalError("run " + r.id + " is done: nothing to finish");
         }
-        if (r.action != "change") {
+        if (!resumable_action(r.action)) {
             throw JournalError("run " + r.id + " is a " + r.action +
-                               "; only a change can be resumed");
+                               "; only a change, expire, lock or unlock can be resumed");
         }
         return r;
     }
-    // Newest first. A run is passed over when a later run set the same
-    // user's password: resuming it would set an older password again.
+    // Newest first. A run is passed over when a later run did the same
+    // kind of thing to the same user: a later change or expire set the
+    // password (resuming would set an older one again), a later lock or
+    // unlock decided the lock (resuming an old lock would undo an unlock).
     auto ids = j.ids();
     std::set<std::string> superseded;
     for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
@@ -165,16 +179,17 @@ Record run_to_resume(const journal::Settings& settings, const std::optional<std:
         } catch (const JournalError&) {
             continue;
         }
-        if (r.action != "change") {
+        if (!resumable_action(r.action)) {
             continue;
         }
-        if (!superseded.count(r.user) && resumable(r)) {
+        const std::string key = kind_of(r.action) + " " + r.user;
+        if (!superseded.count(key) && resumable(r)) {
             return r;
         }
         if (std::any_of(r.targets.begin(), r.targets.end(), [](const journal::TargetEntry& t) {
                 return t.applied != journal::Applied::no;
             })) {
-            superseded.insert(r.user);
+            superseded.insert(key);
         }
     }
     throw JournalError("no unfinished or interrupted run to resume in " + settings.directory);

@@ -13,7 +13,10 @@ namespace mpasswd {
 int list_runs(const journal::Settings& settings, const std::optional<std::string>& id);
 
 // --resume: the run named, or the newest unfinished or interrupted one not
-// superseded by a later change of the same user's password. Throws
+// superseded by a later run of the same user and kind (change and expire
+// set the password, lock and unlock the lock). Only change, expire, lock
+// and unlock runs are resumed (a lock or unlock needs no password); a
+// check or verify changes nothing and is simply run again. Throws
 // journal::JournalError when there is none or it cannot be resumed.
 journal::Record run_to_resume(const journal::Settings& settings,
                               const std::optional<std::string>& id);
