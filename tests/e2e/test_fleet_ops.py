@@ -120,7 +120,10 @@ class FleetOps(unittest.TestCase):
         os.chmod(secret, 0o600)
         self.config = os.path.join(self.dir, "mpasswd.conf")
         with open(self.config, "w") as f:
-            f.write("name = ctl\nsecret_file = %s\nreply_timeout = 5\n" % secret)
+            # The journal of runs in the test's folder, never this machine's.
+            self.journal = os.path.join(self.dir, "journal")
+            f.write("name = ctl\nsecret_file = %s\nreply_timeout = 5\njournal_directory = %s\n"
+                    % (secret, self.journal))
         os.chmod(self.config, 0o600)
         self.targets = []
 
@@ -140,8 +143,26 @@ class FleetOps(unittest.TestCase):
         r = subprocess.run([MPASSWD, "-c", self.config] + hosts + list(args), input=stdin,
                            capture_output=True, text=True, timeout=60, start_new_session=True)
         for secret in (SECRET, NEW, OLD, "Pw-of-"):
-            self.assertNotIn(secret, r.stdout + r.stderr)
+            self.assertNotIn(secret, r.stdout + r.stderr + self.journal_text())
         return r
+
+    def journal_text(self):
+        if not os.path.isdir(self.journal):
+            return ""
+        return "".join(open(os.path.join(self.journal, n)).read()
+                       for n in sorted(os.listdir(self.journal)) if n.endswith(".run"))
+
+    def records(self):
+        """The journal's records, each as a dict of its header lines."""
+        out = []
+        for n in sorted(os.listdir(self.journal)):
+            if n.endswith(".run"):
+                fields = {}
+                for line in open(os.path.join(self.journal, n)):
+                    k, _, v = line.rstrip("\n").partition(" ")
+                    fields.setdefault(k, v)
+                out.append(fields)
+        return out
 
     def json(self, r):
         return [json.loads(line) for line in r.stdout.splitlines()]
@@ -164,7 +185,10 @@ class FleetOps(unittest.TestCase):
         a, b = self.fleet(2)
         b.announced = ("TEST",)
         r = self.mpasswd("--lock", "--json", "alice")
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        # unsupported is exit 3 (mpasswd(1)): that target is not locked;
+        # --resume finishes it once it offers LOCK.
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("mpasswd --resume", r.stderr)
         by_port = {o["port"]: o for o in self.json(r)}
         self.assertEqual(by_port[b.port]["result"], "unsupported")
         self.assertIn("does not announce LOCK", by_port[b.port]["text"])
@@ -322,18 +346,47 @@ class RealResponders(unittest.TestCase):
             for u in ("alice", "bob"):
                 self.assertEqual(self.fleet.password_of(i, u), "Old-Passw0rd-1")
 
-    def test_account_verbs_a_responder_does_not_announce_are_never_sent(self):
-        for args in (["--lock"], ["--unlock"], ["--check", "--stdin"], ["--expire", "--stdin"],
-                     ["--if-different", "--stdin"]):
+    def test_account_verbs_are_refused_530_under_the_default_operations(self):
+        """mpasswdd announces EXPR LOCK UNLK CHCK, but a controller entry
+        without `operations` may use only VRFY TEST CHPW: each verb gets 530
+        from the real responder, is logged, and changes nothing. (The
+        verbs' effects on a real shadow database: the account-ops suite,
+        in a namespace, never this machine's /etc/shadow.)"""
+        for args, verb in ((["--lock"], "LOCK"), (["--unlock"], "UNLK"),
+                           (["--check", "--stdin"], "CHCK"),
+                           (["--if-different", "--stdin"], "CHCK")):
             before = len(self.fleet.log_text(0))
             r = self.mpasswd([0], *args, "--json", "alice", stdin="Pw-of-alice-9x!\n")
             self.assertEqual(r.returncode, 1, (args, r.stdout, r.stderr))
             [o] = [json.loads(line) for line in r.stdout.splitlines()]
-            self.assertEqual((o["result"], o["step"]), ("unsupported", "EHLO"), (args, o))
+            self.assertEqual((o["result"], o["code"], o["step"], o["maybe_applied"]),
+                             ("refused", 530, verb, False), (args, o))
             log = self.fleet.log_text(0)[before:]
-            for verb in ("AUTH", "TEST", "CHPW", "EXPR", "LOCK", "UNLK", "CHCK"):
-                self.assertNotIn(verb, log, (args, log))
+            self.assertIn(verb + " refused: controller control-test may not use it", log,
+                          (args, log))
+            # No other verb reached it (the refusal's line names the allowed ones).
+            rest = "".join(l for l in log.splitlines(True) if " refused: " not in l)
+            for other in ("TEST", "CHPW", "EXPR", "LOCK", "UNLK", "CHCK"):
+                self.assertNotIn(other, rest, (args, log))
             self.assertEqual(self.fleet.password_of(0, "alice"), "Old-Passw0rd-1")
+        # --expire: TEST passes, CHPW is allowed and done, EXPR is refused:
+        # the password changed but is not one-time, and the journal says
+        # applied yes (the run is not done).
+        before = len(self.fleet.log_text(0))
+        r = self.mpasswd([0], "--expire", "--stdin", "--json", "alice",
+                         stdin="Pw-of-alice-9x!\n")
+        self.assertEqual(r.returncode, 1, (r.stdout, r.stderr))
+        [o] = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual((o["result"], o["code"], o["step"]), ("refused", 530, "EXPR"), o)
+        self.assertIn("password changed, but not made one-time", o["text"])
+        self.assertIn("EXPR refused: controller control-test may not use it",
+                      self.fleet.log_text(0)[before:])
+        self.assertEqual(self.fleet.password_of(0, "alice"), "Pw-of-alice-9x!")
+        record = subprocess.run([MPASSWD, "-c", self.fleet.config, "--runs", o["run"]],
+                                capture_output=True, text=True, timeout=30)
+        self.assertIn("action expire", record.stdout)
+        self.assertIn("refused, applied yes", record.stdout)
+        self.assertNotIn("Pw-of-", record.stdout)
 
 
 if __name__ == "__main__":
