@@ -3,11 +3,15 @@
 against the real shadow database, pam_unix and pam_faillock, as root in a
 private mount and network namespace (real_pam.py's overlay over /etc, and
 a tmpfs over /run for pam_faillock's tallies). A socket-activated mpasswdd
-is driven directly over MCTP.
+is driven directly over MCTP, and then by the built mpasswd (--lock,
+--unlock, --expire, --check, --if-different and a --batch of 100 users),
+its journal in the namespace and its authpriv lines caught on a private
+/dev/log.
 
-Environment: MPASSWDD, PAM_AUTH_CHECK, PWQUALITY_MODULE.
+Environment: MPASSWDD, MPASSWD, PAM_AUTH_CHECK, PWQUALITY_MODULE.
 """
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +27,8 @@ PW = "Acc0unt-Passw0rd-1"
 OLD_PW = "Old-Acc0unt-Passw0rd"
 LOGIN = "mpasswd-login"
 FAILLOCK = "/run/faillock"
+CTL_PW = "Ctl-Fr4nk-Passw0rd-77"
+BATCH_USERS = ["bu%03d" % i for i in range(100)]
 
 failures = []
 
@@ -103,6 +109,17 @@ def setup(mpasswdd):
     for name in ("alice", "bob", "carol", "dave", "erin"):
         add_user(name, OLD_PW if name == "alice" else PW)
     run(["chpasswd"], input="alice:%s\n" % PW)
+    # For the mpasswd runs: frank, and 100 users for --batch, written in
+    # one go (useradd 100 times is slow) with one hash of OLD_PW.
+    add_user("frank", PW)
+    hashed = run(["openssl", "passwd", "-6", "-stdin"], input=OLD_PW + "\n").stdout.strip()
+    with open("/etc/passwd", "a") as pw, open("/etc/group", "a") as gr, \
+            open("/etc/shadow", "a") as sh, open("/etc/gshadow", "a") as gs:
+        for i, name in enumerate(BATCH_USERS):
+            pw.write("%s:x:%d:%d::/nonexistent:/usr/sbin/nologin\n" % (name, 3000 + i, 3000 + i))
+            gr.write("%s:x:%d:\n" % (name, 3000 + i))
+            sh.write("%s:%s:19000:0:99999:7:::\n" % (name, hashed))
+            gs.write("%s:!::\n" % name)
     # An account NSS knows but the local shadow database does not: 550.
     with open("/etc/passwd", "a") as f:
         f.write("ldapuser:x:2999:2999::/nonexistent:/usr/sbin/nologin\n")
@@ -405,6 +422,166 @@ def test_bound(r):
     check(last.startswith("421 ") and c.closed(), "the 33rd CHCK gets 421: " + last)
 
 
+# ---- the built mpasswd against the socket-activated mpasswdd ----
+
+
+# Runs argv with a tmpfs on /dev in a mount namespace of its own, our
+# socket at /dev/log: syslog(3)'s lines come to us, never to the machine.
+# The socket is read while the program runs, as a syslog daemon does: a
+# datagram socket queues only a few lines (a batch logs one per user).
+LOG_HELPER = (
+    "import json, socket, subprocess, sys, threading\n"
+    "subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', '/dev'], check=True)\n"
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "s.bind('/dev/log')\n"
+    "s.settimeout(0.3)\n"
+    "lines = []\n"
+    "done = threading.Event()\n"
+    "def read():\n"
+    "    while True:\n"
+    "        try:\n"
+    "            lines.append(s.recv(65536).decode('utf-8', 'replace'))\n"
+    "        except socket.timeout:\n"
+    "            if done.is_set():\n"
+    "                return\n"
+    "t = threading.Thread(target=read)\n"
+    "t.start()\n"
+    "r = subprocess.run(sys.argv[1:], input=sys.stdin.read(), capture_output=True, text=True)\n"
+    "done.set()\n"
+    "t.join()\n"
+    "print(json.dumps({'rc': r.returncode, 'out': r.stdout, 'err': r.stderr, 'log': lines}))\n")
+
+
+def controller_config(r):
+    os.makedirs("/etc/mpasswd/ctl", mode=0o700, exist_ok=True)
+    with open("/etc/mpasswd/ctl/secret", "w") as f:
+        f.write(SECRET + "\n")
+    os.chmod("/etc/mpasswd/ctl/secret", 0o600)
+    conf = "/etc/mpasswd/ctl/mpasswd.conf"
+    with open(conf, "w") as f:
+        f.write("name = acct-ctl\nsecret_file = /etc/mpasswd/ctl/secret\nreply_timeout = 20\n"
+                "target_timeout = 120\njournal_directory = /etc/mpasswd/ctl/journal\n")
+    os.chmod(conf, 0o600)
+    return ["-c", conf, "-H", "127.0.0.1:%d" % r.port]
+
+
+def mpasswd(base, *args, stdin=""):
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", sys.executable,
+                        "-c", LOG_HELPER, os.environ["MPASSWD"]] + base + list(args),
+                       input=stdin, capture_output=True, text=True, timeout=240)
+    if p.returncode != 0:
+        raise RuntimeError("the /dev/log helper failed: " + p.stderr)
+    return json.loads(p.stdout)
+
+
+def journal_text():
+    d = "/etc/mpasswd/ctl/journal"
+    return "".join(open(os.path.join(d, n)).read() for n in sorted(os.listdir(d))
+                   if n.endswith(".run"))
+
+
+def secrets_in(text, passwords):
+    return [p for p in passwords if p in text]
+
+
+def test_mpasswd(r):
+    base = controller_config(r)
+    started = time.monotonic()
+    seen = []  # every output, log line and record, checked for passwords at the end
+
+    def go(*args, stdin=""):
+        got = mpasswd(base, *args, stdin=stdin)
+        seen.extend([got["out"], got["err"]] + got["log"])
+        return got
+
+    got = go("--lock", "--json", "frank")
+    [o] = [json.loads(x) for x in got["out"].splitlines()]
+    check(got["rc"] == 0 and (o["result"], o["step"]) == ("ok", "LOCK"),
+          "mpasswd --lock: %r" % got)
+    check(shadow_line("frank")[1].startswith("!"), "--lock: frank's hash starts with !")
+    check(key_login("frank")[0] != 0, "--lock: a key login (account phase) is refused")
+    check(len(got["log"]) == 1 and "lock of frank on 1 targets: 1 ok" in got["log"][0]
+          and got["log"][0].startswith("<85>"), "--lock: one authpriv notice: %r" % got["log"])
+    got = go("--unlock", "frank")
+    check(got["rc"] == 0 and not shadow_line("frank")[1].startswith("!"),
+          "mpasswd --unlock: %r" % got)
+    check(login("frank", PW)[0] == 0, "--unlock: frank logs in again")
+
+    got = go("--check", "--stdin", "--json", "frank", stdin=PW + "\n")
+    check(got["rc"] == 0 and json.loads(got["out"])["result"] == "ok",
+          "mpasswd --check with the current password: ok, exit 0: %r" % got)
+    got = go("--check", "--stdin", "--json", "frank", stdin=CTL_PW + "\n")
+    check(got["rc"] == 1 and json.loads(got["out"])["result"] == "different",
+          "mpasswd --check with another password: different, exit 1: %r" % got)
+    check(len(got["log"]) == 1 and got["log"][0].startswith("<84>") and
+          "failed: 127.0.0.1:%d different" % r.port in got["log"][0],
+          "--check: different is a warning, the target failed: %r" % got["log"])
+
+    before = shadow_line("frank")
+    got = go("--if-different", "--stdin", "--json", "frank", stdin=PW + "\n")
+    check(got["rc"] == 0 and json.loads(got["out"])["result"] == "unchanged" and
+          shadow_line("frank") == before,
+          "mpasswd --if-different with the same password: unchanged, exit 0, shadow "
+          "untouched: %r" % got)
+    got = go("--if-different", "--stdin", "--json", "frank", stdin=CTL_PW + "\n")
+    check(got["rc"] == 0 and json.loads(got["out"])["result"] == "ok" and
+          login("frank", CTL_PW)[0] == 0,
+          "mpasswd --if-different with a new password: changed: %r" % got)
+
+    got = go("--expire", "--stdin", "frank", stdin=PW + "\n")
+    check(got["rc"] == 0 and shadow_line("frank")[2] == "0",
+          "mpasswd --expire: set and one-time (last change 0): %r" % got)
+    rc, last = login("frank", PW)
+    check(rc == 1 and "new one required" in last, "--expire: a new password required: " + last)
+
+    print("mpasswd's single-user runs: %.1f s" % (time.monotonic() - started))
+    started = time.monotonic()
+    with open("/etc/shadow", "rb") as f:
+        shadow = f.read()
+    # One weak password: pam_pwquality refuses it in TEST, no one changes.
+    def batch_pw(u):
+        return "Q%s-Batch-Pw0rd!9x" % u[2:]
+    lines = "".join("%s:%s\n" % (u, batch_pw(u)) for u in BATCH_USERS)
+    weak = lines.replace("bu042:" + batch_pw("bu042"), "bu042:abc")
+    got = go("--batch", "--json", stdin=weak)
+    results = [json.loads(x) for x in got["out"].splitlines()]
+    refused = [o for o in results if o["result"] == "refused"]
+    check(got["rc"] == 1 and len(results) == 100 and len(refused) == 1 and
+          refused[0]["user"] == "bu042" and refused[0]["step"] == "TEST" and
+          all(o["result"] == "skipped" for o in results if o["user"] != "bu042"),
+          "--batch with one weak password: refused in TEST, the 99 others skipped")
+    with open("/etc/shadow", "rb") as f:
+        check(f.read() == shadow, "--batch refused in TEST: /etc/shadow byte for byte the same")
+    check(len(got["log"]) == 100, "--batch: one authpriv line per user (%d)" % len(got["log"]))
+    print("--batch of 100 refused in TEST: %.1f s" % (time.monotonic() - started))
+    started = time.monotonic()
+    got = go("--batch", "--json", stdin=lines)
+    results = [json.loads(x) for x in got["out"].splitlines()]
+    check(got["rc"] == 0 and len(results) == 100 and
+          all(o["result"] == "ok" for o in results),
+          "--batch of 100 users: all ok, exit 0: %s" % got["err"][-500:])
+    print("--batch of 100 changed: %.1f s" % (time.monotonic() - started))
+    check(len({o["run"] for o in results}) == 100, "--batch: one run (record) per user")
+    changed = [u for u in BATCH_USERS if shadow_line(u)[1] != dict(
+        (l.split(":")[0], l.split(":")[1]) for l in shadow.decode().splitlines())[u]]
+    check(len(changed) == 100, "--batch: all 100 users' hashes changed (%d)" % len(changed))
+    check(all(login(u, batch_pw(u))[0] == 0 for u in ("bu000", "bu042", "bu099")),
+          "--batch: the new passwords log in")
+    check(len(got["log"]) == 100 and all("change of bu" in x and "1 ok" in x
+                                         for x in got["log"]),
+          "--batch: 100 authpriv lines, one per user")
+    runs = subprocess.run([os.environ["MPASSWD"]] + base[:2] + ["--runs"],
+                          capture_output=True, text=True)
+    seen.append(runs.stdout)
+    check(runs.stdout.count(" done ") == 50,
+          "--runs lists the newest 50 runs, the batch's, all done (%d)"
+          % runs.stdout.count(" done "))
+    passwords = [SECRET, PW, CTL_PW, OLD_PW, "Pw0rd!9", "abc\n"]
+    leaked = secrets_in("".join(seen) + journal_text(), passwords)
+    check(not leaked, "no password or secret in any output, log line or journal record: %r"
+          % leaked)
+
+
 def test_ambiguous(r):
     before = open("/etc/shadow").read()
     line = ":".join(shadow_line("dave"))
@@ -439,6 +616,7 @@ def inside():
         test_faillock_wait_outside_lckpwdf(r)
         test_passwd_holds_the_hash(r)
         test_bound(r)
+        test_mpasswd(r)
         after = os.stat("/etc/shadow")
         check((after.st_uid, after.st_gid, after.st_mode) == (mode.st_uid, mode.st_gid,
                                                                mode.st_mode),
@@ -449,7 +627,7 @@ def inside():
         test_ambiguous(r)
         time.sleep(0.2)
         log = r.log_text()
-        check(all(s not in log for s in (SECRET, PW, OLD_PW, "Conc-0")),
+        check(all(s not in log for s in (SECRET, PW, OLD_PW, "Conc-0", CTL_PW, "Pw0rd!9")),
               "no password or secret in the log")
     finally:
         r.stop()
