@@ -366,17 +366,17 @@ def test_passwd_holds_the_hash(r):
     """A passwd entry holding the hash itself (not "x"): pam_unix ignores
     the shadow line, expiry date included, so LOCK there would lock
     nothing. 451, nothing written."""
-    add_user("frank", PW)
-    h = shadow_line("frank")[1]
+    add_user("hank", PW)
+    h = shadow_line("hank")[1]
     with open("/etc/passwd") as f:
         text = f.read()
     with open("/etc/passwd", "w") as f:
-        f.write(text.replace("\nfrank:x:", "\nfrank:%s:" % h))
-    check(key_login("frank")[0] == 0 and login("frank", PW)[0] == 0,
-          "frank logs in with the hash in /etc/passwd")
+        f.write(text.replace("\nhank:x:", "\nhank:%s:" % h))
+    check(key_login("hank")[0] == 0 and login("hank", PW)[0] == 0,
+          "hank logs in with the hash in /etc/passwd")
     shadow = open("/etc/shadow").read()
     c, _ = session(r)
-    replies = [c.send(v + " frank") for v in ("LOCK", "EXPR")] + [chck(c, "frank", PW)]
+    replies = [c.send(v + " hank") for v in ("LOCK", "EXPR")] + [chck(c, "hank", PW)]
     c.send("QUIT")
     check(all(x.startswith("451 ") and "pwconv" in x for x in replies),
           "LOCK, EXPR and CHCK of a user whose hash is in /etc/passwd: 451 %r" % replies)
