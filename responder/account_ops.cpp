@@ -633,7 +633,8 @@ std::optional<mctp::AccountResult> replace(int dir, const std::string& path, int
     return std::nullopt;
 }
 
-// The shadow file's folder, the file read whole, and the user's line.
+// The shadow file's folder, the file read whole, and the user's line;
+// refused when the user's hash is in the passwd file (check_shadowed).
 std::optional<mctp::AccountResult> load(const Files& f, const std::string& user, Fd* dir,
                                         ShadowText* shadow, Entry* entry) {
     const std::string folder = folder_of(f.shadow);
@@ -644,7 +645,10 @@ std::optional<mctp::AccountResult> load(const Files& f, const std::string& user,
     if (auto r = read_shadow(dir->get(), f.shadow, shadow)) {
         return r;
     }
-    return find_entry(shadow->text->view(), user, entry);
+    if (auto r = find_entry(shadow->text->view(), user, entry)) {
+        return r;
+    }
+    return check_shadowed(user);
 }
 
 mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::string& user) {
@@ -652,9 +656,6 @@ mctp::AccountResult apply_locked(const Files& f, mctp::AccountOp op, const std::
     ShadowText shadow;
     Entry entry;
     if (auto r = load(f, user, &dir, &shadow, &entry)) {
-        return *r;
-    }
-    if (auto r = check_shadowed(user)) {
         return *r;
     }
     Edit edit;
@@ -740,9 +741,6 @@ mctp::AccountResult check_password(const Files& f, std::string_view user_view,
         ShadowText shadow;
         Entry entry;
         if (auto r = load(f, user, &dir, &shadow, &entry)) {
-            return *r;
-        }
-        if (auto r = check_shadowed(user)) {
             return *r;
         }
         std::string_view hash = entry.fields[1];
