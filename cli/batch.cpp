@@ -7,6 +7,7 @@
 
 #include "controller_limits.hpp"
 #include "operations.hpp"
+#include "report.hpp"
 #include "secret_line.hpp"
 #include "text.hpp"
 
@@ -140,13 +141,7 @@ std::string batch_summary(const std::vector<std::vector<Result>>& results, std::
                       std::to_string(targets) + (targets == 1 ? " target" : " targets") + ": " +
                       std::to_string(ok) + " of " + std::to_string(pairs) + " changed";
     if (ok < pairs) {
-        out += ", " + std::to_string(pairs - ok) + " failed (";
-        bool first = true;
-        for (const auto& [name, n] : why) {
-            out += (first ? "" : ", ") + std::to_string(n) + " " + std::string(name);
-            first = false;
-        }
-        out += ")";
+        out += ", " + std::to_string(pairs - ok) + " failed " + failure_counts(why);
     }
     if (tested) {
         out += "; TEST did not pass for every user on every target, so no one was changed";

@@ -179,18 +179,20 @@ std::string summary_line(const Job& job, const std::vector<Result>& results) {
     const std::size_t failed = results.size() - ok - unchanged;
     if (failed > 0) {
         out += ", " + std::to_string(failed) +
-               (job.action == Action::check ? " not (" : " failed (");
-        bool first = true;
-        for (const auto& [name, n] : why) {
-            out += (first ? "" : ", ") + std::to_string(n) + " " + std::string(name);
-            first = false;
-        }
-        out += ")";
+               (job.action == Action::check ? " not " : " failed ") + failure_counts(why);
     }
     if (gated) {
         out += "; TEST did not pass on every target, so no target was sent the change";
     }
     return out;
+}
+
+std::string failure_counts(const std::map<std::string_view, std::size_t>& why) {
+    std::string out = "(";
+    for (const auto& [name, n] : why) {
+        out += (out.size() > 1 ? ", " : "") + std::to_string(n) + " " + std::string(name);
+    }
+    return out + ")";
 }
 
 std::string progress_line(std::size_t done, std::size_t failed, std::size_t total) {

@@ -1,6 +1,7 @@
 // Results as people and scripts read them.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ bool colour_wanted(int fd);
 
 // "alice: password changed on 48 of 50 targets, 2 failed (1 unreachable, 1 timeout)"
 std::string summary_line(const Job& job, const std::vector<Result>& results);
+
+// The failures of a summary by result, "(2 refused, 1 timeout)", in the
+// order of the results' names; `why` counts failed results by
+// outcome_name().
+std::string failure_counts(const std::map<std::string_view, std::size_t>& why);
 
 // "12/50 done, 1 failed, 37 pending"
 std::string progress_line(std::size_t done, std::size_t failed, std::size_t total);
