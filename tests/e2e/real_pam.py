@@ -56,7 +56,8 @@ def skip_reason():
     return None
 
 
-def isolated(reason, unshare, argv, more=(), untouched="/etc/passwd, /etc/shadow and /etc/pam.d"):
+def isolated(reason, unshare, argv, more=(), untouched="/etc/passwd, /etc/shadow and /etc/pam.d",
+             timeout=300):
     """Runs argv inside `unshare UNSHARE... --propagation private --`, and
     fails if the machine's own files (snapshot(more)) changed meanwhile.
     With a skip reason instead: FAIL under CI (CI must run it), else SKIP."""
@@ -68,7 +69,7 @@ def isolated(reason, unshare, argv, more=(), untouched="/etc/passwd, /etc/shadow
         return SKIP
     before = snapshot(more)
     rc = subprocess.run(["unshare"] + unshare + ["--propagation", "private", "--"] + argv,
-                        timeout=300).returncode
+                        timeout=timeout).returncode
     after = snapshot(more)
     changed = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
     if changed:
