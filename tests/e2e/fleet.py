@@ -95,9 +95,15 @@ class Fleet:
         self._proc_of = {}  # responder index -> index in self.procs
         for i in range(n):
             kind = self.kinds.get(i, "normal")
-            port = free_port()
+            port = self._new_port()
             self.ports.append(port)
             if kind == "closed":
+                # Bound and never listening: a connect is refused, and
+                # nothing else (a later responder of this fleet, another
+                # suite running beside it) can take the port meanwhile.
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                self.listeners.append(s)
                 self.logs.append(None)
                 continue
             if kind == "silent":
@@ -156,7 +162,7 @@ class Fleet:
                         raise RuntimeError("a responder did not start: %s\n%s"
                                            % (log_path, text.decode(errors="replace")))
                     self.procs[self._proc_of[i]][1].close()
-                    self.ports[i] = free_port()
+                    self.ports[i] = self._new_port()
                     self.procs[self._proc_of[i]] = self._start(self.ports[i], cmd, log_path)
                     continue
                 if time.time() > deadline:
@@ -167,6 +173,14 @@ class Fleet:
         _write(self.secret_file, secret + "\n")
         self.config = os.path.join(self.dir, "mpasswd.conf")
         self.write_config()
+
+    def _new_port(self):
+        """A free port that no target of this fleet has: the kernel may hand
+        out a port again once the socket that found it is closed."""
+        while True:
+            port = free_port()
+            if port not in self.ports:
+                return port
 
     def _start(self, port, cmd, log_path):
         """systemd-socket-activate on 127.0.0.1:port running cmd (its

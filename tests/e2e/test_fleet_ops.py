@@ -149,8 +149,12 @@ class FleetOps(unittest.TestCase):
     def journal_text(self):
         if not os.path.isdir(self.journal):
             return ""
-        return "".join(open(os.path.join(self.journal, n)).read()
-                       for n in sorted(os.listdir(self.journal)) if n.endswith(".run"))
+        text = ""
+        for n in sorted(os.listdir(self.journal)):
+            if n.endswith(".run"):
+                with open(os.path.join(self.journal, n)) as f:
+                    text += f.read()
+        return text
 
     def records(self):
         """The journal's records, each as a dict of its header lines."""
