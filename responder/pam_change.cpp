@@ -98,6 +98,39 @@ void scrub(std::string& text, std::string_view password) {
 
 }  // namespace
 
+namespace {
+
+// The idle handle's conversation: nothing is ever run on that handle, and
+// a module that asked anyway gets no answer.
+extern "C" int refuse_all(int /*n*/, const pam_message** /*msg*/, pam_response** /*resp*/,
+                          void* /*appdata*/) {
+    return PAM_CONV_ERR;
+}
+
+const pam_conv idle_conversation{refuse_all, nullptr};
+
+}  // namespace
+
+void ResidentStack::hold(const std::string& service) {
+    if (handle_ != nullptr && service_ == service) {
+        return;
+    }
+    release();
+    pam_handle_t* pamh = nullptr;
+    if (pam_start(service.c_str(), nullptr, &idle_conversation, &pamh) == PAM_SUCCESS) {
+        handle_ = pamh;
+        service_ = service;
+    }
+}
+
+void ResidentStack::release() {
+    if (handle_ != nullptr) {
+        pam_end(static_cast<pam_handle_t*>(handle_), PAM_SUCCESS);
+        handle_ = nullptr;
+        service_.clear();
+    }
+}
+
 mctp::ChangeResult::Kind classify_pam_result(int rc) {
     using Kind = mctp::ChangeResult::Kind;
     switch (rc) {

@@ -247,6 +247,7 @@ mctp::ChangeResult SystemHost::change_password(std::string_view user, std::strin
     const ChangeRequest req{config_.pam_service, std::string(user),
                             peer_.local ? std::string("localhost") : peer_.text,
                             std::string(helo_name)};
+    change_stack_.hold(config_.pam_service);
     return mpasswdd::change_password(req, password);
 }
 
@@ -257,6 +258,7 @@ mctp::ChangeResult SystemHost::test_password(std::string_view user, std::string_
     const ChangeRequest req{config_.check_service, std::string(user),
                             peer_.local ? std::string("localhost") : peer_.text,
                             std::string(helo_name)};
+    check_stack_.hold(config_.check_service);
     return mpasswdd::change_password(req, password);
 }
 

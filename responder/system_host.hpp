@@ -8,6 +8,7 @@
 
 #include "auth_tally.hpp"
 #include "config.hpp"
+#include "pam_change.hpp"
 #include "peer.hpp"
 #include "scram.hpp"
 #include "session.hpp"
@@ -56,6 +57,10 @@ private:
     void refund(const std::optional<unsigned>& charged);
     void warn_if_locked(const std::optional<unsigned>& charged);
 
+    // The change and check services' modules, kept loaded for the
+    // session once it has asked for a change or a test.
+    ResidentStack change_stack_;
+    ResidentStack check_stack_;
     const Config& config_;
     Peer peer_;
     AuthTally* tally_;

@@ -184,3 +184,33 @@ TEST(PamResults, MapToReplyKinds) {
 }
 
 }  // namespace
+
+// Whether a module whose path ends in name is mapped in this process.
+bool module_loaded(const std::string& name) {
+    const std::string maps = slurp("/proc/self/maps");
+    return maps.find("/" + name + "\n") != std::string::npos;
+}
+
+TEST_F(PamChange, ResidentStackKeepsTheModulesLoadedBetweenChanges) {
+    ASSERT_FALSE(module_loaded("pam_matrix.so")) << "loaded before any change";
+    // Each change loads and unloads its stack on its own.
+    ASSERT_EQ(change("mpasswdd-matrix", "alice", "N3w-Passw0rd!").kind, Kind::changed);
+    EXPECT_FALSE(module_loaded("pam_matrix.so"));
+    {
+        mpasswdd::ResidentStack stack;
+        stack.hold("mpasswdd-matrix");
+        ASSERT_TRUE(stack.held());
+        EXPECT_TRUE(module_loaded("pam_matrix.so"));
+        // Every change still gets a handle of its own and still works;
+        // its pam_end leaves the modules where they are.
+        EXPECT_EQ(change("mpasswdd-matrix", "alice", "Second-Passw0rd!").kind, Kind::changed);
+        EXPECT_EQ(change("mpasswdd-matrix", "bob", "Bobs-N3w-Pw-33").kind, Kind::changed);
+        EXPECT_TRUE(module_loaded("pam_matrix.so"));
+        EXPECT_EQ(login("alice", "Second-Passw0rd!"), PAM_SUCCESS);
+        EXPECT_EQ(login("bob", "Bobs-N3w-Pw-33"), PAM_SUCCESS);
+        stack.hold("mpasswdd-matrix");  // held already: no second handle
+        EXPECT_TRUE(stack.held());
+    }
+    // The session's end lets them go.
+    EXPECT_FALSE(module_loaded("pam_matrix.so"));
+}
