@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,31 @@ std::vector<gid_t> groups_of(const std::string& user, gid_t primary) {
     }
 }
 
-bool in_any_group(const std::vector<gid_t>& gids, const std::vector<std::string>& names) {
+// The user's groups, looked up at the first rule that names a group:
+// getgrouplist() walks every NSS source (nss-systemd's userdb folders,
+// LDAP, ...), which a policy without group rules need not pay for at
+// every CHPW and TEST.
+class Groups {
+public:
+    Groups(const std::string& user, gid_t primary) : user_(user), primary_(primary) {}
+    const std::vector<gid_t>& get() {
+        if (!gids_) {
+            gids_ = groups_of(user_, primary_);
+        }
+        return *gids_;
+    }
+
+private:
+    const std::string& user_;
+    gid_t primary_;
+    std::optional<std::vector<gid_t>> gids_;
+};
+
+bool in_any_group(Groups& groups, const std::vector<std::string>& names) {
+    if (names.empty()) {
+        return false;
+    }
+    const auto& gids = groups.get();
     for (const auto& name : names) {
         const group* g = getgrnam(name.c_str());
         if (g != nullptr && std::find(gids.begin(), gids.end(), g->gr_gid) != gids.end()) {
@@ -56,7 +81,7 @@ mctp::UserVerdict check_user(const UserPolicy& policy, const Controller* control
         return UserVerdict::unknown;
     }
     const uid_t uid = pw->pw_uid;
-    const auto gids = groups_of(user, pw->pw_gid);
+    Groups gids(user, pw->pw_gid);
 
     if (contains(policy.deny_users, user) || in_any_group(gids, policy.deny_groups)) {
         return UserVerdict::forbidden;
