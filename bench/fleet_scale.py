@@ -94,8 +94,10 @@ class Runner:
         self.build, self.standin, self.dir = build, standin, workdir
         self.config = os.path.join(workdir, "mpasswd.conf")
         write(os.path.join(workdir, "secret"), SECRET + "\n")
-        write(self.config, "name = %s\nsecret_file = %s\nhosts = %s\n"
-              % (NAME, os.path.join(workdir, "secret"), standin.hosts))
+        # The run journal in the work folder, never this machine's own.
+        write(self.config, "name = %s\nsecret_file = %s\nhosts = %s\njournal_directory = %s\n"
+              % (NAME, os.path.join(workdir, "secret"), standin.hosts,
+                 os.path.join(workdir, "journal")))
         self.services = os.path.join(workdir, "services")
         os.mkdir(self.services)
         self.passdb = os.path.join(workdir, "local-passdb")

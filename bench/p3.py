@@ -137,7 +137,10 @@ def inside(build, n, count):
         f.write("127.0.0.1:%d\n" % PORT)
     cconf = os.path.join(scratch, "mpasswd.conf")
     with open(cconf, "w") as f:
-        f.write("name = %s\nsecret_file = %s\nhosts = %s\n" % (NAME, secret_file, hosts))
+        # The run journal on, as by default, but in the scratch folder:
+        # never this machine's own /var/lib/mpasswd.
+        f.write("name = %s\nsecret_file = %s\nhosts = %s\njournal_directory = %s\n"
+                % (NAME, secret_file, hosts, os.path.join(scratch, "journal")))
     os.chmod(cconf, 0o600)
 
     argv = {"batch": [mpasswd, "-c", cconf, "--batch"],
