@@ -17,6 +17,10 @@ constexpr std::string_view quit_line = "QUIT\r\n";
 // How much of a line that is not a reply is shown in the outcome.
 constexpr std::size_t shown_line_max = 64;
 
+// Lines out ahead of the reply due, at most: a user's "." and the next
+// user's command and DATA.
+constexpr std::size_t ahead_max = 3;
+
 }  // namespace
 
 std::string_view to_string(Client::Step s) noexcept {
@@ -135,9 +139,42 @@ std::string_view Client::next() {
         return quit_line;
     }
     if (waiting_) {
-        return {};
+        if (!pipelining_ || ahead_.size() >= ahead_max || !may_send_ahead(last_sent_ + 1)) {
+            return {};
+        }
+        ahead_.push_back(++last_sent_);
+        return send_step(last_sent_);
     }
     waiting_ = true;
+    last_sent_ = at_;
+    return send_step(at_);
+}
+
+bool Client::may_send_ahead(std::size_t index) const {
+    if (index >= steps_.size()) {
+        return false;
+    }
+    const StepSpec& spec = steps_[index];
+    const StepSpec& before = steps_[index - 1];
+    if (spec.item == no_item || before.item == no_item) {
+        return false;  // nothing ahead before the users: EHLO and AUTH wait
+    }
+    switch (spec.send) {
+    case Send::data:  // right behind its CHPW, TEST or CHCK
+        return before.item == spec.item;
+    case Send::end:  // right behind the password, which went after 354
+        return before.send == Send::password;
+    case Send::chpw:
+    case Send::test:
+    case Send::chck:
+    case Send::vrfy:  // the next user, behind the last one's "."
+        return index == first_step_[spec.item] && before.send == Send::end;
+    default:  // the password waits for 354; EXPR, LOCK, UNLK for their turn
+        return false;
+    }
+}
+
+std::string_view Client::send_step(std::size_t index) {
     const auto line = [this](std::string_view verb, std::string_view arg) -> std::string_view {
         out_.assign(verb);
         if (!arg.empty()) {
@@ -147,7 +184,7 @@ std::string_view Client::next() {
         out_ += crlf;
         return out_;
     };
-    const StepSpec& spec = steps_[at_];
+    const StepSpec& spec = steps_[index];
     ItemResult* item = spec.item == no_item ? nullptr : &results_[spec.item];
     const std::string& user = item ? items_[spec.item].user : job_.user;
     if (item) {
@@ -178,6 +215,14 @@ std::string_view Client::next() {
     return {};
 }
 
+void Client::advance_to(std::size_t index) {
+    at_ = index;
+    waiting_ = !ahead_.empty() && ahead_.front() == index;
+    if (waiting_) {
+        ahead_.pop_front();  // its line went out ahead: its reply is due
+    }
+}
+
 void Client::on_line(std::string_view line) {
     if (done_) {
         return;
@@ -190,6 +235,22 @@ void Client::on_line(std::string_view line) {
         return;  // QUIT not yet handed out: nothing is due
     }
     const auto shown = [&] { return "'" + printable(line, shown_line_max) + "'"; };
+    if (skip_ > 0) {
+        // The reply to a line sent ahead for a user already decided (DATA
+        // behind a refused CHPW): read and dropped, unless it closes.
+        const auto r = parse_reply_line(line);
+        if (!r || r->more) {
+            finish(Outcome::Kind::protocol_error, std::nullopt,
+                   (r ? "a multi-line reply to a pipelined command: "
+                      : "not an MCTP reply: ") + shown());
+            return;
+        }
+        --skip_;
+        if (closes(r->code)) {
+            finish(Outcome::Kind::refused, r->code, printable(r->text, shown_line_max));
+        }
+        return;
+    }
     if (!waiting_) {
         finish(Outcome::Kind::protocol_error, std::nullopt, "a reply before the command: " + shown());
         return;
@@ -283,6 +344,7 @@ bool Client::on_ehlo(Code code) {
             c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         }
         keywords.push_back(upper);
+        pipelining_ = pipelining_ || (upper == "PIPELINING" && job_.pipelining);
         if (!upper.starts_with("AUTH ")) {
             continue;
         }
@@ -401,8 +463,7 @@ void Client::on_reply(Code code) {
             finish(Outcome::Kind::ok, code, std::move(text));
             return;
         }
-        ++at_;
-        waiting_ = false;
+        advance_to(at_ + 1);
         return;
     }
     if (number(code) >= 400) {
@@ -425,12 +486,16 @@ void Client::decide_item(Outcome::Kind kind, Code code, std::string text) {
     const std::size_t item = steps_[at_].item;
     results_[item].outcome = Outcome{kind, code, text, steps_[at_].step};
     ++decided_;
+    // This user's lines that went out ahead: their replies come first.
+    while (!ahead_.empty() && steps_[ahead_.front()].item == item) {
+        ahead_.pop_front();
+        ++skip_;
+    }
     if (item + 1 == items_.size()) {
         finish(kind, code, std::move(text));
         return;
     }
-    at_ = first_step_[item + 1];
-    waiting_ = false;
+    advance_to(first_step_[item + 1]);
 }
 
 void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string text) {

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -137,6 +138,9 @@ public:
         scram::KeyCache* keys = nullptr;    // shared PBKDF2 results (optional)
         bool then_expire = false;           // as Item::then_expire
         std::vector<Item> more{};           // further users, in this order (a batch)
+        // Pipeline (mpasswd-protocol(7), PIPELINING) when the target
+        // announces it in EHLO.
+        bool pipelining = true;
     };
 
     // Throws std::invalid_argument for a bad name or a missing line: a
@@ -145,7 +149,12 @@ public:
 
     // The bytes to send now (a whole line with CRLF), valid until the next
     // call of any member; empty when the client waits for a reply line, or
-    // is done(). Call it until it is empty before each on_line().
+    // is done(). Call it until it is empty before each on_line(). To a
+    // target that announces PIPELINING it hands out, without waiting for
+    // the reply due, DATA behind its CHPW, TEST or CHCK, "." behind the
+    // password, and the next user's command behind the last one's "."
+    // (never the password before its 354, never EXPR, LOCK or UNLK); the
+    // replies still due for a user already decided are read and dropped.
     std::string_view next();
     // This connection's tls-exporter channel binding (TLS 1.3, 32 octets),
     // before the first next(): SCRAM-SHA-256-PLUS when the target offers it.
@@ -191,6 +200,14 @@ private:
     };
 
     void add_item(const Item& item, std::size_t index);
+    // The line of steps_[index], marking its user started (and acted).
+    std::string_view send_step(std::size_t index);
+    // Whether steps_[index] may go before the replies to the lines ahead
+    // of it (PIPELINING).
+    [[nodiscard]] bool may_send_ahead(std::size_t index) const;
+    // steps_[index] is the one whose reply is due next, or whose line
+    // goes out next when it has not gone out ahead.
+    void advance_to(std::size_t index);
     // The user under way got its answer; the next one starts, or the
     // session ends with this outcome.
     void decide_item(Outcome::Kind kind, Code code, std::string text);
@@ -216,6 +233,10 @@ private:
     bool quit_sent_ = false;   // QUIT out, its reply due
     bool done_ = false;
     bool end_sent_ = false;
+    bool pipelining_ = false;        // the target announced PIPELINING
+    std::size_t last_sent_ = 0;      // the step handed out last
+    std::deque<std::size_t> ahead_;  // steps out after at_, their replies due in order
+    std::size_t skip_ = 0;           // replies due for a user already decided
     std::string out_;          // the line handed out last, when not a secret
     // The reply being read: its lines' texts and code.
     std::vector<std::string> lines_;

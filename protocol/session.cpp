@@ -330,6 +330,9 @@ Reply Session::cmd_ehlo(std::string_view arg) {
             r.more.push_back(operation_names(op));
         }
     }
+    // Lines may come before the replies to those ahead of them: each is
+    // read and answered in turn (mpasswd-protocol(7), PIPELINING).
+    r.more.emplace_back("PIPELINING");
     r.more.push_back("LINEMAX " + std::to_string(settings_.line_max));
     return r;
 }

@@ -572,12 +572,14 @@ int run_child(const Options& o, int fd, pid_t parent, mpasswdd::Clock::time_poin
             parent_link.log_level(privsep::log_error, e.what());
             return exit_failure;
         }
-        // The banner follows the handshake's last flight: Nagle would
-        // hold it until the client's delayed ACK (some 40 ms). Nothing on
-        // a socket that is not TCP. Now, before the seccomp filter.
-        const int one = 1;
-        setsockopt(0, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    // Every reply is one whole line, written at once: Nagle would only
+    // hold one back until the client's delayed ACK (some 40 ms), as for
+    // the banner after TLS's last flight or the replies to lines a
+    // controller pipelined (PIPELINING). Nothing on a socket that is not
+    // TCP. Now, before the seccomp filter.
+    const int one = 1;
+    setsockopt(0, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // The child writes nothing to stderr (under inetd it is the socket).
     if (const int null = open("/dev/null", O_RDWR); null >= 0) {
         dup2(null, 2);

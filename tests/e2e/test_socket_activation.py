@@ -24,7 +24,8 @@ PAM_WRAPPER_LIB = os.environ["PAM_WRAPPER_LIB"]
 NSS_WRAPPER_LIB = os.environ["NSS_WRAPPER_LIB"]
 PAM_MATRIX = os.environ["PAM_MATRIX_MODULE"]
 SECRET = "e2e-Secret-0123"
-PASSWORDS = ["N3w-Passw0rd!", "Second-Pw-77", "wrong-Secret-99", "Old-Passw0rd-1"]
+PASSWORDS = ["N3w-Passw0rd!", "Second-Pw-77", "wrong-Secret-99", "Old-Passw0rd-1",
+             "Pipe-Passw0rd-1", "Pipe-Passw0rd-2"]
 
 
 class SocketActivation(unittest.TestCase):
@@ -115,6 +116,33 @@ class SocketActivation(unittest.TestCase):
         self.assertEqual(c.send("."), "250 password changed for bob")
         self.assertIn("bob:Second-Pw-77:", self.passdb_text())
         self.assertEqual(c.send("QUIT"), "221 t1 closing")
+
+    def test_pipelined_batch_in_one_write_per_user(self):
+        """EHLO announces PIPELINING; lines sent ahead of their replies are
+        answered in order, as mpasswd sends them: a command and its DATA
+        together, then the password, its "." and the next user's command
+        and DATA together."""
+        c = self.main.connect()
+        c.reply()
+        self.assertIn("250-PIPELINING", c.ehlo("ctl"))
+        self.assertEqual(c.send("AUTH " + SECRET, "AUTH ********"), "250 authenticated as ctl")
+
+        def burst(*lines, shown=None):
+            c.transcript.append("C: " + (shown or " | ".join(lines)))
+            c.sock.sendall("".join(line + "\r\n" for line in lines).encode())
+            return [c.reply()[:3] for _ in lines]
+
+        # carol is denied: her DATA gets 503, and alice's change follows.
+        self.assertEqual(burst("CHPW carol", "DATA", "CHPW alice", "DATA"),
+                         ["530", "503", "250", "354"])
+        self.assertEqual(burst("Pipe-Passw0rd-1", ".", "CHPW bob", "DATA",
+                               shown="******** | . | CHPW bob | DATA"),
+                         ["355", "250", "250", "354"])
+        self.assertIn("alice:Pipe-Passw0rd-1:", self.passdb_text())
+        self.assertEqual(burst("Pipe-Passw0rd-2", ".", "QUIT", shown="******** | . | QUIT"),
+                         ["355", "250", "221"])
+        self.assertIn("bob:Pipe-Passw0rd-2:", self.passdb_text())
+        self.assertNotIn("carol", self.passdb_text())
 
     def test_nc_one_shot_from_the_issue(self):
         script = ("HELO ctl\r\nAUTH %s\r\nCHPW alice\r\nDATA\r\nN3w-Passw0rd!\r\n.\r\nQUIT\r\n"

@@ -667,6 +667,164 @@ TEST(AccountClient, ABatchCutShortDecidesTheUserUnderWayOnly) {
     EXPECT_THROW(Client{job}, std::invalid_argument);
 }
 
+// ---- PIPELINING ----
+
+// A batch client that has read the banner, an EHLO announcing `announced`
+// and the AUTH's 250: what it sent since the AUTH is next in line.
+Client pipelined(Lines& l, Client::Job job,
+                 const std::vector<std::string>& announced = {"PIPELINING", "EXPR"}) {
+    job.auth_line = &l.auth;
+    job.auth = Client::Auth::plain;
+    Client c(std::move(job));
+    std::vector<std::string> before{"220 t MCTP ready"};
+    for (auto& e : ehlo_with(announced)) {
+        before.push_back(std::move(e));
+    }
+    const auto sent = converse(c, before);
+    EXPECT_EQ(sent, (std::vector<std::string>{"EHLO ctl\r\n", "AUTH test-secret-1\r\n"}))
+        << "nothing goes ahead of EHLO and AUTH";
+    c.on_line("250 authed");
+    return c;
+}
+
+// Feeds one reply and returns what the client hands out after it.
+std::vector<std::string> after(Client& c, const std::string& reply) {
+    c.on_line(reply);
+    return drain(c);
+}
+
+using Sent = std::vector<std::string>;
+
+TEST(Pipelining, OneRoundTripPerUserAndThePasswordOnlyAfter354) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::change, "bob", &l.data}};
+    Client c = pipelined(l, job);
+    EXPECT_EQ(drain(c), (Sent{"CHPW alice\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(c, "250 change pending"), Sent{});  // the password waits for 354
+    EXPECT_EQ(after(c, "354 send it"),
+              (Sent{"New-Pw-1\r\n", ".\r\n", "CHPW bob\r\n", "DATA\r\n"}));
+    EXPECT_TRUE(c.end_of_data_sent());
+    EXPECT_TRUE(c.items()[0].acted);
+    EXPECT_TRUE(c.items()[1].started);
+    EXPECT_EQ(after(c, "355 go on"), Sent{});
+    EXPECT_EQ(after(c, "250 password changed"), Sent{});
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::ok);
+    EXPECT_TRUE(c.items()[0].changed);
+    EXPECT_EQ(c.step(), Step::chpw);  // bob's CHPW, sent ahead: its reply is due
+    EXPECT_EQ(after(c, "250 change pending"), Sent{});
+    EXPECT_EQ(after(c, "354 send it"), (Sent{"New-Pw-1\r\n", ".\r\n"}));
+    EXPECT_EQ(after(c, "355 go on"), Sent{});
+    EXPECT_EQ(after(c, "250 password changed"), Sent{"QUIT\r\n"});
+    EXPECT_EQ(c.outcome().kind, Kind::ok);
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::ok);
+    EXPECT_EQ(c.decided(), 2U);
+}
+
+TEST(Pipelining, NothingAheadWithoutTheKeywordOrWhenTurnedOff) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::change, "bob", &l.data}};
+    Client plain = pipelined(l, job, {"EXPR"});
+    EXPECT_EQ(drain(plain), Sent{"CHPW alice\r\n"});
+    EXPECT_EQ(after(plain, "250 change pending"), Sent{"DATA\r\n"});
+    job.pipelining = false;
+    Client off = pipelined(l, job);
+    EXPECT_EQ(drain(off), Sent{"CHPW alice\r\n"});
+    EXPECT_EQ(after(off, "250 change pending"), Sent{"DATA\r\n"});
+    EXPECT_EQ(after(off, "354 send it"), Sent{"New-Pw-1\r\n"});
+    EXPECT_EQ(after(off, "355 go on"), Sent{".\r\n"});
+}
+
+// A refused CHPW: the reply to the DATA behind it is read and dropped, the
+// password never goes out for that user, the next user follows.
+TEST(Pipelining, ARefusedCommandDropsTheReplyToItsDataAndTheNextUserFollows) {
+    Lines l;
+    mctp::Secret bob_pw{"Bobs-Pw-2"};
+    const mctp::Secret bob_data = Client::data_line(bob_pw);
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::change, "bob", &bob_data}};
+    Client c = pipelined(l, job);
+    Sent all = drain(c);
+    EXPECT_EQ(all, (Sent{"CHPW alice\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(c, "530 alice may not be managed here"), (Sent{"CHPW bob\r\n", "DATA\r\n"}));
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[0].outcome.step, Step::chpw);
+    EXPECT_FALSE(c.items()[0].acted);
+    EXPECT_EQ(after(c, "503 no change pending"), Sent{});  // alice's DATA: dropped
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::pending);
+    EXPECT_EQ(after(c, "250 change pending"), Sent{});
+    EXPECT_EQ(after(c, "354 send it"), (Sent{"Bobs-Pw-2\r\n", ".\r\n"}));
+    EXPECT_EQ(after(c, "355 go on"), Sent{});
+    EXPECT_EQ(after(c, "250 password changed"), Sent{"QUIT\r\n"});
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::ok);
+    // Alice's password never went out.
+    EXPECT_EQ(c.items()[0].outcome.text, "alice may not be managed here");
+}
+
+// A policy refusal at the end of data: the next user's command, sent
+// behind the ".", is the next reply; a 421 that closes the session while
+// a line is out decides the user it was for.
+TEST(Pipelining, RefusalsAtTheEndOfDataAndClosingReplies) {
+    Lines l;
+    Client::Job job{Client::Action::test, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::test, "bob", &l.data}, {Client::Action::test, "carol", &l.data}};
+    Client c = pipelined(l, job, {"PIPELINING", "TEST"});
+    EXPECT_EQ(drain(c), (Sent{"TEST alice\r\n", "DATA\r\n"}));
+    after(c, "250 test pending");
+    EXPECT_EQ(after(c, "354 send it"),
+              (Sent{"New-Pw-1\r\n", ".\r\n", "TEST bob\r\n", "DATA\r\n"}));
+    after(c, "355 go on");
+    EXPECT_EQ(after(c, "554 BAD PASSWORD: too short"), Sent{});
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[0].outcome.step, Step::end_of_data);
+    after(c, "250 test pending");
+    EXPECT_EQ(after(c, "354 send it"),
+              (Sent{"New-Pw-1\r\n", ".\r\n", "TEST carol\r\n", "DATA\r\n"}));
+    // The session closes at bob's password line: bob is decided by it,
+    // and carol, whose TEST went out, by what closed the session.
+    EXPECT_EQ(after(c, "421 t shutting down"), Sent{});
+    EXPECT_TRUE(c.done());
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[1].outcome.code, Code::unavailable);
+    EXPECT_EQ(c.items()[2].outcome.kind, Kind::pending);
+    // A 421 to a line that was being dropped ends the session too.
+    Client d = pipelined(l, job, {"PIPELINING", "TEST"});
+    drain(d);
+    EXPECT_EQ(after(d, "530 no"), (Sent{"TEST bob\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(d, "421 t going away"), Sent{});  // the reply to alice's DATA
+    EXPECT_TRUE(d.done());
+    EXPECT_EQ(d.outcome().kind, Kind::refused);
+    EXPECT_EQ(d.items()[1].outcome.code, Code::unavailable);  // bob's TEST was out
+    EXPECT_EQ(d.items()[2].outcome.kind, Kind::pending);
+    EXPECT_FALSE(d.items()[2].started);
+    // And a line that is not a reply, where a dropped one was due.
+    Client e = pipelined(l, job, {"PIPELINING", "TEST"});
+    drain(e);
+    after(e, "530 no");
+    after(e, "garbage");
+    EXPECT_EQ(e.outcome().kind, Kind::protocol_error);
+}
+
+// EXPR after a change waits for the change's 250, and so does the next
+// user: nothing is sent ahead of a command that acts on its own.
+TEST(Pipelining, ExprAndTheUserAfterItWaitForTheChange) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.then_expire = true;
+    job.more = {{Client::Action::lock, "bob"}, {Client::Action::lock, "carol"}};
+    Client c = pipelined(l, job, {"PIPELINING", "EXPR", "LOCK"});
+    EXPECT_EQ(drain(c), (Sent{"CHPW alice\r\n", "DATA\r\n"}));
+    after(c, "250 change pending");
+    EXPECT_EQ(after(c, "354 send it"), (Sent{"New-Pw-1\r\n", ".\r\n"}));
+    after(c, "355 go on");
+    EXPECT_EQ(after(c, "554 refused"), Sent{"LOCK bob\r\n"});  // no EXPR after a refusal
+    EXPECT_EQ(after(c, "250 locked"), Sent{"LOCK carol\r\n"});  // one at a time
+    EXPECT_EQ(after(c, "250 locked"), Sent{"QUIT\r\n"});
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[2].outcome.kind, Kind::ok);
+}
+
 // ---- client and server against each other, in memory ----
 
 // A Session with the FakeHost as mpasswdd runs it (framer, line_max), and

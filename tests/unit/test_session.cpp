@@ -540,10 +540,11 @@ TEST(Ehlo, ListsTheMechanismsAndLineMax) {
     EXPECT_EQ(w.session.state(), State::greeted);
     EXPECT_EQ(w.last().text, "target hello ctl [192.0.2.7]");
     EXPECT_EQ(w.last().more,
-              (std::vector<std::string>{"AUTH SCRAM-SHA-256", "TEST", "LINEMAX 128"}));
+              (std::vector<std::string>{"AUTH SCRAM-SHA-256", "TEST", "PIPELINING",
+                                        "LINEMAX 128"}));
     EXPECT_EQ(mctp::format_reply(w.last(), 128),
               "250-target hello ctl [192.0.2.7]\r\n250-AUTH SCRAM-SHA-256\r\n250-TEST\r\n"
-              "250 LINEMAX 128\r\n");
+              "250-PIPELINING\r\n250 LINEMAX 128\r\n");
     EXPECT_EQ(w.line("EHLO ctl"), 503);
     EXPECT_EQ(w.line("HELP"), 250);
     EXPECT_NE(w.last().text.find("EHLO"), std::string::npos);
