@@ -33,7 +33,13 @@ the comparison); speed is never asserted.
 Prints the median and mean of N rounds per command and the ratios of
 medians to chpasswd's. Issue 14 asks batch/chpasswd <= 1.0x.
 
-usage: bench/p3.py BUILD_DIR [-n N] [--users N]
+With --cpu CPU every process of the benchmark (the namespace, mpasswd,
+mpasswdd, chpasswd) runs on that one CPU: on a machine whose other CPUs
+are busy with other work, the hashing then runs on the same CPU for both
+sides. It puts mpasswd's processes (controller, network child, monitor)
+on one CPU with each other, where chpasswd is one process.
+
+usage: bench/p3.py BUILD_DIR [-n N] [--users N] [--cpu CPU]
 """
 import argparse
 import os
@@ -193,6 +199,7 @@ def main():
     ap.add_argument("build")
     ap.add_argument("-n", type=int, default=5)
     ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--cpu", type=int, help="run every process on this one CPU")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -204,6 +211,12 @@ def main():
     if os.geteuid() != 0:
         print("bench/p3.py: needs root (a private namespace; pam_unix writes /etc/shadow)")
         return 2
+    if a.cpu is not None:
+        if a.cpu not in os.sched_getaffinity(0):
+            ap.error("--cpu %d: not a CPU this process may run on (%s)"
+                     % (a.cpu, sorted(os.sched_getaffinity(0))))
+        os.sched_setaffinity(0, {a.cpu})  # inherited by every process started below
+        print("every process on CPU %d" % a.cpu)
     # A benchmark has no time limit of its own: -n sets how long it runs.
     return real_pam.isolated(None, ["--mount", "--net"],
                              [sys.executable, os.path.abspath(__file__), "--inside", build,
