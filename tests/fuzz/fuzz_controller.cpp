@@ -300,7 +300,7 @@ void client(std::string_view in, unsigned char knob) {
                     &keys});
     // EHLO (and HELO after a 500 to it), AUTH; or EHLO, AUTH, the proof,
     // the empty line; then VRFY, or CHPW, DATA, the password, ".".
-    const std::size_t steps = (plain ? 3 : 4) + (change ? 4 : 1);
+    const std::size_t steps = (plain ? 2 : 4) + (change ? 4 : 1);
     std::size_t sent = 0;
     std::size_t after_outcome = 0;
     bool start_data_read = false;
