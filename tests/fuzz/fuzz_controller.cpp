@@ -14,7 +14,12 @@
 //     verify or a change (the second byte), checked line by line;
 //   6 an inventory (an Ansible INI one when the second byte is odd, else
 //     a hosts file with groups) up to the first NUL, and a --limit
-//     pattern after it (`all` without a NUL), selected from it.
+//     pattern after it (`all` without a NUL), selected from it;
+//   7 reply lines for the MCTP client serving a batch of three users
+//     (changes, tests or checks by the second byte), PIPELINING when the
+//     replies announce it: no user's password may go out but after the
+//     354 to that user's own DATA, and once; never more than four lines
+//     out ahead of the replies.
 // Every Result, target and error message is then put through the report
 // (table, summary, JSON): none may carry a control octet other than the
 // '\n' ending each of its own lines, and each JSON line must be valid,
@@ -356,6 +361,77 @@ void client(std::string_view in, unsigned char knob) {
     }
 }
 
+void client_batch(std::string_view in, unsigned char knob) {
+    using mctp::Client;
+    const mctp::Secret secret("fuzz-secret-1");
+    const auto auth_line = Client::auth_line(secret);
+    const mctp::Secret passwords[3] = {mctp::Secret("Fuzz-Pw-A"), mctp::Secret(".Fuzz-Pw-B"),
+                                       mctp::Secret("Fuzz-Pw-C")};
+    const mctp::Secret lines[3] = {Client::data_line(passwords[0]),
+                                   Client::data_line(passwords[1]),
+                                   Client::data_line(passwords[2])};
+    const Client::Action actions[3] = {Client::Action::change, Client::Action::test,
+                                       Client::Action::check};
+    const Client::Action action = actions[knob % 3];
+    Client::Job job{action, "alice", "ctl", &auth_line, &lines[0], Client::Auth::plain};
+    job.then_expire = action == Client::Action::change && (knob & 4) != 0;
+    job.more = {{action, "bob", &lines[1]}, {action, "carol", &lines[2]}};
+    Client c(std::move(job));
+    bool may_send[3] = {false, false, false};  // the 354 to its DATA was read
+    bool sent_pw[3] = {false, false, false};
+    std::size_t out = 0;      // lines handed out
+    std::size_t answered = 0;  // final reply lines read
+    bool quit = false;
+    const auto drain = [&] {
+        for (std::string_view line = c.next(); !line.empty(); line = c.next()) {
+            require(one_clean_line(line));
+            require(line.find("fuzz-secret-1") == std::string_view::npos ||
+                    line == auth_line.view());
+            for (std::size_t k = 0; k < 3; ++k) {
+                if (line == lines[k].view()) {
+                    require(may_send[k] && !sent_pw[k]);
+                    sent_pw[k] = true;
+                } else {
+                    require(line.find(passwords[k].view().substr(1)) == std::string_view::npos);
+                }
+            }
+            if (line == "QUIT\r\n") {
+                require(c.finished() && !quit);
+                quit = true;
+            }
+            require(++out <= answered + 4);
+        }
+    };
+    std::size_t start = 0;
+    while (start <= in.size() && !c.done()) {
+        drain();
+        std::size_t end = in.find('\n', start);
+        if (end == std::string_view::npos) {
+            end = in.size();
+        }
+        std::string_view line = in.substr(start, end - start);
+        if (line.ends_with('\r')) {
+            line.remove_suffix(1);
+        }
+        const bool at_data = !c.finished() && c.step() == Client::Step::data;
+        const std::size_t user = c.decided();
+        c.on_line(line);
+        if (const auto r = mctp::parse_reply_line(line); r && !r->more) {
+            ++answered;
+        }
+        if (at_data && !c.finished() && c.step() == Client::Step::password && user < 3) {
+            may_send[user] = true;
+        }
+        start = end + 1;
+    }
+    drain();
+    require(c.decided() <= 3);
+    for (const auto& item : c.items()) {
+        require(only_printable(item.outcome.text));
+        require(!item.changed || item.acted);
+    }
+}
+
 // Targets read from a file, each with a result, through the report.
 void report_targets(const std::vector<Target>& targets) {
     std::vector<Result> results(targets.size());
@@ -470,13 +546,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const std::string_view in(reinterpret_cast<const char*>(data) + 2, size - 2);
     const unsigned char knob = data[1];
-    switch (data[0] % 7) {
+    switch (data[0] % 8) {
     case 0: replies(in, knob); break;
     case 1: dialogue(in, knob); break;
     case 2: hosts(in, knob); break;
     case 3: config(in); break;
     case 4: result(in, knob); break;
     case 5: client(in, knob); break;
+    case 7: client_batch(in, knob); break;
     default: inventory(in, knob); break;
     }
     return 0;
