@@ -204,11 +204,15 @@ bool AuthTally::active(const Entry& e, std::int64_t now_ms) const {
 }
 
 std::vector<AuthTally::Entry> AuthTally::load(std::int64_t now_ms) {
-    std::string text(limits::tally_file_max + 1, '\0');
-    std::size_t got = 0;
-    while (got < text.size()) {
-        const ssize_t n = pread(fd_, text.data() + got, text.size() - got,
-                                static_cast<off_t>(got));
+    // Up to tally_file_max + 1 octets, read in steps: a buffer of that
+    // size filled with zeroes first wrote 96 KiB of heap at each
+    // connection's start, for a file that mostly holds a line or two.
+    std::string text;
+    std::array<char, 4096> chunk{};
+    while (text.size() <= limits::tally_file_max) {
+        const std::size_t want =
+            std::min(chunk.size(), limits::tally_file_max + 1 - text.size());
+        const ssize_t n = pread(fd_, chunk.data(), want, static_cast<off_t>(text.size()));
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -218,9 +222,9 @@ std::vector<AuthTally::Entry> AuthTally::load(std::int64_t now_ms) {
         if (n == 0) {
             break;
         }
-        got += static_cast<std::size_t>(n);
+        text.append(chunk.data(), static_cast<std::size_t>(n));
     }
-    text.resize(got);
+    const std::size_t got = text.size();
     std::vector<Entry> entries;
     std::string why;
     if (got > limits::tally_file_max) {
