@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <iostream>
 #include <string>
 #include <string_view>
 
