@@ -11,7 +11,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <sstream>
 
 namespace mctp::cfg {
 
@@ -269,38 +268,50 @@ void parse_ini(const std::string& text, const std::string& path,
     }
 }
 
-int section_line(const std::string& text, const std::string& section) {
-    std::istringstream in(text);
-    std::string line;
+namespace {
+
+// The number (from 1) of the first line of text for which match(line)
+// holds, 0 when none does. Lines end at '\n', as std::getline splits
+// them (a '\r' stays in the line); no stream, so that mpasswdd, which
+// calls this at each start, does not build std::locale's facets.
+template <class Match>
+int first_line(std::string_view text, Match match) {
     int n = 0;
-    while (std::getline(in, line)) {
+    std::size_t at = 0;
+    while (at < text.size()) {
+        std::size_t end = text.find('\n', at);
+        if (end == std::string_view::npos) {
+            end = text.size();
+        }
         ++n;
-        const auto b = line.find('[');
-        const auto e = line.find(']');
-        if (b != std::string::npos && e != std::string::npos && e > b &&
-            line.substr(b + 1, e - b - 1) == section) {
+        if (match(text.substr(at, end - at))) {
             return n;
         }
+        at = end + 1;
     }
     return 0;
 }
 
+}  // namespace
+
+int section_line(const std::string& text, const std::string& section) {
+    return first_line(text, [&](std::string_view line) {
+        const auto b = line.find('[');
+        const auto e = line.find(']');
+        return b != std::string_view::npos && e != std::string_view::npos && e > b &&
+               line.substr(b + 1, e - b - 1) == section;
+    });
+}
+
 int key_line(const std::string& text, std::string_view key) {
-    std::istringstream in(text);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) {
-        ++n;
+    return first_line(text, [&](std::string_view line) {
         const auto b = line.find_first_not_of(" \t");
-        if (b == std::string::npos || line.compare(b, key.size(), key) != 0) {
-            continue;
+        if (b == std::string_view::npos || line.compare(b, key.size(), key) != 0) {
+            return false;
         }
         const auto after = line.find_first_not_of(" \t", b + key.size());
-        if (after != std::string::npos && (line[after] == '=' || line[after] == ':')) {
-            return n;
-        }
-    }
-    return 0;
+        return after != std::string_view::npos && (line[after] == '=' || line[after] == ':');
+    });
 }
 
 std::string dropin_folder(const std::string& config_path) {

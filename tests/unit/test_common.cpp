@@ -14,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -39,6 +40,27 @@ TEST(RangeText, FromTheConstants) {
     EXPECT_EQ(cfg::seconds_text(250ms), "0.25");
     EXPECT_EQ(cfg::seconds_text(1ms), "0.001");
     EXPECT_EQ(cfg::seconds_text(1500ms), "1.5");
+}
+
+TEST(ConfigLines, SectionAndKeyLinesCountFromOne) {
+    const std::string text =
+        "a = 1\n"
+        "\n"
+        "[peer one]\r\n"
+        "  key\t= x\n"
+        "keyboard = y\n"
+        "[peer two]\n"
+        "other: z";
+    EXPECT_EQ(cfg::section_line(text, "peer one"), 3);
+    EXPECT_EQ(cfg::section_line(text, "peer two"), 6);
+    EXPECT_EQ(cfg::section_line(text, "peer"), 0);
+    EXPECT_EQ(cfg::key_line(text, "a"), 1);
+    EXPECT_EQ(cfg::key_line(text, "key"), 4);
+    EXPECT_EQ(cfg::key_line(text, "keyboard"), 5);
+    EXPECT_EQ(cfg::key_line(text, "other"), 7) << "the last line has no newline";
+    EXPECT_EQ(cfg::key_line(text, "missing"), 0);
+    EXPECT_EQ(cfg::key_line("", "a"), 0);
+    EXPECT_EQ(cfg::section_line("\n\n[s]", "s"), 3);
 }
 
 TEST(RangeText, RelativeTo) {
