@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <cmath>
 #include <cstring>
 
 namespace mctp::cfg {
@@ -224,17 +223,46 @@ bool parse_unsigned(std::string_view v, unsigned long long min, unsigned long lo
 
 bool parse_seconds(std::string_view v, std::chrono::milliseconds min,
                    std::chrono::milliseconds max, std::chrono::milliseconds* out) {
-    double s = 0;
-    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
-    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !std::isfinite(s) ||
-        s < 0 || s > 1e9) {
+    // Digits with an optional fraction ("60", "0.25", ".5", "5."), read
+    // exactly in decimal and rounded to the millisecond, half up. No
+    // floating point: std::from_chars for a double and std::llround made
+    // mpasswdd load libm at each start (README, "Start-up and memory").
+    const auto dot = v.find('.');
+    const std::string_view whole = v.substr(0, dot);
+    const std::string_view fraction = dot == std::string_view::npos ? "" : v.substr(dot + 1);
+    const auto digits = [](std::string_view d) {
+        return std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (whole.empty() && fraction.empty()) {
         return false;
     }
-    const auto ms = std::chrono::milliseconds(static_cast<long long>(std::llround(s * 1000.0)));
-    if (ms < min || ms > max) {
+    if (!digits(whole) || !digits(fraction)) {
         return false;
     }
-    *out = ms;
+    constexpr unsigned long long seconds_max = 1'000'000'000;
+    unsigned long long seconds = 0;
+    for (const char c : whole) {
+        seconds = seconds * 10 + static_cast<unsigned>(c - '0');
+        if (seconds > seconds_max) {
+            return false;
+        }
+    }
+    unsigned long long ms = seconds * 1000;
+    unsigned long long place = 100;
+    for (std::size_t i = 0; i < 3 && i < fraction.size(); ++i, place /= 10) {
+        ms += static_cast<unsigned>(fraction[i] - '0') * place;
+    }
+    if (fraction.size() > 3 && fraction[3] >= '5') {
+        ++ms;
+    }
+    if (ms > seconds_max * 1000) {
+        return false;
+    }
+    const std::chrono::milliseconds value(static_cast<long long>(ms));
+    if (value < min || value > max) {
+        return false;
+    }
+    *out = value;
     return true;
 }
 

@@ -67,7 +67,8 @@ bool parse_uint(std::string_view v, T min, T max, T* out) {
     return true;
 }
 
-// Seconds, with an optional fraction: "60", "0.25".
+// Seconds: digits with an optional fraction ("60", "0.25", ".5"),
+// rounded to the millisecond (half up); no sign, no exponent.
 bool parse_seconds(std::string_view v, std::chrono::milliseconds min,
                    std::chrono::milliseconds max, std::chrono::milliseconds* out);
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -40,6 +41,37 @@ TEST(RangeText, FromTheConstants) {
     EXPECT_EQ(cfg::seconds_text(250ms), "0.25");
     EXPECT_EQ(cfg::seconds_text(1ms), "0.001");
     EXPECT_EQ(cfg::seconds_text(1500ms), "1.5");
+}
+
+TEST(ParseSeconds, DigitsWithAFractionRoundedToTheMillisecond) {
+    const auto parse = [](std::string_view v) -> std::optional<long long> {
+        milliseconds out{-1};
+        if (!cfg::parse_seconds(v, 0ms, 1'000'000'000'000ms, &out)) {
+            return std::nullopt;
+        }
+        return out.count();
+    };
+    EXPECT_EQ(parse("60"), 60'000);
+    EXPECT_EQ(parse("0.25"), 250);
+    EXPECT_EQ(parse(".5"), 500);
+    EXPECT_EQ(parse("5."), 5'000);
+    EXPECT_EQ(parse("007"), 7'000);
+    EXPECT_EQ(parse("0"), 0);
+    EXPECT_EQ(parse("1.0005"), 1'001) << "half up";
+    EXPECT_EQ(parse("1.00049999999999999999"), 1'000) << "exact, not through a double";
+    EXPECT_EQ(parse("2.9999"), 3'000);
+    EXPECT_EQ(parse("1000000000"), 1'000'000'000'000);
+    EXPECT_EQ(parse("0000000000001.5"), 1'500) << "leading zeroes are not digits too many";
+    for (const char* bad : {"", ".", "-1", "-0", "+1", " 1", "1 ", "1.2.3", "1e3", "inf", "nan",
+                            "0x10", "1,5", "1000000000.001", "99999999999999999999999"}) {
+        EXPECT_EQ(parse(bad), std::nullopt) << bad;
+    }
+    milliseconds out{7};
+    EXPECT_FALSE(cfg::parse_seconds("0.05", 100ms, 1000ms, &out));
+    EXPECT_FALSE(cfg::parse_seconds("1.0006", 100ms, 1000ms, &out));
+    EXPECT_EQ(out, 7ms) << "unchanged when refused";
+    EXPECT_TRUE(cfg::parse_seconds("1.0004", 100ms, 1000ms, &out));
+    EXPECT_EQ(out, 1000ms);
 }
 
 TEST(ConfigLines, SectionAndKeyLinesCountFromOne) {
