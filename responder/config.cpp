@@ -1,6 +1,5 @@
 #include "config.hpp"
 
-#include <crypt.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -203,9 +202,7 @@ bool set_secret_hash(Controller& ctl, std::string_view value, const std::string&
     // The shape only: the file is read at every connection, and hashing
     // each entry here would cost every peer, even a refused one, a
     // yescrypt run per controller. --check-config hashes.
-    const int check = crypt_checksalt(hash.c_str());
-    if ((check != CRYPT_SALT_OK && check != CRYPT_SALT_TOO_CHEAP) || !has_yescrypt_shape(hash)) {
-        *why = "is not a valid yescrypt hash";
+    if (!yescrypt_setting_ok(hash, why)) {
         return false;
     }
     ctl.secret_hash = hash;

@@ -354,8 +354,10 @@ class Tls(unittest.TestCase):
             plain.stop()
         self.assertEqual(len(maps), 2, "the privileged parent and the network child")
         for pid, text in maps.items():
-            # Nor Nettle before AUTH (scram_nettle_lazy.cpp).
+            # Nor Nettle before AUTH (scram_nettle_lazy.cpp), nor libcrypt
+            # before a hash is made or checked (secret_hash.cpp).
             self.assertNotIn("libnettle", text, pid)
+            self.assertNotIn("libcrypt", text, pid)
             self.assertNotIn("libssl", text, pid)
             self.assertNotIn("libcrypto", text, pid)
             self.assertNotIn("mpasswdd-tls.so", text, pid)
