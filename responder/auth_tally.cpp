@@ -204,15 +204,16 @@ bool AuthTally::active(const Entry& e, std::int64_t now_ms) const {
 }
 
 std::vector<AuthTally::Entry> AuthTally::load(std::int64_t now_ms) {
-    // Up to tally_file_max + 1 octets, read in steps: a buffer of that
-    // size filled with zeroes first wrote 96 KiB of heap at each
-    // connection's start, for a file that mostly holds a line or two.
+    // Up to tally_file_max + 1 octets, read in steps of 4 KiB into the
+    // string itself: a buffer of that size filled with zeroes first wrote
+    // 96 KiB of heap at each connection's start, for a file that mostly
+    // holds a line or two.
     std::string text;
-    std::array<char, 4096> chunk{};
-    while (text.size() <= limits::tally_file_max) {
-        const std::size_t want =
-            std::min(chunk.size(), limits::tally_file_max + 1 - text.size());
-        const ssize_t n = pread(fd_, chunk.data(), want, static_cast<off_t>(text.size()));
+    std::size_t got = 0;
+    while (got <= limits::tally_file_max) {
+        text.resize(std::min(got + 4096, limits::tally_file_max + 1));
+        const ssize_t n = pread(fd_, text.data() + got, text.size() - got,
+                                static_cast<off_t>(got));
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -222,9 +223,9 @@ std::vector<AuthTally::Entry> AuthTally::load(std::int64_t now_ms) {
         if (n == 0) {
             break;
         }
-        text.append(chunk.data(), static_cast<std::size_t>(n));
+        got += static_cast<std::size_t>(n);
     }
-    const std::size_t got = text.size();
+    text.resize(got);
     std::vector<Entry> entries;
     std::string why;
     if (got > limits::tally_file_max) {
