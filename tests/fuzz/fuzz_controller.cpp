@@ -183,17 +183,25 @@ void check_error(const std::exception& e) {
     require(only_printable(e.what()));
 }
 
+// The line of in that starts at *start, without its LF and one CR before
+// it; *start moves past it.
+std::string_view next_line(std::string_view in, std::size_t* start) {
+    std::size_t end = in.find('\n', *start);
+    if (end == std::string_view::npos) {
+        end = in.size();
+    }
+    std::string_view line = in.substr(*start, end - *start);
+    if (line.ends_with('\r')) {
+        line.remove_suffix(1);
+    }
+    *start = end + 1;
+    return line;
+}
+
 void replies(std::string_view in, unsigned char knob) {
     std::size_t start = 0;
     while (start <= in.size()) {
-        std::size_t end = in.find('\n', start);
-        if (end == std::string_view::npos) {
-            end = in.size();
-        }
-        std::string_view line = in.substr(start, end - start);
-        if (line.ends_with('\r')) {
-            line.remove_suffix(1);
-        }
+        const std::string_view line = next_line(in, &start);
         if (const auto r = mctp::parse_reply(line)) {
             const int code = mctp::number(r->code);
             require(code >= 200 && code <= 599 && only_printable(r->text));
@@ -210,7 +218,6 @@ void replies(std::string_view in, unsigned char knob) {
         if (only_printable(line) && line.size() <= max) {
             require(shown == line);
         }
-        start = end + 1;
     }
 }
 
@@ -331,14 +338,7 @@ void client(std::string_view in, unsigned char knob) {
     std::size_t start = 0;
     while (start <= in.size() && !c.done()) {
         drain();
-        std::size_t end = in.find('\n', start);
-        if (end == std::string_view::npos) {
-            end = in.size();
-        }
-        std::string_view line = in.substr(start, end - start);
-        if (line.ends_with('\r')) {
-            line.remove_suffix(1);
-        }
+        const std::string_view line = next_line(in, &start);
         const bool at_data = !c.finished() && c.step() == mctp::Client::Step::data;
         c.on_line(line);
         if (at_data && c.step() == mctp::Client::Step::password) {
@@ -346,7 +346,6 @@ void client(std::string_view in, unsigned char knob) {
             const auto r = mctp::parse_reply_line(line);
             require(r && r->code == mctp::Code::start_data && !r->more);
         }
-        start = end + 1;
     }
     drain();
     const auto& o = c.outcome();
@@ -405,14 +404,7 @@ void client_batch(std::string_view in, unsigned char knob) {
     std::size_t start = 0;
     while (start <= in.size() && !c.done()) {
         drain();
-        std::size_t end = in.find('\n', start);
-        if (end == std::string_view::npos) {
-            end = in.size();
-        }
-        std::string_view line = in.substr(start, end - start);
-        if (line.ends_with('\r')) {
-            line.remove_suffix(1);
-        }
+        const std::string_view line = next_line(in, &start);
         const bool at_data = !c.finished() && c.step() == Client::Step::data;
         const std::size_t user = c.decided();
         c.on_line(line);
@@ -422,7 +414,6 @@ void client_batch(std::string_view in, unsigned char knob) {
         if (at_data && !c.finished() && c.step() == Client::Step::password && user < 3) {
             may_send[user] = true;
         }
-        start = end + 1;
     }
     drain();
     require(c.decided() <= 3);
