@@ -173,21 +173,27 @@ private:
         std::vector<Result> out;
         out.reserve(items.size());
         std::string under_way;
+        const auto under_way_index = client_.user_under_way();
         for (std::size_t i = 0; i < items.size(); ++i) {
             const auto& item = items[i];
             Result x = r;
-            if (item.outcome.kind != mctp::Client::Outcome::Kind::pending) {
+            const bool pending = item.outcome.kind == mctp::Client::Outcome::Kind::pending;
+            // The user the session ended under, undecided (a timeout); any
+            // other user still pending was not tried, even one whose command
+            // (and DATA) went out ahead (PIPELINING): nothing was done for it.
+            const bool is_under_way = under_way_index == i;
+            if (!pending) {
                 const auto& o = item.outcome;
                 x.outcome = engine_outcome(o.kind);
                 x.code = o.code ? mctp::number(*o.code) : 0;
                 x.text = mctp::printable(o.text, limits::result_text_max);
                 x.step = std::string(mctp::to_string(o.step));
-            } else if (any_started && !item.started) {
+            } else if (any_started && !is_under_way) {
                 x.outcome = Outcome::protocol_error;
                 x.code = 0;
                 x.text = "not tried: the session ended before this user (" + under_way + ")";
             }
-            if (item.started && item.outcome.kind == mctp::Client::Outcome::Kind::pending) {
+            if (is_under_way) {
                 under_way = items_[i].user + ": " + std::string(outcome_name(x.outcome));
             }
             if (x.outcome == Outcome::ok) {

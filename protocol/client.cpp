@@ -131,8 +131,8 @@ std::string_view Client::next() {
         return {};
     }
     if (finished()) {
-        if (!quit_due_) {
-            return {};
+        if (!quit_due_ || skip_ > 0) {
+            return {};  // QUIT goes after the replies still due
         }
         quit_due_ = false;
         quit_sent_ = true;
@@ -145,9 +145,28 @@ std::string_view Client::next() {
         ahead_.push_back(++last_sent_);
         return send_step(last_sent_);
     }
+    if (skip_ > 0 && !(pipelining_ && opens_a_user(at_))) {
+        return {};  // EXPR, LOCK, UNLK wait until the dropped replies are in
+    }
     waiting_ = true;
     last_sent_ = at_;
     return send_step(at_);
+}
+
+std::optional<std::size_t> Client::user_under_way() const noexcept {
+    const std::size_t item = steps_[at_].item;
+    if (item == no_item || !results_[item].started ||
+        results_[item].outcome.kind != Outcome::Kind::pending) {
+        return std::nullopt;
+    }
+    return item;
+}
+
+bool Client::opens_a_user(std::size_t index) const {
+    const StepSpec& spec = steps_[index];
+    return spec.item != no_item && index == first_step_[spec.item] &&
+           (spec.send == Send::chpw || spec.send == Send::test || spec.send == Send::chck ||
+            spec.send == Send::vrfy);
 }
 
 bool Client::may_send_ahead(std::size_t index) const {
@@ -168,7 +187,7 @@ bool Client::may_send_ahead(std::size_t index) const {
     case Send::test:
     case Send::chck:
     case Send::vrfy:  // the next user, behind the last one's "."
-        return index == first_step_[spec.item] && before.send == Send::end;
+        return opens_a_user(index) && before.send == Send::end;
     default:  // the password waits for 354; EXPR, LOCK, UNLK for their turn
         return false;
     }
@@ -231,25 +250,32 @@ void Client::on_line(std::string_view line) {
         done_ = true;  // whatever the answer to QUIT is
         return;
     }
-    if (finished()) {
-        return;  // QUIT not yet handed out: nothing is due
-    }
     const auto shown = [&] { return "'" + printable(line, shown_line_max) + "'"; };
     if (skip_ > 0) {
-        // The reply to a line sent ahead for a user already decided (DATA
-        // behind a refused CHPW): read and dropped, unless it closes.
+        // The reply to a line sent ahead for a user already decided (the
+        // DATA behind a refused CHPW): a refusal, read and dropped, also
+        // after the outcome (QUIT waits for it). Anything else means the
+        // target took the line: it and this client no longer agree.
         const auto r = parse_reply_line(line);
-        if (!r || r->more) {
-            finish(Outcome::Kind::protocol_error, std::nullopt,
-                   (r ? "a multi-line reply to a pipelined command: "
-                      : "not an MCTP reply: ") + shown());
+        --skip_;
+        const bool refusal = r && !r->more && number(r->code) >= 400;
+        if (refusal && !closes(r->code)) {
             return;
         }
-        --skip_;
-        if (closes(r->code)) {
+        if (finished()) {
+            quit_due_ = false;  // no courtesy to a target out of step or gone
+            done_ = true;
+        } else if (refusal) {
             finish(Outcome::Kind::refused, r->code, printable(r->text, shown_line_max));
+        } else {
+            finish(Outcome::Kind::protocol_error, std::nullopt,
+                   "a reply other than a refusal to a line sent ahead for a user already "
+                   "decided: " + shown());
         }
         return;
+    }
+    if (finished()) {
+        return;  // QUIT not yet handed out: nothing is due
     }
     if (!waiting_) {
         finish(Outcome::Kind::protocol_error, std::nullopt, "a reply before the command: " + shown());
@@ -450,6 +476,9 @@ void Client::on_reply(Code code) {
     }
     const StepSpec& spec = steps_[at_];
     if (code == spec.want) {
+        if (spec.step == Step::end_of_data) {
+            data_refusal_.reset();
+        }
         if (spec.item != no_item && spec.step == Step::end_of_data &&
             items_[spec.item].action == Action::change) {
             results_[spec.item].changed = true;
@@ -467,10 +496,26 @@ void Client::on_reply(Code code) {
         return;
     }
     if (number(code) >= 400) {
+        if (spec.step == Step::password && !closes(code)) {
+            // The target is still reading data (a line too long for it gets
+            // 501 and the session stays in RECEIVING): the "." ends the
+            // data, and its reply decides. Refused, this refusal is the
+            // one reported; a 250 means the target made the change.
+            data_refusal_ = Outcome{Outcome::Kind::refused, code, std::move(text), spec.step};
+            advance_to(at_ + 1);
+            return;
+        }
         if (spec.item != no_item && !closes(code)) {
             const bool different = items_[spec.item].action == Action::check &&
                                    spec.step == Step::end_of_data &&
                                    code == Code::transaction_failed;
+            if (data_refusal_ && spec.step == Step::end_of_data && !different) {
+                auto kept = std::move(*data_refusal_);
+                data_refusal_.reset();
+                decide_item(kept.kind, *kept.code, std::move(kept.text), kept.step);
+                return;
+            }
+            data_refusal_.reset();
             decide_item(different ? Outcome::Kind::different : Outcome::Kind::refused, code,
                         std::move(text));
             return;
@@ -482,9 +527,10 @@ void Client::on_reply(Code code) {
            "unexpected reply " + std::to_string(number(code)) + " " + text);
 }
 
-void Client::decide_item(Outcome::Kind kind, Code code, std::string text) {
+void Client::decide_item(Outcome::Kind kind, Code code, std::string text,
+                         std::optional<Step> step) {
     const std::size_t item = steps_[at_].item;
-    results_[item].outcome = Outcome{kind, code, text, steps_[at_].step};
+    results_[item].outcome = Outcome{kind, code, text, step.value_or(steps_[at_].step)};
     ++decided_;
     // This user's lines that went out ahead: their replies come first.
     while (!ahead_.empty() && steps_[ahead_.front()].item == item) {
@@ -492,14 +538,15 @@ void Client::decide_item(Outcome::Kind kind, Code code, std::string text) {
         ++skip_;
     }
     if (item + 1 == items_.size()) {
-        finish(kind, code, std::move(text));
+        finish(kind, code, std::move(text), step);
         return;
     }
     advance_to(first_step_[item + 1]);
 }
 
-void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string text) {
-    outcome_ = Outcome{kind, code, std::move(text), steps_[at_].step};
+void Client::finish(Outcome::Kind kind, std::optional<Code> code, std::string text,
+                    std::optional<Step> step) {
+    outcome_ = Outcome{kind, code, std::move(text), step.value_or(steps_[at_].step)};
     // The user under way gets what ended the session.
     if (const auto item = steps_[at_].item;
         item != no_item && results_[item].started &&

@@ -30,7 +30,9 @@
 // Auth::plain (a hosts line that says auth=plain) the old AUTH <secret>
 // 250, after EHLO, or after HELO when the target does not know EHLO.
 // Any other code ends the session: 4xx and 5xx as a refusal, the rest as
-// a protocol error; so does a line that is not a reply. Once the outcome
+// a protocol error; so does a line that is not a reply. One exception: a
+// refused password line does not end the data, so "." still goes out and
+// its reply decides (a refusal there reports the password line's). Once the outcome
 // is known the client says QUIT as a courtesy and reads one line, unless
 // the outcome is a protocol error or a reply that closes the session
 // (421, 521).
@@ -154,7 +156,9 @@ public:
     // the reply due, DATA behind its CHPW, TEST or CHCK, "." behind the
     // password, and the next user's command behind the last one's "."
     // (never the password before its 354, never EXPR, LOCK or UNLK); the
-    // replies still due for a user already decided are read and dropped.
+    // replies still due for a user already decided are read and dropped
+    // (refusals only; anything else ends the session), and EXPR, LOCK,
+    // UNLK and QUIT wait for them.
     std::string_view next();
     // This connection's tls-exporter channel binding (TLS 1.3, 32 octets),
     // before the first next(): SCRAM-SHA-256-PLUS when the target offers it.
@@ -170,6 +174,11 @@ public:
     // pending (not started); a refusal that closed the session decides the
     // user under way.
     [[nodiscard]] const std::vector<ItemResult>& items() const noexcept { return results_; }
+    // The user whose reply is due, while that user is still pending (the
+    // session ended under it without the client deciding: a timeout, a
+    // broken connection). Users after it whose command went out ahead are
+    // not under way: nothing was done for them.
+    [[nodiscard]] std::optional<std::size_t> user_under_way() const noexcept;
     // How many users have their outcome so far.
     [[nodiscard]] std::size_t decided() const noexcept { return decided_; }
 
@@ -210,7 +219,10 @@ private:
     void advance_to(std::size_t index);
     // The user under way got its answer; the next one starts, or the
     // session ends with this outcome.
-    void decide_item(Outcome::Kind kind, Code code, std::string text);
+    void decide_item(Outcome::Kind kind, Code code, std::string text,
+                     std::optional<Step> step = std::nullopt);
+    // steps_[index] is a user's first command (CHPW, TEST, CHCK, VRFY).
+    [[nodiscard]] bool opens_a_user(std::size_t index) const;
 
     void on_reply(Code code);
     // The verbs the users need announced in EHLO (TEST, EXPR, ...).
@@ -219,7 +231,8 @@ private:
     // they ended the session.
     bool on_ehlo(Code code);
     bool on_scram(Code code, const std::string& text);
-    void finish(Outcome::Kind kind, std::optional<Code> code, std::string text);
+    void finish(Outcome::Kind kind, std::optional<Code> code, std::string text,
+                std::optional<Step> step = std::nullopt);
 
     Job job_;
     std::vector<Item> items_;
@@ -237,6 +250,9 @@ private:
     std::size_t last_sent_ = 0;      // the step handed out last
     std::deque<std::size_t> ahead_;  // steps out after at_, their replies due in order
     std::size_t skip_ = 0;           // replies due for a user already decided
+    // A refused password line: the "." went (or goes) out to end the data;
+    // if it is refused too, this is what the user is told.
+    std::optional<Outcome> data_refusal_;
     std::string out_;          // the line handed out last, when not a secret
     // The reply being read: its lines' texts and code.
     std::vector<std::string> lines_;

@@ -190,7 +190,18 @@ TEST(Client, EveryRefusalAtEveryStep) {
             std::vector<std::string> replies(change_replies.begin(),
                                              change_replies.begin() + static_cast<long>(at));
             replies.push_back(std::to_string(code) + " no \x1b[2J way");
-            const auto sent = converse(c, replies);
+            auto sent = converse(c, replies);
+            if (change_steps[at] == Step::password && code != 421 && code != 521) {
+                // The target may still be reading data: "." ends it, and
+                // its refusal leaves the password line's reported.
+                ASSERT_FALSE(c.finished()) << code;
+                ASSERT_EQ(sent.back(), ".\r\n") << code;
+                c.on_line("501 a data line was refused");
+                sent.pop_back();
+                for (auto& line : drain(c)) {
+                    sent.push_back(std::move(line));
+                }
+            }
             ASSERT_TRUE(c.finished()) << at << " " << code;
             EXPECT_EQ(c.outcome().kind, Kind::refused);
             EXPECT_EQ(mctp::number(*c.outcome().code), code);
@@ -340,9 +351,14 @@ TEST(Client, PasswordOnlyAfter354AndDotStuffed) {
         c.on_line(change_replies[i]);
     }
     EXPECT_EQ(drain(c), std::vector<std::string>{"..dot-first\r\n"});
-    // The password is not in any outcome text.
+    // A refused data line: "." ends the data (the target may still be
+    // reading it); its refusal keeps the first one's code and step.
     c.on_line("555 .dot-first");
+    EXPECT_FALSE(c.finished());
+    EXPECT_EQ(drain(c), std::vector<std::string>{".\r\n"});
+    c.on_line("501 no");
     EXPECT_EQ(c.outcome().step, Step::password);
+    EXPECT_EQ(c.outcome().code, Code(555));
     EXPECT_EQ(Client::data_line(mctp::Secret("plain")).view(), "plain\r\n");
     EXPECT_EQ(Client::auth_line(l.secret).view(), "AUTH test-secret-1\r\n");
 }
@@ -806,6 +822,69 @@ TEST(Pipelining, RefusalsAtTheEndOfDataAndClosingReplies) {
     EXPECT_EQ(e.outcome().kind, Kind::protocol_error);
 }
 
+// A refused password line with its "." already out: the "."'s reply
+// decides (the target's last word), and nothing of that user is dropped.
+TEST(Pipelining, ARefusedPasswordLineLetsTheDotDecide) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::change, "bob", &l.data}};
+    Client c = pipelined(l, job);
+    drain(c);
+    after(c, "250 change pending");
+    EXPECT_EQ(after(c, "354 send it"),
+              (Sent{"New-Pw-1\r\n", ".\r\n", "CHPW bob\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(c, "451 try again"), Sent{});
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::pending);  // the "." is due
+    EXPECT_EQ(after(c, "250 password changed"), Sent{});
+    EXPECT_EQ(c.items()[0].outcome.kind, Kind::ok);
+    EXPECT_TRUE(c.items()[0].changed);
+    after(c, "250 change pending");
+    after(c, "354 send it");
+    after(c, "501 line too long");
+    EXPECT_EQ(after(c, "501 a data line was too long"), Sent{"QUIT\r\n"});
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::refused);
+    EXPECT_EQ(c.items()[1].outcome.step, Step::password);
+    EXPECT_EQ(c.items()[1].outcome.text, "line too long");
+    EXPECT_TRUE(c.items()[1].acted);  // its "." went out; refused: nothing applied
+    EXPECT_FALSE(c.items()[1].changed);
+}
+
+// Replies to lines sent ahead for a decided user must be refusals: a 354
+// there means the target took the DATA, and the session ends before
+// anything else (a password, the next command) could be misread.
+TEST(Pipelining, ADroppedReplyThatIsNotARefusalEndsTheSession) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::change, "bob", &l.data}};
+    Client c = pipelined(l, job);
+    drain(c);
+    EXPECT_EQ(after(c, "530 no"), (Sent{"CHPW bob\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(c, "354 send it"), Sent{});
+    EXPECT_TRUE(c.done());
+    EXPECT_EQ(c.outcome().kind, Kind::protocol_error);
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::protocol_error);  // bob's CHPW was out
+}
+
+// LOCK, UNLK, EXPR are never sent while a dropped reply is still due, and
+// QUIT waits for the dropped replies too.
+TEST(Pipelining, LockAndQuitWaitForTheDroppedReplies) {
+    Lines l;
+    Client::Job job{Client::Action::change, "alice", "ctl", nullptr, &l.data};
+    job.more = {{Client::Action::lock, "bob"}, {Client::Action::change, "carol", &l.data}};
+    Client c = pipelined(l, job, {"PIPELINING", "LOCK"});
+    EXPECT_EQ(drain(c), (Sent{"CHPW alice\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(c, "530 no"), Sent{});  // not LOCK bob: alice's DATA reply is due
+    EXPECT_EQ(after(c, "503 no change pending"), Sent{"LOCK bob\r\n"});
+    EXPECT_EQ(after(c, "250 locked"), (Sent{"CHPW carol\r\n", "DATA\r\n"}));
+    EXPECT_EQ(after(c, "530 no"), Sent{});  // the last user: QUIT after the 503
+    EXPECT_TRUE(c.finished());
+    EXPECT_EQ(after(c, "503 no change pending"), Sent{"QUIT\r\n"});
+    EXPECT_FALSE(c.done());
+    c.on_line("221 bye");
+    EXPECT_TRUE(c.done());
+    EXPECT_EQ(c.items()[1].outcome.kind, Kind::ok);
+}
+
 // EXPR after a change waits for the change's 250, and so does the next
 // user: nothing is sent ahead of a command that acts on its own.
 TEST(Pipelining, ExprAndTheUserAfterItWaitForTheChange) {
@@ -994,8 +1073,10 @@ TEST(ClientAndServer, BannerRefusals) {
 }
 
 TEST(ClientAndServer, APasswordLineTooLongForTheTarget) {
-    // 200 octets against line_max 128: 501 at once; the QUIT that follows
-    // is a data line to the session, and nothing changes.
+    // 200 octets against line_max 128: 501 at once, and the session is
+    // still reading data. The client ends the data with "." (refused too:
+    // a data line was too long), so its QUIT is a command again, not a
+    // data line; nothing changes.
     Pair p;
     p.lines.password = mctp::Secret(std::string(200, 'p'));
     p.lines.data = Client::data_line(p.lines.password);
@@ -1003,7 +1084,11 @@ TEST(ClientAndServer, APasswordLineTooLongForTheTarget) {
     EXPECT_EQ(o.kind, Kind::refused);
     EXPECT_EQ(o.code, Code::syntax_error);
     EXPECT_EQ(o.step, Step::password);
-    p.session.on_end_of_input();
+    ASSERT_GE(p.sent.size(), 2U);
+    EXPECT_EQ(p.sent[p.sent.size() - 2], ".\r\n");
+    EXPECT_EQ(p.sent.back(), "QUIT\r\n");
+    EXPECT_EQ(p.replies.back(), "221 target closing\r\n");
+    EXPECT_TRUE(p.session.closed());
     EXPECT_TRUE(p.host.changes.empty());
 }
 

@@ -540,6 +540,33 @@ TEST_F(Batch, ASessionCutShortMarksTheUserUnderWayMaybeAndTheRestNotTried) {
     EXPECT_EQ(fleet.hosts[1].all_lines().find("CHPW carol"), std::string::npos);
 }
 
+// The same with PIPELINING: carol's CHPW and DATA went out behind bob's
+// "." before the session was cut. bob is still the user under way
+// (maybe); carol, whose command was only sent ahead, was not tried.
+TEST_F(Batch, PipelinedAUserSentAheadOfACutSessionWasNotTried) {
+    Fleet fleet(2);
+    for (auto& h : fleet.hosts) {
+        h.announced.insert("PIPELINING");
+    }
+    fleet.hosts[1].cut_at_change_of = "bob";
+    fleet.hosts[1].cut_applies = true;
+    make({"alice", "bob", "carol"});
+    const auto results = run_all(fleet);
+    for (std::size_t u = 0; u < 3; ++u) {
+        EXPECT_EQ(results[u][0].outcome, Outcome::ok) << results[u][0].text;
+    }
+    EXPECT_EQ(results[0][1].outcome, Outcome::ok);
+    EXPECT_EQ(results[1][1].applied, Applied::maybe);
+    EXPECT_TRUE(results[1][1].maybe_applied);
+    EXPECT_EQ(results[2][1].outcome, Outcome::protocol_error);
+    EXPECT_EQ(results[2][1].applied, Applied::no);
+    EXPECT_FALSE(results[2][1].maybe_applied);
+    EXPECT_EQ(results[2][1].text.rfind("not tried: the session ended before this user (bob: ", 0),
+              0U)
+        << results[2][1].text;
+    EXPECT_EQ(fleet.hosts[1].passwords["carol"], "Old-Pw-1");
+}
+
 // target_timeout bounds each user's part of a batch session, not the
 // whole of it: a batch longer than target_timeout in all, each user well
 // within it, ends ok; one slow user still times out.
