@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -369,6 +370,7 @@ void client_batch(std::string_view in, unsigned char knob) {
     const mctp::Secret lines[3] = {Client::data_line(passwords[0]),
                                    Client::data_line(passwords[1]),
                                    Client::data_line(passwords[2])};
+    const std::string_view users[3] = {"alice", "bob", "carol"};
     const Client::Action actions[3] = {Client::Action::change, Client::Action::test,
                                        Client::Action::check};
     const Client::Action action = actions[knob % 3];
@@ -376,50 +378,82 @@ void client_batch(std::string_view in, unsigned char knob) {
     job.then_expire = action == Client::Action::change && (knob & 4) != 0;
     job.more = {{action, "bob", &lines[1]}, {action, "carol", &lines[2]}};
     Client c(std::move(job));
-    bool may_send[3] = {false, false, false};  // the 354 to its DATA was read
+    // The wire as the target sees it, kept apart from the client's own
+    // state: every line out waits for one final reply, in order; a line
+    // is its kind and the user of the last command before it.
+    enum class Kind { command, data, password, end, other };
+    struct Out {
+        Kind kind;
+        std::size_t user;
+    };
+    std::deque<Out> wire;
+    std::size_t current = 3;          // the user of the last command out (3: none yet)
+    bool got_354[3] = {false, false, false};  // a 354 answered that user's own DATA
     bool sent_pw[3] = {false, false, false};
-    std::size_t out = 0;      // lines handed out
-    std::size_t answered = 0;  // final reply lines read
+    bool acted[3] = {false, false, false};    // its "." (a change) or EXPR went out
     bool quit = false;
     const auto drain = [&] {
         for (std::string_view line = c.next(); !line.empty(); line = c.next()) {
             require(one_clean_line(line));
             require(line.find("fuzz-secret-1") == std::string_view::npos ||
                     line == auth_line.view());
+            Kind kind = Kind::other;
             for (std::size_t k = 0; k < 3; ++k) {
                 if (line == lines[k].view()) {
-                    require(may_send[k] && !sent_pw[k]);
+                    // Only that user's own password, after the 354 to its
+                    // own DATA, once.
+                    require(current == k && got_354[k] && !sent_pw[k]);
                     sent_pw[k] = true;
+                    kind = Kind::password;
                 } else {
                     require(line.find(passwords[k].view().substr(1)) == std::string_view::npos);
                 }
+                for (const std::string_view verb : {"CHPW ", "TEST ", "CHCK ", "EXPR "}) {
+                    if (line.starts_with(verb) && line.substr(5) == std::string(users[k]) + "\r\n") {
+                        current = k;
+                        kind = Kind::command;
+                        if (verb == "EXPR ") {
+                            acted[k] = true;
+                        }
+                    }
+                }
             }
-            if (line == "QUIT\r\n") {
+            if (line == "DATA\r\n") {
+                kind = Kind::data;
+            } else if (line == ".\r\n") {
+                kind = Kind::end;
+                if (current < 3 && action == Client::Action::change) {
+                    acted[current] = true;
+                }
+            } else if (line == "QUIT\r\n") {
                 require(c.finished() && !quit);
                 quit = true;
             }
-            require(++out <= answered + 4);
+            wire.push_back({kind, current});
+            require(wire.size() <= 4);  // at most three lines ahead of the one answered next
         }
     };
     std::size_t start = 0;
     while (start <= in.size() && !c.done()) {
         drain();
         const std::string_view line = next_line(in, &start);
-        const bool at_data = !c.finished() && c.step() == Client::Step::data;
-        const std::size_t user = c.decided();
         c.on_line(line);
-        if (const auto r = mctp::parse_reply_line(line); r && !r->more) {
-            ++answered;
-        }
-        if (at_data && !c.finished() && c.step() == Client::Step::password && user < 3) {
-            may_send[user] = true;
+        if (const auto r = mctp::parse_reply_line(line); r && !r->more && !wire.empty()) {
+            const Out answered = wire.front();
+            wire.pop_front();
+            if (answered.kind == Kind::data && answered.user < 3 &&
+                r->code == mctp::Code::start_data) {
+                got_354[answered.user] = true;
+            }
         }
     }
     drain();
     require(c.decided() <= 3);
-    for (const auto& item : c.items()) {
+    for (std::size_t k = 0; k < c.items().size(); ++k) {
+        const auto& item = c.items()[k];
         require(only_printable(item.outcome.text));
         require(!item.changed || item.acted);
+        require(item.acted == acted[k]);
     }
 }
 
