@@ -58,32 +58,11 @@ here = os.path.dirname(os.path.abspath(__file__))
 source = os.path.dirname(here)
 sys.path.insert(0, os.path.join(source, "tests", "e2e"))
 import real_pam  # noqa: E402
+from p1 import Server  # noqa: E402  (systemd-socket-activate --inetd on 127.0.0.1:PORT)
 
 NAME = "bench"
 PORT = 4242
 COMMANDS = ("batch", "best-effort", "chpasswd")
-
-
-class Server:
-    def __init__(self, argv, port, log_path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port,
-                                      "-a", "--inetd"] + argv,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.log)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            with open(log_path, "rb") as f:
-                if b"Listening on" in f.read():
-                    return
-            time.sleep(0.02)
-        raise SystemExit("server did not start: %r" % argv)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
-        self.log.close()
 
 
 def shadow_hash(user):
@@ -152,8 +131,7 @@ def inside(build, n, count):
     argv = {"batch": [mpasswd, "-c", cconf, "--batch"],
             "best-effort": [mpasswd, "-c", cconf, "--batch", "--best-effort"],
             "chpasswd": ["chpasswd"]}
-    log_path = os.path.join(scratch, "mpasswdd.log")
-    server = Server([mpasswdd, "-c", conf, "--log-stderr"], PORT, log_path)
+    server = Server([mpasswdd, "-c", conf, "--log-stderr"], PORT)
     times = {c: [] for c in COMMANDS}
     params = {c: set() for c in COMMANDS}
     try:
